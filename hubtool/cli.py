@@ -1,0 +1,191 @@
+"""hubtool's command line: parse options, call the library, print the result.
+
+stdout carries data (URLs, tokens, tables); stderr carries talk. ``main`` is the one place
+where errors become text and exit codes (see ``hubtool.errors``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from hubtool import __version__
+from hubtool.errors import HubtoolError, LocalHubError, UsageError, render_error
+
+DEFAULT_HUB_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / (
+    "hubtool/hub")
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="HUBTOOL_HUB_DIR",
+    default=DEFAULT_HUB_DIR, show_default=True, show_envvar=True,
+    help="Where the local Hub keeps its git repositories, LFS objects and database.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hubtool")
+@click.option("--debug", is_flag=True, envvar="HUBTOOL_DEBUG",
+              help="Show tracebacks and debug logs.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """hubtool: find a checkpoint, fine-tune it, document it, publish it on the Hugging Face Hub."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    if debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.group()
+def hub() -> None:
+    """The local Hub: a Hugging Face Hub-compatible server for offline work and CI.
+
+    Point any Hugging Face client at it with HF_ENDPOINT=<url it prints>.
+    """
+
+
+@hub.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to bind; 0 picks a free one.")
+@click.option("--url-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the endpoint URL to this file (for scripts).")
+@data_dir_option
+def hub_serve(host: str, port: int, url_file: Path | None, data_dir: Path) -> None:
+    """Serve the local Hub until interrupted (Ctrl-C or SIGTERM)."""
+    from hubtool.hub.server import make_server, serve_forever
+
+    server = _open(lambda: make_server(data_dir, host, port), data_dir)
+    click.echo(server.url)
+    if url_file is not None:
+        _write_atomic(url_file, server.url + "\n")
+    click.echo(f"Local Hub at {server.url} (data in {data_dir}); "
+               f"use it with: export HF_ENDPOINT={server.url} HF_HUB_DISABLE_XET=1", err=True)
+    sys.stdout.flush()
+    serve_forever(server)
+    click.echo("Local Hub stopped.", err=True)
+
+
+@hub.group("user")
+def hub_user() -> None:
+    """Manage the local Hub's users."""
+
+
+@hub_user.command("add")
+@click.argument("name")
+@click.option("--fullname", help="Display name (default: NAME).")
+@click.option("--email", help="E-mail address shown by whoami.")
+@data_dir_option
+def hub_user_add(name: str, fullname: str | None, email: str | None, data_dir: Path) -> None:
+    """Add a user named NAME (its namespace is NAME)."""
+    _service(data_dir).add_user(name, fullname, email)
+    click.echo(f"Added user {name}.", err=True)
+
+
+@hub.group("org")
+def hub_org() -> None:
+    """Manage the local Hub's organizations."""
+
+
+@hub_org.command("add")
+@click.argument("name")
+@click.option("--member", "members", multiple=True, help="A user who may write to NAME/…")
+@data_dir_option
+def hub_org_add(name: str, members: tuple[str, ...], data_dir: Path) -> None:
+    """Add an organization NAME, optionally with members."""
+    svc = _service(data_dir)
+    svc.add_user(name, is_org=True)
+    for member in members:
+        svc.add_member(name, member)
+    click.echo(f"Added organization {name}.", err=True)
+
+
+@hub.group("token")
+def hub_token() -> None:
+    """Manage access tokens."""
+
+
+@hub_token.command("create")
+@click.argument("user")
+@click.option("--write", is_flag=True, help="Allow writes (default: read-only).")
+@click.option("--name", "label", help="The token's display name.")
+@data_dir_option
+def hub_token_create(user: str, write: bool, label: str | None, data_dir: Path) -> None:
+    """Create a token for USER and print it once (only its hash is stored)."""
+    token = _service(data_dir).create_token(user, write, label)
+    click.echo(token)
+    click.echo("This token is shown once; keep it secret (e.g. in HF_TOKEN).", err=True)
+
+
+@hub.command("import-catalog")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@data_dir_option
+def hub_import_catalog(file: Path, data_dir: Path) -> None:
+    """Load Hub listing rows (JSONL, JSONL.gz or CSV) as metadata-only model repos."""
+    from hubtool.hub.catalog import import_catalog
+
+    try:
+        imported, skipped = import_catalog(_service(data_dir), file)
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise UsageError(f"Cannot import {file}: {exc}",
+                         "Give a JSON-lines file (optionally .gz) or a CSV export.") from None
+    click.echo(f"Imported {imported} rows from {file} ({skipped} skipped).", err=True)
+
+
+@cli.command("demo")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path(".hubtool-demo"), show_default=True,
+              help="Where the demo keeps its local Hub and files.")
+def demo_command(workdir: Path) -> None:
+    """Start a local Hub, publish a tiny model with the real clients, list, load and clone it."""
+    from hubtool.demo import run_demo
+
+    run_demo(workdir, echo=lambda msg: click.echo(msg, err=True))
+
+
+def _service(data_dir: Path):
+    from hubtool.hub.service import HubService
+
+    return _open(lambda: HubService(data_dir), data_dir)
+
+
+def _open(make, data_dir: Path):
+    try:
+        return make()
+    except OSError as exc:
+        raise LocalHubError(f"Cannot use the local Hub at {data_dir}: {exc.strerror or exc}.",
+                            "Check the path and its permissions, or pick another --data-dir "
+                            "(or another --port if the address is taken).") from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    debug = "--debug" in (argv or sys.argv[1:]) or bool(os.environ.get("HUBTOOL_DEBUG"))
+    try:
+        cli.main(args=argv, prog_name="hubtool", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except HubtoolError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(render_error(exc), err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    sys.exit(0)

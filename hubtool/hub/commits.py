@@ -1,0 +1,245 @@
+"""Writing to a repository: preupload decisions and ndjson commits (spec §2.5).
+
+A commit is applied on the branch head with a compare-and-swap. When the client named a
+``parentCommit`` that is no longer the head, the answer is 412. Without one, a lost race is
+retried on the new head, so concurrent writers lose nothing and history stays linear.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from hubtool.hub.auth import Identity
+from hubtool.hub.db import RepoRow
+from hubtool.hub.gitstore import GitRepo, RefConflict, lfs_pointer, parse_lfs_pointer
+from hubtool.hub.lfs import valid_oid
+from hubtool.hub.protocol import ApiError, bad_request, revision_not_found
+from hubtool.hub.service import HubService, RepoRef, now_iso
+
+MAX_REGULAR_FILE = 10 * 1024 * 1024
+MAX_PATH = 1024
+MAX_SEGMENT = 255
+CAS_RETRIES = 20
+
+
+def check_path(path: Any) -> str:
+    """A repository path, or a 400 for anything that could escape or corrupt a tree."""
+    if not isinstance(path, str) or not path:
+        raise bad_request("Every file needs a non-empty 'path'")
+    problem = None
+    parts = path.split("/")
+    if "\0" in path or any(ord(c) < 32 for c in path):
+        problem = "contains a control character"
+    elif path.startswith("/") or path.startswith("\\") or (len(path) > 1 and path[1] == ":"):
+        problem = "is absolute"
+    elif len(path.encode()) > MAX_PATH or any(len(p.encode()) > MAX_SEGMENT for p in parts):
+        problem = f"is too long (at most {MAX_PATH} bytes, {MAX_SEGMENT} per segment)"
+    elif any(p in ("", ".", "..") for p in parts):
+        problem = "has an empty, '.' or '..' segment"
+    elif any(p.lower() == ".git" for p in parts):
+        problem = "is inside .git/"
+    if problem:
+        raise bad_request(f"Invalid path {path[:200]!r}: it {problem}")
+    return path
+
+
+@dataclass
+class CommitRequest:
+    summary: str
+    description: str
+    parent: str | None
+    adds: dict[str, bytes] = field(default_factory=dict)  # path -> content (pointers for LFS)
+    lfs: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # path -> (oid, size)
+    deleted_files: list[str] = field(default_factory=list)
+    deleted_folders: list[str] = field(default_factory=list)
+
+
+def parse_commit(body: bytes) -> CommitRequest:
+    """The ndjson body of ``POST …/commit/{rev}``."""
+    req: CommitRequest | None = None
+    ops: list[tuple[str, dict[str, Any]]] = []
+    for n, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            key, value = item["key"], item["value"]
+            if not isinstance(value, dict):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise bad_request(f"Line {n} of the commit is not a {{key, value}} object") from None
+        if key == "header":
+            req = CommitRequest(str(value.get("summary") or "").strip(),
+                                str(value.get("description") or ""), value.get("parentCommit"))
+        else:
+            ops.append((key, value))
+    if req is None:
+        raise bad_request("The commit has no header line")
+    if not req.summary:
+        raise bad_request("The commit summary must not be empty")
+    for key, value in ops:
+        _add_operation(req, key, value)
+    return req
+
+
+def _add_operation(req: CommitRequest, key: str, value: dict[str, Any]) -> None:
+    path = check_path(value.get("path"))
+    if key == "file":
+        try:
+            content = base64.b64decode(value.get("content") or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise bad_request(f"The content of {path!r} is not valid base64") from None
+        if len(content) > MAX_REGULAR_FILE:
+            raise bad_request(
+                f"Your push was rejected because it contains files larger than 10 MiB "
+                f"({path}). Please use https://git-lfs.github.com/ to store large files.")
+        req.adds[path] = content
+    elif key == "lfsFile":
+        oid, size = value.get("oid"), value.get("size")
+        if value.get("algo", "sha256") != "sha256" or not valid_oid(oid):
+            raise bad_request(f"lfsFile {path!r} needs a sha256 'oid'")
+        if size is not None and (not isinstance(size, int) or size < 0):
+            raise bad_request(f"lfsFile {path!r} has an invalid size")
+        req.lfs[path] = (oid, size)
+    elif key == "deletedFile":
+        req.deleted_files.append(path)
+    elif key == "deletedFolder":
+        req.deleted_folders.append(path.rstrip("/"))
+    else:
+        raise bad_request(f"Unknown commit operation {key!r}")
+
+
+def _resolve_lfs(svc: HubService, row: RepoRow, req: CommitRequest) -> None:
+    """Turn lfsFile operations into pointer files; refuse objects never uploaded here."""
+    linked = svc.db.linked_lfs(row.rowid, [oid for oid, _ in req.lfs.values()])
+    for path, (oid, size) in req.lfs.items():
+        stored = linked.get(oid)
+        if stored is None or not svc.lfs.has(oid, stored):
+            raise bad_request(f"LFS object {oid} for {path!r} was never uploaded to this repo; "
+                              "upload it through the LFS batch API first")
+        if size is not None and size != stored:
+            raise bad_request(f"LFS object {oid} has size {stored}, not {size}")
+        req.adds[path] = lfs_pointer(oid, stored)
+
+
+def _changes(repo: GitRepo, head: str, req: CommitRequest) -> tuple[dict, set[str]]:
+    files = repo.files(head)
+    deletes: set[str] = set()
+    for path in req.deleted_files:
+        if path not in files:
+            raise ApiError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
+        deletes.add(path)
+    for folder in req.deleted_folders:
+        under = [p for p in files if p.startswith(folder + "/")]
+        if not under:
+            raise ApiError(404, f"A folder with this name doesn't exist: {folder}",
+                           "EntryNotFound")
+        deletes.update(under)
+    adds = {p: ("100644", repo.write_blob(data)) for p, data in req.adds.items()}
+    deletes -= set(adds)
+    return adds, deletes
+
+
+def apply_commit(svc: HubService, who: Identity, row: RepoRow, branch: str,
+                 req: CommitRequest, create_pr: bool) -> tuple[str, int | None]:
+    """Apply ``req`` to ``branch`` (or to a new PR branch); (commit oid, PR number)."""
+    repo = svc.git(row)
+    _resolve_lfs(svc, row, req)
+    pr_num = None
+    with svc.repo_lock(RepoRef(row.repo_type, row.repo_id)):
+        ref = branch if branch.startswith("refs/") else f"refs/heads/{branch}"
+        start = repo.resolve(ref)
+        if start is None:  # unknown, or a tag or SHA: only branches take commits
+            raise revision_not_found(branch)
+        if create_pr:
+            pr_num = svc.db.open_pull_request(row.rowid, req.summary, who.user, now_iso())
+            ref = f"refs/pr/{pr_num}"
+            repo.update_ref(ref, start, "0" * 40)
+        for _ in range(CAS_RETRIES):
+            head = repo.resolve(ref) or start
+            if req.parent and req.parent != head and not create_pr:
+                raise ApiError(412, f"A commit has happened since. Please refresh and try again. "
+                                    f"(parent {req.parent} is not the head {head})")
+            adds, deletes = _changes(repo, head, req)
+            commit = repo.make_commit(head, adds, deletes, req.summary, req.description,
+                                      who.user, now_iso())
+            try:
+                repo.update_ref(ref, commit, head)
+                break
+            except RefConflict:
+                continue  # another process moved the branch: re-apply on its new head
+        else:
+            raise ApiError(409, "another conflicting operation is in progress")
+    if ref == "refs/heads/main":
+        svc.refresh(row)
+    return commit, pr_num
+
+
+def lfs_patterns(repo: GitRepo, commit: str) -> list[str]:
+    entry = repo.entry(commit, ".gitattributes")
+    if entry is None:
+        return []
+    patterns = []
+    for line in repo.read_blob(entry.oid).decode(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and "filter=lfs" in parts[1:]:
+            patterns.append(parts[0])
+    return patterns
+
+
+def matches(path: str, pattern: str) -> bool:
+    """git-attribute matching: a pattern without '/' matches the basename."""
+    if "/" not in pattern.rstrip("/"):
+        return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
+    return fnmatch.fnmatchcase(path, pattern.lstrip("/").replace("**/", "*").replace("/**", "*"))
+
+
+def upload_mode(path: str, size: int, sample: bytes, patterns: list[str]) -> str:
+    if size > MAX_REGULAR_FILE or any(matches(path, p) for p in patterns):
+        return "lfs"
+    if size > 1024 * 1024 and b"\0" in sample:
+        return "lfs"
+    return "regular"
+
+
+def preupload(svc: HubService, row: RepoRow, rev: str, files: Any, git_ignore: Any
+              ) -> dict[str, Any]:
+    """Decide ``regular``/``lfs`` for each file and report the oid already stored there."""
+    if not isinstance(files, list):
+        raise bad_request("'files' must be a list")
+    repo = svc.git(row)
+    head = svc.resolve(row, rev)
+    patterns = lfs_patterns(repo, head)
+    ignore = [ln.strip() for ln in git_ignore.splitlines()
+              if ln.strip() and not ln.startswith("#")] if isinstance(git_ignore, str) else []
+    existing = repo.files(head)
+    pointers = repo.read_blobs([e.oid for e in existing.values() if e.size <= 1024])
+    answers = []
+    for item in files:
+        if not isinstance(item, dict):
+            raise bad_request("Each entry of 'files' must be an object")
+        path = check_path(item.get("path"))
+        size = item.get("size")
+        if not isinstance(size, int) or size < 0:
+            raise bad_request(f"File {path!r} needs an integer 'size'")
+        try:
+            sample = base64.b64decode(item.get("sample") or "")
+        except (binascii.Error, ValueError):
+            raise bad_request(f"The sample of {path!r} is not valid base64") from None
+        mode = upload_mode(path, size, sample, patterns)
+        answer: dict[str, Any] = {"path": path, "uploadMode": mode,
+                                  "shouldIgnore": any(matches(path, p) for p in ignore)}
+        entry = existing.get(path)
+        if entry is not None:
+            pointer = parse_lfs_pointer(pointers.get(entry.oid, b""))
+            if mode == "lfs" and pointer:
+                answer["oid"] = pointer[0]
+            elif mode == "regular" and not pointer:
+                answer["oid"] = entry.oid
+        answers.append(answer)
+    return {"files": answers, "commitOid": head}

@@ -1,0 +1,310 @@
+"""SQLite: the local Hub's search metadata, users, tokens and pull requests.
+
+Git is the record of repository contents; this database is an index over it (plus the
+things git does not hold: visibility, downloads, likes, users). ``HubService.resync``
+rebuilds a repository's row from git, so a crash between a ref update and a row update
+heals at the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS repos (
+    rowid INTEGER PRIMARY KEY,
+    repo_type TEXT NOT NULL,
+    repo_id TEXT NOT NULL,
+    namespace TEXT,
+    object_id TEXT NOT NULL,
+    private INTEGER NOT NULL DEFAULT 0,
+    gated TEXT NOT NULL DEFAULT 'false',
+    disabled INTEGER NOT NULL DEFAULT 0,
+    metadata_only INTEGER NOT NULL DEFAULT 0,
+    sha TEXT,
+    created_at TEXT NOT NULL,
+    last_modified TEXT NOT NULL,
+    downloads INTEGER NOT NULL DEFAULT 0,
+    likes INTEGER NOT NULL DEFAULT 0,
+    trending REAL NOT NULL DEFAULT 0,
+    pipeline_tag TEXT,
+    library_name TEXT,
+    num_parameters INTEGER,
+    meta TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (repo_type, repo_id)
+);
+CREATE INDEX IF NOT EXISTS repos_downloads ON repos (repo_type, downloads DESC, rowid);
+CREATE INDEX IF NOT EXISTS repos_likes ON repos (repo_type, likes DESC, rowid);
+CREATE INDEX IF NOT EXISTS repos_modified ON repos (repo_type, last_modified DESC, rowid);
+CREATE INDEX IF NOT EXISTS repos_created ON repos (repo_type, created_at DESC, rowid);
+CREATE INDEX IF NOT EXISTS repos_namespace ON repos (namespace);
+CREATE TABLE IF NOT EXISTS repo_tags (
+    tag TEXT NOT NULL,
+    repo INTEGER NOT NULL REFERENCES repos (rowid) ON DELETE CASCADE,
+    PRIMARY KEY (tag, repo)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS repo_tags_repo ON repo_tags (repo);
+CREATE TABLE IF NOT EXISTS lfs_links (
+    repo INTEGER NOT NULL REFERENCES repos (rowid) ON DELETE CASCADE,
+    oid TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (repo, oid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    fullname TEXT NOT NULL,
+    email TEXT,
+    is_org INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS members (
+    org TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    PRIMARY KEY (org, user)
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,
+    user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    role TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pull_requests (
+    repo INTEGER NOT NULL REFERENCES repos (rowid) ON DELETE CASCADE,
+    num INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    author TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open',
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (repo, num)
+);
+"""
+
+
+@dataclass
+class RepoRow:
+    rowid: int
+    repo_type: str
+    repo_id: str
+    namespace: str | None
+    object_id: str
+    private: bool
+    gated: str
+    disabled: bool
+    metadata_only: bool
+    sha: str | None
+    created_at: str
+    last_modified: str
+    downloads: int
+    likes: int
+    trending: float
+    pipeline_tag: str | None
+    library_name: str | None
+    num_parameters: int | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> RepoRow:
+        d = dict(row)
+        d["meta"] = json.loads(d["meta"])
+        d["private"], d["disabled"] = bool(d["private"]), bool(d["disabled"])
+        d["metadata_only"] = bool(d["metadata_only"])
+        return cls(**d)
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.meta.get("tags", []))
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    repo_type: str
+    viewer_namespaces: tuple[str, ...] = ()
+    search: str | None = None
+    author: str | None = None
+    filters: tuple[str, ...] = ()
+    pipeline_tag: str | None = None
+    gated: bool | None = None
+    min_params: int | None = None
+    max_params: int | None = None
+    sort: str = "downloads"
+    offset: int = 0
+    limit: int = 1000
+
+
+_SORTS = {
+    "downloads": "downloads DESC",
+    "likes": "likes DESC",
+    "lastModified": "last_modified DESC",
+    "last_modified": "last_modified DESC",
+    "createdAt": "created_at DESC",
+    "created_at": "created_at DESC",
+    "trendingScore": "trending DESC",
+    "trending_score": "trending DESC",
+}
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self.conn.executescript(SCHEMA)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- repos ------------------------------------------------------------------------------
+    def get_repo(self, repo_type: str, repo_id: str) -> RepoRow | None:
+        row = self.conn.execute(
+            "SELECT * FROM repos WHERE repo_type=? AND repo_id=?", (repo_type, repo_id)
+        ).fetchone()
+        return RepoRow.from_sql(row) if row else None
+
+    def all_repos(self, metadata_only: bool = False) -> list[RepoRow]:
+        rows = self.conn.execute(
+            "SELECT * FROM repos WHERE metadata_only=?", (int(metadata_only),)).fetchall()
+        return [RepoRow.from_sql(r) for r in rows]
+
+    def insert_repo(self, conn: sqlite3.Connection, values: dict[str, Any]) -> int:
+        values = {**values, "meta": json.dumps(values.get("meta", {}))}
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        cur = conn.execute(f"INSERT INTO repos ({cols}) VALUES ({marks})", tuple(values.values()))
+        rowid = int(cur.lastrowid or 0)
+        self._set_tags(conn, rowid, json.loads(values["meta"]).get("tags", []))
+        return rowid
+
+    def update_repo(self, conn: sqlite3.Connection, rowid: int, values: dict[str, Any]) -> None:
+        if "meta" in values:
+            self._set_tags(conn, rowid, values["meta"].get("tags", []))
+            values = {**values, "meta": json.dumps(values["meta"])}
+        assignments = ", ".join(f"{k}=?" for k in values)
+        conn.execute(f"UPDATE repos SET {assignments} WHERE rowid=?", (*values.values(), rowid))
+
+    def _set_tags(self, conn: sqlite3.Connection, rowid: int, tags: Iterable[str]) -> None:
+        conn.execute("DELETE FROM repo_tags WHERE repo=?", (rowid,))
+        conn.executemany("INSERT OR IGNORE INTO repo_tags (tag, repo) VALUES (?, ?)",
+                         [(t, rowid) for t in tags])
+
+    def delete_repo(self, rowid: int) -> None:
+        with self.tx() as conn:
+            conn.execute("DELETE FROM repos WHERE rowid=?", (rowid,))
+
+    def bump_downloads(self, rowid: int) -> None:
+        self.conn.execute("UPDATE repos SET downloads = downloads + 1 WHERE rowid=?", (rowid,))
+
+    def list_repos(self, q: ListQuery) -> list[RepoRow]:
+        where = ["repo_type = ?"]
+        args: list[Any] = [q.repo_type]
+        visible = ", ".join("?" for _ in q.viewer_namespaces)
+        where.append(f"(private = 0 OR namespace IN ({visible}))" if visible else "private = 0")
+        args += q.viewer_namespaces
+        for tag in q.filters:
+            where.append("rowid IN (SELECT repo FROM repo_tags WHERE tag = ?)")
+            args.append(tag)
+        for column, value in (("namespace", q.author), ("pipeline_tag", q.pipeline_tag)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if q.search:
+            where.append("repo_id LIKE ? ESCAPE '\\'")
+            escaped = q.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            args.append(f"%{escaped}%")
+        if q.gated is not None:
+            where.append("gated = 'false'" if not q.gated else "gated != 'false'")
+        if q.min_params is not None:
+            where.append("num_parameters >= ?")
+            args.append(q.min_params)
+        if q.max_params is not None:
+            where.append("num_parameters <= ?")
+            args.append(q.max_params)
+        order = _SORTS.get(q.sort, "downloads DESC")
+        sql = (f"SELECT * FROM repos WHERE {' AND '.join(where)} ORDER BY {order}, rowid "
+               f"LIMIT ? OFFSET ?")
+        rows = self.conn.execute(sql, (*args, q.limit, q.offset)).fetchall()
+        return [RepoRow.from_sql(r) for r in rows]
+
+    # -- LFS links --------------------------------------------------------------------------
+    def link_lfs(self, rowid: int, oid: str, size: int) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO lfs_links (repo, oid, size) VALUES (?, ?, ?)",
+                          (rowid, oid, size))
+
+    def linked_lfs(self, rowid: int, oids: Iterable[str]) -> dict[str, int]:
+        oids = list(oids)
+        found: dict[str, int] = {}
+        for i in range(0, len(oids), 500):
+            chunk = oids[i : i + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for row in self.conn.execute(
+                f"SELECT oid, size FROM lfs_links WHERE repo=? AND oid IN ({marks})",
+                (rowid, *chunk),
+            ):
+                found[row["oid"]] = row["size"]
+        return found
+
+    # -- users, orgs, tokens ----------------------------------------------------------------
+    def get_user(self, name: str) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM users WHERE name=?", (name,)).fetchone()
+
+    def add_user(self, name: str, fullname: str, email: str | None, is_org: bool,
+                 created_at: str) -> None:
+        with self.tx() as conn:
+            conn.execute(
+                "INSERT INTO users (name, fullname, email, is_org, created_at) VALUES (?,?,?,?,?)",
+                (name, fullname, email, int(is_org), created_at))
+
+    def add_member(self, org: str, user: str) -> None:
+        with self.tx() as conn:
+            conn.execute("INSERT OR IGNORE INTO members (org, user) VALUES (?, ?)", (org, user))
+
+    def orgs_of(self, user: str) -> list[str]:
+        rows = self.conn.execute("SELECT org FROM members WHERE user=? ORDER BY org", (user,))
+        return [r["org"] for r in rows]
+
+    def add_token(self, token_hash: str, user: str, role: str, display_name: str,
+                  created_at: str) -> None:
+        with self.tx() as conn:
+            conn.execute(
+                "INSERT INTO tokens (hash, user, role, display_name, created_at) "
+                "VALUES (?,?,?,?,?)", (token_hash, user, role, display_name, created_at))
+
+    def get_token(self, token_hash: str) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM tokens WHERE hash=?", (token_hash,)).fetchone()
+
+    # -- pull requests ----------------------------------------------------------------------
+    def open_pull_request(self, rowid: int, title: str, author: str, created_at: str) -> int:
+        with self.tx() as conn:
+            row = conn.execute("SELECT COALESCE(MAX(num), 0) + 1 AS n FROM pull_requests "
+                               "WHERE repo=?", (rowid,)).fetchone()
+            num = int(row["n"])
+            conn.execute("INSERT INTO pull_requests (repo, num, title, author, created_at) "
+                         "VALUES (?,?,?,?,?)", (rowid, num, title, author, created_at))
+        return num

@@ -1,0 +1,161 @@
+"""What the Hub derives from a repository's files: card data, tags, pipeline tag, library,
+config summary and parameter counts (spec §3 and §4.1)."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import yaml
+
+from hubtool.tasks import head_of
+
+FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)(?:\r?\n)?^---[ \t]*$", re.S | re.M)
+_ARXIV = re.compile(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})", re.I)
+
+WEIGHT_FORMATS = (
+    (".safetensors", "safetensors"), (".bin", "pytorch"), (".pt", "pytorch"),
+    (".pth", "pytorch"), (".h5", "tf"), (".msgpack", "jax"), (".onnx", "onnx"),
+    (".gguf", "gguf"),
+)
+DATA_FORMATS = ((".parquet", "parquet"), (".csv", "csv"), (".json", "json"), (".jsonl", "json"),
+                (".arrow", "arrow"), (".txt", "text"))
+
+
+def split_front_matter(text: str) -> tuple[str | None, str]:
+    """(YAML text or None, Markdown body) of a card."""
+    m = FRONT_MATTER.match(text)
+    if not m:
+        return None, text
+    return m.group(1), text[m.end():].lstrip("\r\n")
+
+
+def card_data(readme: str | None) -> dict[str, Any] | None:
+    """The card's front matter as a mapping, or None when absent or not a valid mapping."""
+    if readme is None:
+        return None
+    raw, _ = split_front_matter(readme)
+    if raw is None:
+        return None
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if v is not None]
+    return [str(value)]
+
+
+def safetensors_parameters(header: bytes) -> dict[str, int]:
+    """Parameter count per dtype from a safetensors header blob (8-byte length + JSON)."""
+    if len(header) < 8:
+        return {}
+    (length,) = struct.unpack("<Q", header[:8])
+    try:
+        meta = json.loads(header[8 : 8 + length])
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    counts: dict[str, int] = {}
+    for name, info in meta.items():
+        if name == "__metadata__" or not isinstance(info, dict):
+            continue
+        n = 1
+        for dim in info.get("shape", []):
+            n *= int(dim)
+        counts[info.get("dtype", "F32")] = counts.get(info.get("dtype", "F32"), 0) + n
+    return counts
+
+
+def _dedupe(items: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        if item and item not in seen:
+            seen[item] = None
+    return list(seen)
+
+
+def model_metadata(paths: list[str], readme: str | None, config: dict[str, Any] | None,
+                   params: dict[str, int]) -> dict[str, Any]:
+    """The index fields of a model repo, derived as the Hub derives them."""
+    card = card_data(readme) or {}
+    architectures = as_list((config or {}).get("architectures"))
+    model_type = (config or {}).get("model_type")
+    heads = [h for h in (head_of(a) for a in architectures) if h]
+    pipeline_tag = card.get("pipeline_tag") or (heads[0][0] if heads else None)
+    library = card.get("library_name") or ("transformers" if config is not None else None)
+    formats = _dedupe(fmt for p in paths for ext, fmt in WEIGHT_FORMATS if p.endswith(ext))
+    tags = [library or "", *formats, str(model_type or ""), str(pipeline_tag or "")]
+    tags += as_list(card.get("tags")) + _card_reference_tags(card, readme, language_prefix="")
+    if library == "transformers":
+        tags += ["endpoints_compatible"]
+    meta: dict[str, Any] = {"tags": [*_dedupe(tags), "region:us"], "siblings": paths}
+    if card:
+        meta["cardData"] = card
+    if config is not None:
+        meta["config"] = {k: config[k] for k in ("architectures", "model_type") if k in config}
+        if heads:
+            meta["transformersInfo"] = {"auto_model": heads[0][1], "pipeline_tag": heads[0][0],
+                                        "processor": "AutoTokenizer"}
+    if params:
+        meta["safetensors"] = {"parameters": params, "total": sum(params.values())}
+    return {"meta": meta, "pipeline_tag": pipeline_tag, "library_name": library,
+            "num_parameters": sum(params.values()) if params else None}
+
+
+def dataset_metadata(paths: list[str], readme: str | None) -> dict[str, Any]:
+    card = card_data(readme) or {}
+    formats = _dedupe(fmt for p in paths for ext, fmt in DATA_FORMATS
+                      if p.endswith(ext) and not p.startswith("."))
+    tags = [f"task_categories:{t}" for t in as_list(card.get("task_categories"))]
+    tags += [f"task_ids:{t}" for t in as_list(card.get("task_ids"))]
+    tags += [f"size_categories:{t}" for t in as_list(card.get("size_categories"))]
+    tags += as_list(card.get("tags"))
+    tags += _card_reference_tags(card, readme, language_prefix="language:")
+    tags += [f"format:{f}" for f in formats]
+    if formats:
+        tags += ["library:datasets"]
+    meta: dict[str, Any] = {"tags": [*_dedupe(tags), "region:us"], "siblings": paths}
+    if card:
+        meta["cardData"] = card
+    return {"meta": meta, "pipeline_tag": None, "library_name": None, "num_parameters": None}
+
+
+def _card_reference_tags(card: dict[str, Any], readme: str | None,
+                         language_prefix: str) -> list[str]:
+    tags = [f"{language_prefix}{lang}" for lang in as_list(card.get("language"))]
+    tags += [f"dataset:{d}" for d in as_list(card.get("datasets"))]
+    if readme:
+        tags += [f"arxiv:{a}" for a in _ARXIV.findall(split_front_matter(readme)[1])]
+    tags += [f"license:{lic}" for lic in as_list(card.get("license"))]
+    relation = card.get("base_model_relation")
+    for base in as_list(card.get("base_model")):
+        tags.append(f"base_model:{base}")
+        if relation in ("finetune", "adapter", "quantized", "merge"):
+            tags.append(f"base_model:{relation}:{base}")
+    if card.get("model-index"):
+        tags.append("model-index")
+    return tags
+
+
+def read_repo_files(paths: list[str], read: Callable[[str], bytes | None]
+                    ) -> tuple[str | None, dict[str, Any] | None]:
+    """(README text, parsed config.json) read through ``read(path)``."""
+    readme = read("README.md") if "README.md" in paths else None
+    raw_config = read("config.json") if "config.json" in paths else None
+    config = None
+    if raw_config is not None:
+        try:
+            loaded = json.loads(raw_config)
+            config = loaded if isinstance(loaded, dict) else None
+        except ValueError:
+            config = None
+    return (readme.decode("utf-8", errors="replace") if readme is not None else None), config

@@ -1,0 +1,432 @@
+"""The Hub API's routes (spec §2). Each handler reads a request, calls the service, answers JSON.
+
+Routing is on the raw path (spec §1): ``refs%2Fpr%2F1`` and ``a%2Fb`` stay single segments
+and are unquoted after matching.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, unquote, urlencode
+
+from hubtool.hub import views
+from hubtool.hub.auth import Identity, identify, request_token
+from hubtool.hub.commits import apply_commit, check_path, parse_commit, preupload
+from hubtool.hub.db import ListQuery
+from hubtool.hub.protocol import ApiError, Request, Response, bad_request
+from hubtool.hub.service import REPO_TYPES, URL_PREFIX, HubService, RepoRef
+from hubtool.hub.validate import validate_card
+
+Handler = Callable[["Ctx"], Response]
+ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
+ID = r"(?P<id>[^/]+(?:/[^/]+)?)"
+T = r"(?P<t>models|datasets|spaces)"
+PAGE = 1000
+
+
+class Ctx:
+    """One request in flight: the request, the service, the matched path parameters."""
+
+    def __init__(self, svc: HubService, req: Request, params: dict[str, str]) -> None:
+        self.svc, self.req = svc, req
+        self.params = {k: unquote(v) for k, v in params.items() if v is not None}
+        self._who: Identity | None | bool = False
+
+    @property
+    def who(self) -> Identity | None:
+        if self._who is False:
+            self._who = identify(self.svc.db, request_token(self.req))
+        return self._who  # type: ignore[return-value]
+
+    @property
+    def ref(self) -> RepoRef:
+        return RepoRef(REPO_TYPES[self.params.get("t", "models")], self.params["id"])
+
+    def repo_url(self, ref: RepoRef) -> str:
+        return f"{self.req.scheme_host}/{URL_PREFIX[ref.repo_type]}{ref.repo_id}"
+
+
+def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        ROUTES.append((method, re.compile(f"^{pattern}$"), fn))
+        return fn
+
+    return register
+
+
+def dispatch(svc: HubService, req: Request) -> Response:
+    path = req.raw_path
+    allowed = False
+    for method, pattern, handler in ROUTES:
+        m = pattern.match(path)
+        if not m:
+            continue
+        if method != req.method and not (method == "GET" and req.method == "HEAD"):
+            allowed = True
+            continue
+        return handler(Ctx(svc, req, m.groupdict()))
+    if allowed:
+        return Response.error(ApiError(405, f"Method {req.method} not allowed here"))
+    return Response.error(ApiError(404, "Sorry, we can't find the page you are looking for."))
+
+
+# -- identity -------------------------------------------------------------------------------
+@route("GET", "/api/whoami-v2")
+def whoami(c: Ctx) -> Response:
+    who = c.who
+    if who is None:
+        raise ApiError(401, "Invalid username or password.")
+    user = c.svc.db.get_user(who.user)
+    orgs = [{"type": "org", "name": o, "fullname": (c.svc.db.get_user(o) or {"fullname": o})[
+        "fullname"], "roleInOrg": "write"} for o in who.orgs]
+    return Response.json({
+        "type": "user", "id": who.user, "name": who.user, "fullname": user["fullname"],
+        "email": user["email"], "emailVerified": bool(user["email"]), "canPay": False,
+        "isPro": False, "periodEnd": None, "avatarUrl": "", "orgs": orgs,
+        "auth": {"type": "access_token", "accessToken": {
+            "displayName": who.token_name, "role": who.role, "createdAt": who.token_created}},
+    })
+
+
+@route("GET", "/api/agent-harnesses")
+def agent_harnesses(c: Ctx) -> Response:
+    return Response.json({"standardEnvVars": [], "harnesses": {}})
+
+
+@route("GET", f"/api/{T}/{ID}/auth-check(?P<write>/write)?")
+def auth_check(c: Ctx) -> Response:
+    if c.params.get("write"):
+        c.svc.writable(c.who, c.ref)
+    else:
+        c.svc.readable(c.who, c.ref)
+    return Response.json({"ok": True})
+
+
+# -- repos ----------------------------------------------------------------------------------
+def _body_ref(body: dict[str, Any]) -> RepoRef:
+    name, org = body.get("name"), body.get("organization")
+    if not isinstance(name, str) or not name:
+        raise bad_request("'name' is required")
+    if "/" in name and not org:
+        org, name = name.split("/", 1)
+    repo_type = body.get("type") or "model"
+    if repo_type not in URL_PREFIX:
+        raise bad_request(f"Invalid repo type {repo_type!r}")
+    return RepoRef(repo_type, f"{org}/{name}" if org else name)
+
+
+@route("POST", "/api/repos/create")
+def create_repo(c: Ctx) -> Response:
+    body = c.req.json_object()
+    ref = _body_ref(body)
+    if ref.namespace is None and c.who is not None:
+        ref = RepoRef(ref.repo_type, f"{c.who.user}/{ref.repo_id}")
+    private = body.get("visibility") == "private" or body.get("private") is True
+    try:
+        row = c.svc.create_repo(c.who, ref, private)
+    except ApiError as err:
+        if err.status == 409 and err.body is not None:
+            err.body["url"] = c.repo_url(ref)
+        raise
+    return Response.json({"url": c.repo_url(ref), "name": ref.repo_id, "id": row.object_id})
+
+
+@route("DELETE", "/api/repos/delete")
+def delete_repo(c: Ctx) -> Response:
+    ref = _body_ref(c.req.json_object())
+    c.svc.delete_repo(c.who, ref)
+    return Response.text("OK")
+
+
+@route("PUT", f"/api/{T}/{ID}/settings")
+def repo_settings(c: Ctx) -> Response:
+    body = c.req.json_object()
+    private = body.get("private")
+    if "visibility" in body:
+        private = body["visibility"] == "private"
+    gated = body.get("gated")
+    if gated is not None and gated not in (False, "auto", "manual"):
+        raise bad_request("'gated' must be false, 'auto' or 'manual'")
+    row = c.svc.update_settings(c.who, c.ref, private if isinstance(private, bool) else None,
+                                None if gated is None else str(gated).lower())
+    return Response.json({"private": row.private, "gated": views.all_fields(row)["gated"]})
+
+
+@route("GET", f"/api/{T}/{ID}(?:/revision/(?P<rev>[^/]+))?")
+def repo_info(c: Ctx) -> Response:
+    row = c.svc.readable(c.who, c.ref)
+    rev = c.params.get("rev")
+    fields: dict[str, Any]
+    if row.metadata_only:
+        if rev and rev not in ("main", row.sha):
+            raise ApiError(404, f"Invalid rev id: {rev}", "RevisionNotFound")
+        fields = views.all_fields(row)
+    else:
+        repo = c.svc.git(row)
+        sha = c.svc.resolve(row, rev or "main")
+        meta = None
+        if sha != row.sha:
+            derived = c.svc.derive(row, sha)
+            meta = {**derived["meta"], "pipeline_tag": derived["pipeline_tag"],
+                    "library_name": derived["library_name"]}
+        fields = views.all_fields(row, sha, meta)
+        if c.req.flag("blobs"):
+            fields["siblings"], fields["usedStorage"] = views.siblings_with_blobs(repo, sha)
+    expand = c.req.args("expand")
+    if expand:
+        return Response.json(views.pick(fields, ["_id", "id", *expand]))
+    keys = views.INFO_KEYS if row.repo_type == "model" else views.DATASET_INFO_KEYS
+    return Response.json(views.pick(fields, keys))
+
+
+def _count(value: str) -> int:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMBT]?)", value.strip(), re.I)
+    if not m:
+        raise bad_request(f"Invalid parameter count {value!r}")
+    scale = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}[m.group(2).upper()]
+    return int(float(m.group(1)) * scale)
+
+
+def _list_query(c: Ctx, repo_type: str, offset: int, limit: int) -> ListQuery:
+    req = c.req
+    min_p = max_p = None
+    for part in (req.arg("num_parameters") or "").split(","):
+        key, _, value = part.partition(":")
+        if key == "min":
+            min_p = _count(value)
+        elif key == "max":
+            max_p = _count(value)
+    gated = req.arg("gated")
+    return ListQuery(
+        repo_type=repo_type, viewer_namespaces=c.who.namespaces if c.who else (),
+        search=req.arg("search") or None, author=req.arg("author") or None,
+        filters=tuple(f for f in req.args("filter") if f), pipeline_tag=req.arg("pipeline_tag"),
+        gated=None if gated is None else req.flag("gated"), min_params=min_p, max_params=max_p,
+        sort=req.arg("sort") or "downloads", offset=offset, limit=limit)
+
+
+@route("GET", f"/api/{T}")
+def list_repos(c: Ctx) -> Response:
+    req = c.req
+    try:
+        limit = min(int(req.arg("limit") or PAGE), PAGE)
+        cursor = req.arg("cursor")
+        offset = int(base64.urlsafe_b64decode(cursor.encode()).decode()) if cursor else 0
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("Invalid 'limit' or 'cursor'") from None
+    if limit < 0 or offset < 0:
+        raise bad_request("'limit' and 'cursor' must not be negative")
+    repo_type = REPO_TYPES[c.params["t"]]
+    rows = c.svc.db.list_repos(_list_query(c, repo_type, offset, limit + 1))
+    headers = {}
+    if len(rows) > limit:
+        rows = rows[:limit]
+        nxt = base64.urlsafe_b64encode(str(offset + limit).encode()).decode()
+        query = [(k, v) for k, vs in req.query.items() if k != "cursor" for v in vs]
+        query.append(("cursor", nxt))
+        headers["Link"] = f'<{req.scheme_host}/api/{c.params["t"]}?{urlencode(query)}>; rel="next"'
+    full, expand = req.flag("full"), req.args("expand")
+    body = [views.list_row(r, full, req.flag("cardData"), req.flag("config"), expand)
+            for r in rows]
+    return Response.json(body, headers=headers)
+
+
+# -- files and history ----------------------------------------------------------------------
+def _paginated(c: Ctx, items: list[Any], page: int) -> Response:
+    try:
+        cursor = int(c.req.arg("cursor") or 0)
+    except ValueError:
+        raise bad_request("Invalid 'cursor'") from None
+    chunk = items[cursor : cursor + page]
+    headers = {}
+    if cursor + page < len(items):
+        query = [(k, v) for k, vs in c.req.query.items() if k != "cursor" for v in vs]
+        query.append(("cursor", str(cursor + page)))
+        path = c.req.raw_path
+        headers["Link"] = f'<{c.req.scheme_host}{path}?{urlencode(query)}>; rel="next"'
+    return Response.json(chunk, headers=headers)
+
+
+@route("GET", f"/api/{T}/{ID}/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?")
+def list_tree(c: Ctx) -> Response:
+    row = c.svc.readable(c.who, c.ref)
+    sha = c.svc.resolve(row, c.params["rev"])
+    repo = c.svc.git(row)
+    path = c.params.get("path", "").strip("/")
+    if path:
+        entry = repo.entry(sha, path)
+        if entry is None or entry.kind != "directory":
+            raise ApiError(404, f"Entry not found: {path}", "EntryNotFound",
+                           {"X-Repo-Commit": sha})
+    entries = views.tree_entries(repo, repo.list_tree(sha, path, c.req.flag("recursive")))
+    expand = c.req.flag("expand")
+    if expand:
+        last = repo.log(sha, limit=1)[0]
+        for e in entries:
+            e["lastCommit"] = {"id": last.oid, "title": last.title, "date": last.date}
+            if e["type"] == "file":
+                e["securityFileStatus"] = {"status": "unscanned"}
+    return _paginated(c, entries, 50 if expand else PAGE)
+
+
+@route("POST", f"/api/{T}/{ID}/paths-info/(?P<rev>[^/]+)")
+def paths_info(c: Ctx) -> Response:
+    row = c.svc.readable(c.who, c.ref)
+    sha = c.svc.resolve(row, c.params["rev"])
+    if c.req.headers.get("content-type", "").startswith("application/json"):
+        paths = c.req.json_object().get("paths") or []
+    else:
+        paths = Request.parse_query(c.req.body().decode(errors="replace")).get("paths", [])
+    repo = c.svc.git(row)
+    entries = [e for e in (repo.entry(sha, str(p).strip("/")) for p in paths) if e]
+    return Response.json(views.tree_entries(repo, entries))
+
+
+@route("GET", f"/api/{T}/{ID}/refs")
+def list_refs(c: Ctx) -> Response:
+    row = c.svc.readable(c.who, c.ref)
+    include_prs = c.req.flag("include_prs")
+    return Response.json(views.refs_view(c.svc.git(row).refs(), include_prs))
+
+
+@route("GET", f"/api/{T}/{ID}/commits/(?P<rev>[^/]+)")
+def list_commits(c: Ctx) -> Response:
+    row = c.svc.readable(c.who, c.ref)
+    sha = c.svc.resolve(row, c.params["rev"])
+    repo = c.svc.git(row)
+    try:
+        cursor = int(c.req.arg("cursor") or 0)
+    except ValueError:
+        raise bad_request("Invalid 'cursor'") from None
+    page = 50
+    commits = repo.log(sha, skip=cursor, limit=page + 1)
+    headers = {}
+    if len(commits) > page:
+        commits = commits[:page]
+        query = [(k, v) for k, vs in c.req.query.items() if k != "cursor" for v in vs]
+        query.append(("cursor", str(cursor + page)))
+        headers["Link"] = f'<{c.req.scheme_host}{c.req.raw_path}?{urlencode(query)}>; rel="next"'
+        headers["X-Total-Count"] = str(repo.count_commits(sha))
+    formatted = "formatted" in c.req.args("expand")
+    return Response.json([views.commit_row(x, formatted) for x in commits], headers=headers)
+
+
+# -- writing --------------------------------------------------------------------------------
+@route("POST", "/api/validate-yaml")
+def validate_yaml(c: Ctx) -> Response:
+    try:
+        body = c.req.json_object()
+    except ApiError as err:
+        errors: list[str] = [err.message]
+        warnings: list[dict] = []
+    else:
+        content = body.get("content")
+        if not isinstance(content, str):
+            errors, warnings = ["'content' must be a string"], []
+        else:
+            errors, warnings = validate_card(content, str(body.get("repoType") or "model"))
+    status = 400 if errors else 200
+    if "text/plain" in c.req.headers.get("accept", ""):
+        text = "\n".join(f"- Error: {e}" for e in errors) or "OK"
+        return Response.text(text, status)
+    return Response.json({"errors": [{"message": e} for e in errors], "warnings": warnings},
+                         status)
+
+
+@route("POST", f"/api/{T}/{ID}/preupload/(?P<rev>[^/]+)")
+def preupload_route(c: Ctx) -> Response:
+    row = c.svc.writable(c.who, c.ref)
+    body = c.req.json_object()
+    return Response.json(preupload(c.svc, row, c.params["rev"], body.get("files"),
+                                   body.get("gitIgnore")))
+
+
+@route("POST", f"/api/{T}/{ID}/commit/(?P<rev>[^/]+)")
+def commit(c: Ctx) -> Response:
+    row = c.svc.writable(c.who, c.ref)
+    assert c.who is not None
+    req = parse_commit(c.req.body(limit=256 << 20))
+    create_pr = c.req.flag("create_pr")
+    oid, pr = apply_commit(c.svc, c.who, row, c.params["rev"], req, create_pr)
+    url = c.repo_url(c.ref)
+    body: dict[str, Any] = {"success": True, "commitOid": oid,
+                            "commitUrl": f"{url}/commit/{oid}", "hookOutput": ""}
+    if pr is not None:
+        body["pullRequestUrl"] = f"{url}/discussions/{pr}"
+    return Response.json(body)
+
+
+def _new_ref_name(c: Ctx, name: str) -> str:
+    check_path(name)
+    if name.startswith(("refs/", "-")) or not re.fullmatch(r"[A-Za-z0-9._/\-]{1,200}", name):
+        raise bad_request(f"Invalid reference name {name!r}")
+    return name
+
+
+@route("POST", f"/api/{T}/{ID}/tag/(?P<rev>[^/]+)")
+def create_tag(c: Ctx) -> Response:
+    row = c.svc.writable(c.who, c.ref)
+    body = c.req.json_object()
+    tag = _new_ref_name(c, str(body.get("tag") or ""))
+    sha = c.svc.resolve(row, c.params["rev"])
+    repo = c.svc.git(row)
+    if repo.resolve(f"refs/tags/{tag}"):
+        raise ApiError(409, f"Tag {tag} already exists")
+    target = sha
+    if body.get("message"):
+        assert c.who is not None
+        from hubtool.hub.service import now_iso
+
+        target = repo.create_annotated_tag(tag, sha, str(body["message"]), c.who.user, now_iso())
+    repo.update_ref(f"refs/tags/{tag}", target, "0" * 40)
+    return Response.json({"success": True})
+
+
+@route("DELETE", f"/api/{T}/{ID}/tag/(?P<tag>[^/]+)")
+def delete_tag(c: Ctx) -> Response:
+    row = c.svc.writable(c.who, c.ref)
+    repo = c.svc.git(row)
+    ref = f"refs/tags/{c.params['tag']}"
+    if not repo.resolve(ref):
+        raise ApiError(404, f"Invalid rev id: {c.params['tag']}", "RevisionNotFound")
+    repo.delete_ref(ref)
+    return Response.json({"success": True})
+
+
+@route("POST", f"/api/{T}/{ID}/branch/(?P<branch>[^/]+)")
+def create_branch(c: Ctx) -> Response:
+    row = c.svc.writable(c.who, c.ref)
+    branch = _new_ref_name(c, c.params["branch"])
+    body = c.req.json() or {}
+    start = body.get("startingPoint") if isinstance(body, dict) else None
+    repo = c.svc.git(row)
+    if repo.resolve(f"refs/heads/{branch}"):
+        raise ApiError(409, f"Reference refs/heads/{branch} already exists")
+    sha = c.svc.resolve(row, str(start or "main"))
+    repo.update_ref(f"refs/heads/{branch}", sha, "0" * 40)
+    return Response.json({"success": True})
+
+
+@route("DELETE", f"/api/{T}/{ID}/branch/(?P<branch>[^/]+)")
+def delete_branch(c: Ctx) -> Response:
+    row = c.svc.writable(c.who, c.ref)
+    branch = c.params["branch"]
+    if branch == "main":
+        raise ApiError(403, "The main branch cannot be deleted")
+    repo = c.svc.git(row)
+    if not repo.resolve(f"refs/heads/{branch}"):
+        raise ApiError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
+    repo.delete_ref(f"refs/heads/{branch}")
+    return Response.json({"success": True})
+
+
+def quote_path(path: str) -> str:
+    return quote(path)
+
+
+def dumps(data: Any) -> bytes:
+    return json.dumps(data).encode()

@@ -1,0 +1,275 @@
+"""The local Hub's state: repositories (git + LFS store + SQLite index), users and access.
+
+Everything the HTTP layer does goes through ``HubService``; it can be driven from Python
+without a server (the CLI's ``hub user add`` and ``hub import-catalog`` do).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hubtool.errors import NotFoundError, UsageError
+from hubtool.hub import metadata
+from hubtool.hub.auth import Identity, check_name, hash_token, new_token
+from hubtool.hub.db import Database, RepoRow
+from hubtool.hub.gitstore import GitRepo, iso_from_epoch, parse_lfs_pointer
+from hubtool.hub.lfs import LfsStore
+from hubtool.hub.protocol import ApiError, repo_not_found, revision_not_found
+
+REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+
+LFS_PATTERNS = (
+    "*.7z *.arrow *.bin *.bz2 *.ckpt *.ftz *.gz *.h5 *.joblib *.lfs.* *.mlmodel *.model "
+    "*.msgpack *.npy *.npz *.onnx *.ot *.parquet *.pb *.pickle *.pkl *.pt *.pth *.rar "
+    "*.safetensors saved_model/**/* *.tar.* *.tar *.tflite *.tgz *.wasm *.xz *.zip *.zst "
+    "*tfevents*").split()
+DATASET_EXTRA_PATTERNS = (
+    "*.mds *.lz4 *.pcm *.sam *.raw *.aac *.flac *.mp3 *.ogg *.wav *.bmp *.gif *.png *.tiff "
+    "*.jpg *.jpeg *.webp *.mp4 *.webm").split()
+
+
+def gitattributes(repo_type: str) -> bytes:
+    patterns = LFS_PATTERNS + (DATASET_EXTRA_PATTERNS if repo_type == "dataset" else [])
+    lines = [f"{p} filter=lfs diff=lfs merge=lfs -text" for p in patterns]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def now_iso() -> str:
+    return iso_from_epoch(time.time())
+
+
+@dataclass(frozen=True)
+class RepoRef:
+    """A repository as the HTTP layer names it."""
+
+    repo_type: str  # model | dataset | space
+    repo_id: str
+
+    @property
+    def namespace(self) -> str | None:
+        return self.repo_id.split("/")[0] if "/" in self.repo_id else None
+
+
+class HubService:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.data_dir / "hub.sqlite3")
+        self.lfs = LfsStore(self.data_dir / "lfs")
+        self.secret = self._load_secret()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _load_secret(self) -> bytes:
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_bytes(32))
+        return path.read_bytes()
+
+    def sign(self, *parts: str) -> str:
+        return hmac.new(self.secret, "\0".join(parts).encode(), hashlib.sha256).hexdigest()[:40]
+
+    def repo_lock(self, ref: RepoRef) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault((ref.repo_type, ref.repo_id), threading.Lock())
+
+    def git_path(self, repo_type: str, repo_id: str) -> Path:
+        return self.data_dir / "repos" / f"{repo_type}s" / f"{repo_id}.git"
+
+    def git(self, row: RepoRow) -> GitRepo:
+        if row.metadata_only:
+            raise ApiError(404, "This repository is a catalog entry without files",
+                           "EntryNotFound")
+        return GitRepo(self.git_path(row.repo_type, row.repo_id))
+
+    # -- users and tokens -------------------------------------------------------------------
+    def add_user(self, name: str, fullname: str | None = None, email: str | None = None,
+                 is_org: bool = False) -> None:
+        check_name(name, "Organization name" if is_org else "User name")
+        if self.db.get_user(name) is not None:
+            raise UsageError(f"{'Organization' if is_org else 'User'} {name!r} already exists.")
+        self.db.add_user(name, fullname or name, email, is_org, now_iso())
+
+    def add_member(self, org: str, user: str) -> None:
+        org_row, user_row = self.db.get_user(org), self.db.get_user(user)
+        if org_row is None or not org_row["is_org"]:
+            raise NotFoundError(f"No organization named {org!r}.",
+                                "Create it with `hubtool hub org add ORG`.")
+        if user_row is None or user_row["is_org"]:
+            raise NotFoundError(f"No user named {user!r}.",
+                                "Create it with `hubtool hub user add NAME`.")
+        self.db.add_member(org, user)
+
+    def create_token(self, user: str, write: bool, name: str | None = None) -> str:
+        row = self.db.get_user(user)
+        if row is None or row["is_org"]:
+            raise NotFoundError(f"No user named {user!r}.",
+                                "Create it with `hubtool hub user add NAME`.")
+        token = new_token()
+        self.db.add_token(hash_token(token), user, "write" if write else "read",
+                          name or f"{user}-{'write' if write else 'read'}", now_iso())
+        return token
+
+    # -- access -----------------------------------------------------------------------------
+    def readable(self, who: Identity | None, ref: RepoRef) -> RepoRow:
+        """The repo, if ``who`` may see it; else the Hub's RepoNotFound (401 or 404)."""
+        row = self.db.get_repo(ref.repo_type, ref.repo_id)
+        if row is None or (row.private and not (who and row.namespace in who.namespaces)):
+            raise repo_not_found(who is None)
+        return row
+
+    def writable(self, who: Identity | None, ref: RepoRef) -> RepoRow:
+        row = self.readable(who, ref)
+        self.require_write(who, row.namespace or "")
+        return row
+
+    def require_write(self, who: Identity | None, namespace: str) -> Identity:
+        if who is None:
+            raise ApiError(401, "You must be authenticated to write to the Hub; pass a token")
+        if namespace not in who.namespaces:
+            raise ApiError(403, f"You don't have the rights to write to {namespace}")
+        if not who.can_write:
+            raise ApiError(403, "This token is read-only; create a token with write access "
+                                "(`hubtool hub token create NAME --write`)")
+        return who
+
+    def resolve(self, row: RepoRow, rev: str) -> str:
+        commit = self.git(row).resolve(rev)
+        if commit is None:
+            raise revision_not_found(rev)
+        return commit
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def create_repo(self, who: Identity | None, ref: RepoRef, private: bool) -> RepoRow:
+        namespace = ref.namespace
+        if namespace is None:
+            raise ApiError(400, "A repo id must be 'namespace/name'")
+        self.require_write(who, namespace)
+        try:
+            check_name(ref.repo_id.split("/", 1)[1], "Repository name")
+        except UsageError as exc:
+            raise ApiError(400, exc.message) from None
+        with self.repo_lock(ref):
+            if self.db.get_repo(ref.repo_type, ref.repo_id) is not None:
+                raise _repo_exists(ref)
+            path = self.git_path(ref.repo_type, ref.repo_id)
+            if path.exists():  # left over by a crash before the row was written
+                shutil.rmtree(path)
+            created = now_iso()
+            repo = GitRepo.init(path, {".gitattributes": gitattributes(ref.repo_type)},
+                                "initial commit", namespace, created)
+            with self.db.tx() as conn:
+                rowid = self.db.insert_repo(conn, {
+                    "repo_type": ref.repo_type, "repo_id": ref.repo_id, "namespace": namespace,
+                    "object_id": secrets.token_hex(12), "private": int(private),
+                    "sha": repo.resolve("main"), "created_at": created,
+                    "last_modified": created})
+        row = self.db.get_repo(ref.repo_type, ref.repo_id)
+        assert row is not None and row.rowid == rowid
+        return self.refresh(row)
+
+    def delete_repo(self, who: Identity | None, ref: RepoRef) -> None:
+        row = self.writable(who, ref)
+        with self.repo_lock(ref):
+            self.db.delete_repo(row.rowid)
+            path = self.git_path(row.repo_type, row.repo_id)
+            if path.exists():
+                trash = path.with_name(f".deleted-{secrets.token_hex(6)}-{path.name}")
+                os.replace(path, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+
+    def update_settings(self, who: Identity | None, ref: RepoRef, private: bool | None,
+                        gated: str | None) -> RepoRow:
+        row = self.writable(who, ref)
+        values: dict[str, object] = {}
+        if private is not None:
+            values["private"] = int(private)
+        if gated is not None:
+            values["gated"] = gated
+        if values:
+            with self.db.tx() as conn:
+                self.db.update_repo(conn, row.rowid, values)
+        return self.readable(who, ref)
+
+    # -- the index --------------------------------------------------------------------------
+    def derive(self, row: RepoRow, commit: str) -> dict:
+        """Index fields (tags, card data, pipeline tag, …) of ``row`` at ``commit``."""
+        repo = self.git(row)
+        files = repo.files(commit)
+        paths = sorted(files)
+
+        def read(path: str) -> bytes | None:
+            entry = files.get(path)
+            return repo.read_blob(entry.oid) if entry else None
+
+        readme, config = metadata.read_repo_files(paths, read)
+        if row.repo_type == "dataset":
+            return metadata.dataset_metadata(paths, readme)
+        params: dict[str, int] = {}
+        for path in paths:
+            if path.endswith(".safetensors"):
+                for dtype, n in metadata.safetensors_parameters(
+                        self.file_head(repo, files[path].oid, 1 << 20)).items():
+                    params[dtype] = params.get(dtype, 0) + n
+        return metadata.model_metadata(paths, readme, config, params)
+
+    def file_head(self, repo: GitRepo, blob: str, nbytes: int) -> bytes:
+        """The first bytes of a file's content, through its LFS pointer when it has one."""
+        data = repo.read_blob(blob)
+        pointer = parse_lfs_pointer(data)
+        if pointer is None:
+            return data[:nbytes]
+        path = self.lfs.path(pointer[0])
+        if not path.exists():
+            return b""
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) == 8:  # a safetensors header announces its own length
+                length = int.from_bytes(head, "little")
+                return head + fh.read(min(length, 100 << 20))
+            return head
+
+    def refresh(self, row: RepoRow) -> RepoRow:
+        """Re-derive a repo's index row from git (``main``)."""
+        repo = self.git(row)
+        head = repo.resolve("main")
+        if head is None:
+            return row
+        derived = self.derive(row, head)
+        last = repo.log(head, limit=1)
+        with self.db.tx() as conn:
+            self.db.update_repo(conn, row.rowid, {
+                **derived, "sha": head,
+                "last_modified": last[0].date if last else row.last_modified})
+        fresh = self.db.get_repo(row.repo_type, row.repo_id)
+        assert fresh is not None
+        return fresh
+
+    def resync(self) -> int:
+        """Bring every row in line with git (after a crash between a ref and a row update)."""
+        fixed = 0
+        for row in self.db.all_repos():
+            path = self.git_path(row.repo_type, row.repo_id)
+            if not path.exists():
+                continue
+            if GitRepo(path).resolve("main") != row.sha:
+                self.refresh(row)
+                fixed += 1
+        return fixed
+
+
+def _repo_exists(ref: RepoRef) -> ApiError:
+    kind = {"model": "model", "dataset": "dataset", "space": "space"}[ref.repo_type]
+    return ApiError(409, f"You already created this {kind} repo", body={
+        "error": f"You already created this {kind} repo", "url": ""})
