@@ -88,7 +88,10 @@ def parse_commit(body: bytes) -> CommitRequest:
 
 
 def _add_operation(req: CommitRequest, key: str, value: dict[str, Any]) -> None:
-    path = check_path(value.get("path"))
+    raw = value.get("path")
+    if key == "deletedFolder" and isinstance(raw, str):
+        raw = raw.rstrip("/")
+    path = check_path(raw)
     if key == "file":
         try:
             content = base64.b64decode(value.get("content") or "", validate=True)
@@ -109,7 +112,7 @@ def _add_operation(req: CommitRequest, key: str, value: dict[str, Any]) -> None:
     elif key == "deletedFile":
         req.deleted_files.append(path)
     elif key == "deletedFolder":
-        req.deleted_folders.append(path.rstrip("/"))
+        req.deleted_folders.append(path)
     else:
         raise bad_request(f"Unknown commit operation {key!r}")
 

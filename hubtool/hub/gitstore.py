@@ -267,9 +267,11 @@ class GitRepo:
         args = ["commit-tree", tree] + (["-p", parent] if parent else [])
         return self._git(*args, input=message.encode(), env=ident).stdout.decode().strip()
 
-    def log(self, commit: str, skip: int = 0, limit: int = 50) -> list[CommitInfo]:
+    def log(self, commit: str, skip: int = 0, limit: int = 50, path: str | None = None
+            ) -> list[CommitInfo]:
         fmt = "%H%x00%an%x00%at%x00%s%x00%B%x1e"
-        out = self._git("log", f"--format={fmt}", f"--skip={skip}", f"-n{limit}", commit).stdout
+        args = ["log", f"--format={fmt}", f"--skip={skip}", f"-n{limit}", commit]
+        out = self._git(*args, *(["--", path] if path else [])).stdout
         commits = []
         for rec in out.decode(errors="replace").split("\x1e"):
             rec = rec.strip("\n")

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import unquote, urlencode
 
 from hubtool.hub import views
 from hubtool.hub.auth import Identity, identify, request_token
@@ -264,13 +264,13 @@ def list_tree(c: Ctx) -> Response:
                            {"X-Repo-Commit": sha})
     entries = views.tree_entries(repo, repo.list_tree(sha, path, c.req.flag("recursive")))
     expand = c.req.flag("expand")
-    if expand:
-        last = repo.log(sha, limit=1)[0]
-        for e in entries:
-            e["lastCommit"] = {"id": last.oid, "title": last.title, "date": last.date}
-            if e["type"] == "file":
-                e["securityFileStatus"] = {"status": "unscanned"}
-    return _paginated(c, entries, 50 if expand else PAGE)
+    response = _paginated(c, entries, 50 if expand else PAGE)
+    if expand:  # only for the rows of this page: one history walk per entry
+        page = json.loads(response.body)
+        for e in page:
+            views.expand_entry(repo, sha, e)
+        response = Response.json(page, headers=response.headers)
+    return response
 
 
 @route("POST", f"/api/{T}/{ID}/paths-info/(?P<rev>[^/]+)")
@@ -423,10 +423,3 @@ def delete_branch(c: Ctx) -> Response:
     repo.delete_ref(f"refs/heads/{branch}")
     return Response.json({"success": True})
 
-
-def quote_path(path: str) -> str:
-    return quote(path)
-
-
-def dumps(data: Any) -> bytes:
-    return json.dumps(data).encode()

@@ -119,3 +119,14 @@ def refs_view(refs: list[tuple[str, str]], include_prs: bool) -> dict[str, Any]:
             if name.startswith(prefix) and key in out:
                 out[key].append({"name": name[len(prefix):], "ref": name, "targetCommit": target})
     return out
+
+
+def expand_entry(repo: GitRepo, commit: str, entry: dict[str, Any]) -> None:
+    """Add ``lastCommit`` (the last commit that touched the path) and a security status."""
+    last = repo.log(commit, limit=1, path=entry["path"])
+    if last:
+        entry["lastCommit"] = {"id": last[0].oid, "title": last[0].title, "date": last[0].date}
+    if entry["type"] == "file":
+        entry["securityFileStatus"] = {"status": "unscanned",
+                                       "avScan": {"virusFound": False, "virusNames": None},
+                                       "pickleImportScan": None}
