@@ -200,7 +200,8 @@ def test_model_info_derives_tags_like_the_hub(hub, alice, repo_id, tiny_folder):
         assert tag in info.tags, tag
     assert info.tags[-1] == "region:us"
     assert info.card_data.license == "apache-2.0"
-    assert info.config == {"architectures": ["BertForMaskedLM"], "model_type": "bert"}
+    assert info.config == {"architectures": ["BertForMaskedLM"], "model_type": "bert",
+                           "tokenizer_config": {}}
     assert info.transformers_info.auto_model == "AutoModelForMaskedLM"
 
 

@@ -84,7 +84,8 @@ def _dedupe(items: Iterable[str]) -> list[str]:
 
 
 def model_metadata(paths: list[str], readme: str | None, config: dict[str, Any] | None,
-                   params: dict[str, int]) -> dict[str, Any]:
+                   params: dict[str, int], tokenizer_config: dict[str, Any] | None = None
+                   ) -> dict[str, Any]:
     """The index fields of a model repo, derived as the Hub derives them."""
     card = card_data(readme) or {}
     architectures = as_list((config or {}).get("architectures"))
@@ -102,9 +103,16 @@ def model_metadata(paths: list[str], readme: str | None, config: dict[str, Any] 
         meta["cardData"] = card
     if config is not None:
         meta["config"] = {k: config[k] for k in ("architectures", "model_type") if k in config}
+        meta["config"]["tokenizer_config"] = tokenizer_summary(tokenizer_config)
         if heads:
             meta["transformersInfo"] = {"auto_model": heads[0][1], "pipeline_tag": heads[0][0],
                                         "processor": "AutoTokenizer"}
+    mask = _token_text((tokenizer_config or {}).get("mask_token"))
+    if mask:
+        meta["mask_token"] = mask
+    widgets = widget_data(card, pipeline_tag, mask)
+    if widgets is not None:
+        meta["widgetData"] = widgets
     if params:
         meta["safetensors"] = {"parameters": params, "total": sum(params.values())}
     return {"meta": meta, "pipeline_tag": pipeline_tag, "library_name": library,
@@ -147,15 +155,57 @@ def _card_reference_tags(card: dict[str, Any], readme: str | None,
 
 
 def read_repo_files(paths: list[str], read: Callable[[str], bytes | None]
-                    ) -> tuple[str | None, dict[str, Any] | None]:
-    """(README text, parsed config.json) read through ``read(path)``."""
+                    ) -> tuple[str | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """(README text, parsed config.json, parsed tokenizer_config.json) via ``read(path)``."""
     readme = read("README.md") if "README.md" in paths else None
-    raw_config = read("config.json") if "config.json" in paths else None
-    config = None
-    if raw_config is not None:
+    parsed = []
+    for name in ("config.json", "tokenizer_config.json"):
+        raw = read(name) if name in paths else None
         try:
-            loaded = json.loads(raw_config)
-            config = loaded if isinstance(loaded, dict) else None
+            loaded = json.loads(raw) if raw is not None else None
         except ValueError:
-            config = None
-    return (readme.decode("utf-8", errors="replace") if readme is not None else None), config
+            loaded = None
+        parsed.append(loaded if isinstance(loaded, dict) else None)
+    text = readme.decode("utf-8", errors="replace") if readme is not None else None
+    return text, parsed[0], parsed[1]
+
+
+SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
+                  "mask_token")
+DEFAULT_FILL_MASK_WIDGETS = {
+    "en": ["Paris is the {mask} of France.", "The goal of life is {mask}."],
+    "fr": ["Paris est la {mask} de la France.", "Le but de la vie est {mask}."],
+}
+# The Hub's default widget inputs for tasks whose card names none (English).
+DEFAULT_WIDGETS: dict[str, list[dict[str, Any]]] = {
+    "text-classification": [{"text": "I like you. I love you"}],
+    "token-classification": [{"text": "My name is Wolfgang and I live in Berlin"}],
+    "question-answering": [{"text": "Where do I live?",
+                            "context": "My name is Wolfgang and I live in Berlin"}],
+    "text-generation": [{"text": "My name is Julien and I like to"}],
+    "feature-extraction": [{"text": "Paris is the capital of France."}],
+}
+
+
+def _token_text(token: Any) -> str | None:
+    if isinstance(token, dict):
+        token = token.get("content")
+    return token if isinstance(token, str) else None
+
+
+def tokenizer_summary(tokenizer_config: dict[str, Any] | None) -> dict[str, Any]:
+    """The special tokens of a tokenizer config, as the Hub reports them under ``config``."""
+    return {k: tokenizer_config[k] for k in SPECIAL_TOKENS if k in (tokenizer_config or {})}
+
+
+def widget_data(card: dict[str, Any], pipeline_tag: str | None, mask: str | None
+                ) -> list[dict[str, Any]] | None:
+    """The card's ``widget`` examples, else the Hub's default fill-mask examples."""
+    widget = card.get("widget")
+    if isinstance(widget, list):
+        return [w for w in widget if isinstance(w, dict)]
+    if pipeline_tag == "fill-mask" and mask:
+        langs = as_list(card.get("language")) or ["en"]
+        examples = DEFAULT_FILL_MASK_WIDGETS.get(langs[0], DEFAULT_FILL_MASK_WIDGETS["en"])
+        return [{"text": e.format(mask=mask)} for e in examples]
+    return DEFAULT_WIDGETS.get(pipeline_tag or "")

@@ -213,16 +213,28 @@ class HubService:
             entry = files.get(path)
             return repo.read_blob(entry.oid) if entry else None
 
-        readme, config = metadata.read_repo_files(paths, read)
-        if row.repo_type == "dataset":
-            return metadata.dataset_metadata(paths, readme)
-        params: dict[str, int] = {}
-        for path in paths:
-            if path.endswith(".safetensors"):
-                for dtype, n in metadata.safetensors_parameters(
-                        self.file_head(repo, files[path].oid, 1 << 20)).items():
-                    params[dtype] = params.get(dtype, 0) + n
-        return metadata.model_metadata(paths, readme, config, params)
+        readme, config, tokenizer_config = metadata.read_repo_files(paths, read)
+        if row.repo_type != "model":
+            derived = metadata.dataset_metadata(paths, readme)
+        else:
+            params: dict[str, int] = {}
+            for path in paths:
+                if path.endswith(".safetensors"):
+                    for dtype, n in metadata.safetensors_parameters(
+                            self.file_head(repo, files[path].oid, 1 << 20)).items():
+                        params[dtype] = params.get(dtype, 0) + n
+            derived = metadata.model_metadata(paths, readme, config, params, tokenizer_config)
+        derived["meta"]["usedStorage"] = self.used_storage(repo, list(files.values()))
+        return derived
+
+    def used_storage(self, repo: GitRepo, files: list) -> int:
+        """Bytes of all files, counting LFS files at their real size."""
+        pointers = repo.read_blobs([e.oid for e in files if e.size <= 1024])
+        total = 0
+        for e in files:
+            pointer = parse_lfs_pointer(pointers.get(e.oid, b""))
+            total += pointer[1] if pointer else e.size
+        return total
 
     def file_head(self, repo: GitRepo, blob: str, nbytes: int) -> bytes:
         """The first bytes of a file's content, through its LFS pointer when it has one."""

@@ -15,8 +15,8 @@ DATASET_LIST_DEFAULT = ("_id", "id", "author", "disabled", "gated", "lastModifie
                         "createdAt")
 INFO_KEYS = ("_id", "id", "private", "pipeline_tag", "library_name", "tags", "downloads",
              "likes", "modelId", "author", "sha", "lastModified", "gated", "disabled",
-             "model-index", "config", "cardData", "transformersInfo", "siblings", "spaces",
-             "createdAt", "safetensors", "usedStorage")
+             "mask_token", "widgetData", "model-index", "config", "cardData",
+             "transformersInfo", "siblings", "spaces", "createdAt", "safetensors", "usedStorage")
 DATASET_INFO_KEYS = ("_id", "id", "author", "sha", "lastModified", "private", "gated",
                      "disabled", "tags", "downloads", "likes", "cardData", "siblings",
                      "createdAt", "description", "citation", "usedStorage")
@@ -37,15 +37,16 @@ def all_fields(row: RepoRow, sha: str | None = None, meta: dict[str, Any] | None
         "siblings": [{"rfilename": p} for p in meta.get("siblings", [])],
         "description": (card or {}).get("pretty_name") or "",
     }
-    for key in ("config", "cardData", "transformersInfo", "safetensors"):
+    for key in ("config", "cardData", "transformersInfo", "safetensors", "mask_token",
+                "widgetData", "usedStorage"):
         if key in meta:
             fields[key] = meta[key]
-    if isinstance(card, dict) and card.get("model-index"):
-        fields["model-index"] = card["model-index"]
+    fields["model-index"] = (card or {}).get("model-index") if isinstance(card, dict) else None
+    fields["xetEnabled"] = False
     if row.repo_type == "model":
         fields["pipeline_tag"] = meta.get("pipeline_tag", row.pipeline_tag)
         fields["library_name"] = meta.get("library_name", row.library_name)
-    return {k: v for k, v in fields.items() if v is not None or k == "author"}
+    return {k: v for k, v in fields.items() if v is not None or k in ("author", "model-index")}
 
 
 def pick(fields: dict[str, Any], keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
