@@ -17,18 +17,25 @@ from hubtool import __version__
 from hubtool.errors import HubtoolError, LocalHubError, UsageError, render_error
 
 DEFAULT_HUB_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / (
-    "hubtool/hub")
+    "hubtool/hub"
+)
 
 data_dir_option = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="HUBTOOL_HUB_DIR",
-    default=DEFAULT_HUB_DIR, show_default=True, show_envvar=True,
-    help="Where the local Hub keeps its git repositories, LFS objects and database.")
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="HUBTOOL_HUB_DIR",
+    default=DEFAULT_HUB_DIR,
+    show_default=True,
+    show_envvar=True,
+    help="Where the local Hub keeps its git repositories, LFS objects and database.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hubtool")
-@click.option("--debug", is_flag=True, envvar="HUBTOOL_DEBUG",
-              help="Show tracebacks and debug logs.")
+@click.option(
+    "--debug", is_flag=True, envvar="HUBTOOL_DEBUG", help="Show tracebacks and debug logs."
+)
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """hubtool: find a checkpoint, fine-tune it, document it, publish it on the Hugging Face Hub."""
@@ -50,10 +57,18 @@ def hub() -> None:
 
 @hub.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
-              help="Port to bind; 0 picks a free one.")
-@click.option("--url-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the endpoint URL to this file (for scripts).")
+@click.option(
+    "--port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to bind; 0 picks a free one.",
+)
+@click.option(
+    "--url-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the endpoint URL to this file (for scripts).",
+)
 @data_dir_option
 def hub_serve(host: str, port: int, url_file: Path | None, data_dir: Path) -> None:
     """Serve the local Hub until interrupted (Ctrl-C or SIGTERM)."""
@@ -63,8 +78,11 @@ def hub_serve(host: str, port: int, url_file: Path | None, data_dir: Path) -> No
     click.echo(server.url)
     if url_file is not None:
         _write_atomic(url_file, server.url + "\n")
-    click.echo(f"Local Hub at {server.url} (data in {data_dir}); "
-               f"use it with: export HF_ENDPOINT={server.url} HF_HUB_DISABLE_XET=1", err=True)
+    click.echo(
+        f"Local Hub at {server.url} (data in {data_dir}); "
+        f"use it with: export HF_ENDPOINT={server.url} HF_HUB_DISABLE_XET=1",
+        err=True,
+    )
     sys.stdout.flush()
     serve_forever(server)
     click.echo("Local Hub stopped.", err=True)
@@ -131,15 +149,21 @@ def hub_import_catalog(file: Path, data_dir: Path) -> None:
     try:
         imported, skipped = import_catalog(_service(data_dir), file)
     except (ValueError, UnicodeDecodeError, OSError) as exc:
-        raise UsageError(f"Cannot import {file}: {exc}",
-                         "Give a JSON-lines file (optionally .gz) or a CSV export.") from None
+        raise UsageError(
+            f"Cannot import {file}: {exc}",
+            "Give a JSON-lines file (optionally .gz) or a CSV export.",
+        ) from None
     click.echo(f"Imported {imported} rows from {file} ({skipped} skipped).", err=True)
 
 
 @cli.command("demo")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path(".hubtool-demo"), show_default=True,
-              help="Where the demo keeps its local Hub and files.")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".hubtool-demo"),
+    show_default=True,
+    help="Where the demo keeps its local Hub and files.",
+)
 def demo_command(workdir: Path) -> None:
     """Start a local Hub, publish a tiny model with the real clients, list, load and clone it."""
     from hubtool.demo import run_demo
@@ -157,9 +181,11 @@ def _open(make, data_dir: Path):
     try:
         return make()
     except OSError as exc:
-        raise LocalHubError(f"Cannot use the local Hub at {data_dir}: {exc.strerror or exc}.",
-                            "Check the path and its permissions, or pick another --data-dir "
-                            "(or another --port if the address is taken).") from None
+        raise LocalHubError(
+            f"Cannot use the local Hub at {data_dir}: {exc.strerror or exc}.",
+            "Check the path and its permissions, or pick another --data-dir "
+            "(or another --port if the address is taken).",
+        ) from None
 
 
 def _write_atomic(path: Path, text: str) -> None:

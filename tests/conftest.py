@@ -69,8 +69,11 @@ class Hub:
     def user(self, prefix: str = "user") -> User:
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.service.add_user(name)
-        return User(name, self.service.create_token(name, write=True),
-                    self.service.create_token(name, write=False))
+        return User(
+            name,
+            self.service.create_token(name, write=True),
+            self.service.create_token(name, write=False),
+        )
 
     def api(self, user: User | None = None, read_only: bool = False):
         from huggingface_hub import HfApi
@@ -94,10 +97,13 @@ def isolated_hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     if "huggingface_hub" in sys.modules:
         from huggingface_hub import constants
 
-        for name, value in (("HF_HOME", home), ("HF_HUB_CACHE", home / "hub"),
-                            ("HF_ASSETS_CACHE", home / "assets"),
-                            ("HF_TOKEN_PATH", home / "token"),
-                            ("HF_STORED_TOKENS_PATH", home / "stored_tokens")):
+        for name, value in (
+            ("HF_HOME", home),
+            ("HF_HUB_CACHE", home / "hub"),
+            ("HF_ASSETS_CACHE", home / "assets"),
+            ("HF_TOKEN_PATH", home / "token"),
+            ("HF_STORED_TOKENS_PATH", home / "stored_tokens"),
+        ):
             if hasattr(constants, name):
                 monkeypatch.setattr(constants, name, str(value))
     return home
@@ -122,10 +128,17 @@ def client_env(hub_url: str, home: Path, token: str | None = None) -> dict[str, 
     return env
 
 
-def run_python(code: str, env: dict[str, str], cwd: Path, timeout: int = 300
-               ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, text=True,
-                          capture_output=True, timeout=timeout)
+def run_python(
+    code: str, env: dict[str, str], cwd: Path, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=cwd,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
     return proc
 
@@ -136,8 +149,9 @@ def tiny_folder(tmp_path: Path) -> Iterator[Path]:
     folder = tmp_path / "upload"
     (folder / "sub").mkdir(parents=True)
     (folder / "README.md").write_text("---\nlicense: mit\nlanguage: fr\n---\n# Tiny\n")
-    (folder / "config.json").write_text('{"architectures": ["BertForMaskedLM"], '
-                                        '"model_type": "bert"}')
+    (folder / "config.json").write_text(
+        '{"architectures": ["BertForMaskedLM"], "model_type": "bert"}'
+    )
     (folder / "model.safetensors").write_bytes(os.urandom(50_000))
     (folder / "sub" / "notes.txt").write_text("hello\n")
     yield folder

@@ -55,8 +55,13 @@ def test_upload_folder_with_lfs_and_download(hub, alice, repo_id, tiny_folder, t
     info = api.upload_folder(folder_path=tiny_folder, repo_id=repo_id)
     assert len(info.oid) == 40
     files = api.list_repo_files(repo_id)
-    assert files == [".gitattributes", "README.md", "config.json", "model.safetensors",
-                     "sub/notes.txt"]
+    assert files == [
+        ".gitattributes",
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "sub/notes.txt",
+    ]
     weights = (tiny_folder / "model.safetensors").read_bytes()
     model = api.model_info(repo_id, files_metadata=True)
     by_name = {s.rfilename: s for s in model.siblings}
@@ -65,8 +70,10 @@ def test_upload_folder_with_lfs_and_download(hub, alice, repo_id, tiny_folder, t
     assert by_name["sub/notes.txt"].lfs is None
     # oid of a regular file is the git blob SHA-1
     text = (tiny_folder / "sub" / "notes.txt").read_bytes()
-    assert by_name["sub/notes.txt"].blob_id == hashlib.sha1(
-        b"blob %d\0" % len(text) + text).hexdigest()
+    assert (
+        by_name["sub/notes.txt"].blob_id
+        == hashlib.sha1(b"blob %d\0" % len(text) + text).hexdigest()
+    )
     path = hf_hub_download(repo_id, "model.safetensors", endpoint=hub.url)
     assert Path(path).read_bytes() == weights
     snap = Path(snapshot_download(repo_id, endpoint=hub.url, cache_dir=tmp_path / "snap"))
@@ -99,13 +106,22 @@ def test_create_commit_with_deletions(hub, alice, repo_id, tiny_folder):
     api = hub.api(alice)
     api.create_repo(repo_id)
     api.upload_folder(folder_path=tiny_folder, repo_id=repo_id)
-    api.create_commit(repo_id, operations=[
-        CommitOperationDelete("sub/"),
-        CommitOperationDelete("config.json"),
-        CommitOperationAdd("new.txt", b"new"),
-    ], commit_message="Reshape", commit_description="Drop sub/ and config")
-    assert api.list_repo_files(repo_id) == [".gitattributes", "README.md", "model.safetensors",
-                                            "new.txt"]
+    api.create_commit(
+        repo_id,
+        operations=[
+            CommitOperationDelete("sub/"),
+            CommitOperationDelete("config.json"),
+            CommitOperationAdd("new.txt", b"new"),
+        ],
+        commit_message="Reshape",
+        commit_description="Drop sub/ and config",
+    )
+    assert api.list_repo_files(repo_id) == [
+        ".gitattributes",
+        "README.md",
+        "model.safetensors",
+        "new.txt",
+    ]
     top = api.list_repo_commits(repo_id)[0]
     assert (top.title, top.message) == ("Reshape", "Drop sub/ and config")
     with pytest.raises(EntryNotFoundError):
@@ -118,8 +134,12 @@ def test_stale_parent_commit_is_refused(hub, alice, repo_id):
     parent = api.model_info(repo_id).sha
     api.upload_file(path_or_fileobj=b"1", path_in_repo="one.txt", repo_id=repo_id)
     with pytest.raises(HfHubHTTPError) as exc:
-        api.create_commit(repo_id, operations=[CommitOperationAdd("two.txt", b"2")],
-                          commit_message="late", parent_commit=parent)
+        api.create_commit(
+            repo_id,
+            operations=[CommitOperationAdd("two.txt", b"2")],
+            commit_message="late",
+            parent_commit=parent,
+        )
     assert exc.value.response.status_code == 412
     assert "two.txt" not in api.list_repo_files(repo_id)
 
@@ -130,8 +150,7 @@ def test_tags_branches_refs_and_revisions(hub, alice, repo_id):
     first = api.upload_file(path_or_fileobj=b"v1", path_in_repo="f.txt", repo_id=repo_id)
     api.create_tag(repo_id, tag="v1.0", tag_message="first release")
     api.create_branch(repo_id, branch="dev")
-    api.upload_file(path_or_fileobj=b"dev", path_in_repo="f.txt", repo_id=repo_id,
-                    revision="dev")
+    api.upload_file(path_or_fileobj=b"dev", path_in_repo="f.txt", repo_id=repo_id, revision="dev")
     refs = api.list_repo_refs(repo_id)
     assert {b.name for b in refs.branches} == {"main", "dev"}
     assert [(t.name, t.target_commit) for t in refs.tags] == [("v1.0", first.oid)]
@@ -152,8 +171,9 @@ def test_tags_branches_refs_and_revisions(hub, alice, repo_id):
 def test_create_pr_commits_to_a_pr_ref(hub, alice, repo_id):
     api = hub.api(alice)
     api.create_repo(repo_id)
-    info = api.upload_file(path_or_fileobj=b"x", path_in_repo="pr.txt", repo_id=repo_id,
-                           create_pr=True)
+    info = api.upload_file(
+        path_or_fileobj=b"x", path_in_repo="pr.txt", repo_id=repo_id, create_pr=True
+    )
     assert info.pr_num == 1 and info.pr_revision == "refs/pr/1"
     assert "pr.txt" not in api.list_repo_files(repo_id)
     assert "pr.txt" in api.list_repo_files(repo_id, revision="refs/pr/1")
@@ -167,8 +187,7 @@ def test_tree_paths_info_commits_and_exists(hub, alice, repo_id, tiny_folder):
     api.upload_folder(folder_path=tiny_folder, repo_id=repo_id)
     top = [e.path for e in api.list_repo_tree(repo_id)]
     assert top == [".gitattributes", "README.md", "config.json", "model.safetensors", "sub"]
-    assert [e.path for e in api.list_repo_tree(repo_id, path_in_repo="sub")] == [
-        "sub/notes.txt"]
+    assert [e.path for e in api.list_repo_tree(repo_id, path_in_repo="sub")] == ["sub/notes.txt"]
     expanded = list(api.list_repo_tree(repo_id, path_in_repo="sub", expand=True))
     assert expanded[0].last_commit["title"] == "Upload folder using huggingface_hub"
     with pytest.raises(EntryNotFoundError):
@@ -190,37 +209,58 @@ def test_model_info_derives_tags_like_the_hub(hub, alice, repo_id, tiny_folder):
     (tiny_folder / "README.md").write_text(
         "---\nlicense: apache-2.0\nlanguage: [fr, en]\ndatasets: [org/data]\n"
         "base_model: org/base\nbase_model_relation: finetune\ntags: [custom]\n---\n"
-        "See https://arxiv.org/abs/1911.03894\n")
+        "See https://arxiv.org/abs/1911.03894\n"
+    )
     api.upload_folder(folder_path=tiny_folder, repo_id=repo_id)
     info = api.model_info(repo_id)
     assert info.pipeline_tag == "fill-mask" and info.library_name == "transformers"
-    for tag in ("transformers", "safetensors", "bert", "fill-mask", "custom", "fr", "en",
-                "dataset:org/data", "arxiv:1911.03894", "license:apache-2.0",
-                "base_model:org/base", "base_model:finetune:org/base"):
+    for tag in (
+        "transformers",
+        "safetensors",
+        "bert",
+        "fill-mask",
+        "custom",
+        "fr",
+        "en",
+        "dataset:org/data",
+        "arxiv:1911.03894",
+        "license:apache-2.0",
+        "base_model:org/base",
+        "base_model:finetune:org/base",
+    ):
         assert tag in info.tags, tag
     assert info.tags[-1] == "region:us"
     assert info.card_data.license == "apache-2.0"
-    assert info.config == {"architectures": ["BertForMaskedLM"], "model_type": "bert",
-                           "tokenizer_config": {}}
+    assert info.config == {
+        "architectures": ["BertForMaskedLM"],
+        "model_type": "bert",
+        "tokenizer_config": {},
+    }
     assert info.transformers_info.auto_model == "AutoModelForMaskedLM"
 
 
 def test_list_models_filters_sort_and_pagination(hub):
     owner = hub.user("lister")
     api = hub.api(owner)
-    for i, (lang, task) in enumerate([("fr", "fill-mask"), ("fr", "text-classification"),
-                                      ("de", "fill-mask")]):
+    for i, (lang, task) in enumerate(
+        [("fr", "fill-mask"), ("fr", "text-classification"), ("de", "fill-mask")]
+    ):
         rid = f"{owner.name}/m{i}"
         api.create_repo(rid)
-        api.upload_file(path_or_fileobj=(f"---\nlanguage: {lang}\npipeline_tag: {task}\n"
-                                         "license: mit\n---\n").encode(),
-                        path_in_repo="README.md", repo_id=rid)
+        api.upload_file(
+            path_or_fileobj=(
+                f"---\nlanguage: {lang}\npipeline_tag: {task}\nlicense: mit\n---\n"
+            ).encode(),
+            path_in_repo="README.md",
+            repo_id=rid,
+        )
     fr = [m.id for m in api.list_models(author=owner.name, filter="fr")]
     assert sorted(fr) == [f"{owner.name}/m0", f"{owner.name}/m1"]
     both = [m.id for m in api.list_models(author=owner.name, filter=["fr", "fill-mask"])]
     assert both == [f"{owner.name}/m0"]
-    assert [m.id for m in api.list_models(author=owner.name, pipeline_tag="fill-mask",
-                                          search="m2")] == [f"{owner.name}/m2"]
+    assert [
+        m.id for m in api.list_models(author=owner.name, pipeline_tag="fill-mask", search="m2")
+    ] == [f"{owner.name}/m2"]
     assert len(list(api.list_models(author=owner.name, limit=2))) == 2
     full = next(iter(api.list_models(author=owner.name, full=True, cardData=True, limit=1)))
     assert full.sha and full.siblings and full.card_data.license == "mit"
@@ -247,17 +287,23 @@ def test_concurrent_commits_lose_nothing(hub, alice, repo_id):
     api.create_repo(repo_id)
 
     def write(i: int) -> str:
-        return api.upload_file(path_or_fileobj=f"{i}".encode(), path_in_repo=f"f{i}.txt",
-                               repo_id=repo_id).oid
+        return api.upload_file(
+            path_or_fileobj=f"{i}".encode(), path_in_repo=f"f{i}.txt", repo_id=repo_id
+        ).oid
 
     with ThreadPoolExecutor(8) as pool:
         oids = list(pool.map(write, range(16)))
     assert len(set(oids)) == 16
     assert sorted(api.list_repo_files(repo_id)) == sorted(
-        [".gitattributes"] + [f"f{i}.txt" for i in range(16)])
+        [".gitattributes"] + [f"f{i}.txt" for i in range(16)]
+    )
     git_dir = hub.service.git_path("model", repo_id)
-    history = subprocess.run(["git", "--git-dir", str(git_dir), "rev-list", "--parents",
-                              "main"], capture_output=True, text=True, check=True).stdout
+    history = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "rev-list", "--parents", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert all(len(line.split()) <= 2 for line in history.splitlines())  # linear: no merges
     assert len(history.splitlines()) == 17
 

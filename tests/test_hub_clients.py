@@ -21,8 +21,9 @@ HF = str(Path(sys.executable).with_name("hf"))
 
 
 def hf(args: list[str], env: dict[str, str], cwd: Path) -> str:
-    proc = subprocess.run([HF, *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [HF, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -34,23 +35,28 @@ def test_hf_cli_upload_download_and_list(hub, alice, repo_id, tiny_folder, tmp_p
     out = tmp_path / "dl"
     hf(["download", repo_id, "--local-dir", str(out)], env, tmp_path)
     assert (out / "model.safetensors").read_bytes() == (
-        tiny_folder / "model.safetensors").read_bytes()
+        tiny_folder / "model.safetensors"
+    ).read_bytes()
     assert (out / "sub" / "notes.txt").read_text() == "hello\n"
-    listing = hf(["models", "ls", "--author", alice.name, "--filter", "fr", "--format",
-                  "json"], env, tmp_path)
+    listing = hf(
+        ["models", "ls", "--author", alice.name, "--filter", "fr", "--format", "json"],
+        env,
+        tmp_path,
+    )
     assert repo_id in [row["id"] for row in json.loads(listing)]
 
 
 def test_transformers_push_to_hub_then_from_pretrained(hub, alice, repo_id, tmp_path):
     code = f"""
 import torch
-from transformers import BertConfig, BertForSequenceClassification, AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification as Auto
+from transformers import BertConfig, BertForSequenceClassification
 torch.manual_seed(0)
 cfg = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                  intermediate_size=32, num_labels=3)
 model = BertForSequenceClassification(cfg).eval()
 model.push_to_hub("{repo_id}")
-again = AutoModelForSequenceClassification.from_pretrained("{repo_id}")
+again = Auto.from_pretrained("{repo_id}")
 ids = torch.tensor([[1, 2, 3]])
 assert torch.allclose(model(ids).logits, again(ids).logits)
 print("ok", again.config.num_labels)
@@ -99,42 +105,74 @@ print(ModelCard.load("{repo_id}").data.license)
 
 
 @pytest.mark.skipif(shutil.which("git-lfs") is None, reason="git-lfs is not installed")
-def test_git_clone_brings_lfs_files_byte_identical(hub, alice, repo_id, tiny_folder,
-                                                   tmp_path):
+def test_git_clone_brings_lfs_files_byte_identical(hub, alice, repo_id, tiny_folder, tmp_path):
     api = hub.api(alice)
     api.create_repo(repo_id)
     api.upload_folder(folder_path=tiny_folder, repo_id=repo_id)
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "HOME": str(tmp_path)}
-    subprocess.run(["git", "lfs", "install", "--skip-repo"], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "lfs", "install", "--skip-repo"], env=env, check=True, capture_output=True
+    )
     dest = tmp_path / "clone"
-    proc = subprocess.run(["git", "clone", "-q", f"{hub.url}/{repo_id}", str(dest)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["git", "clone", "-q", f"{hub.url}/{repo_id}", str(dest)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (dest / "model.safetensors").read_bytes() == (
-        tiny_folder / "model.safetensors").read_bytes()
-    log = subprocess.run(["git", "-C", str(dest), "log", "--format=%s"], capture_output=True,
-                         text=True, check=True).stdout.splitlines()
+        tiny_folder / "model.safetensors"
+    ).read_bytes()
+    log = subprocess.run(
+        ["git", "-C", str(dest), "log", "--format=%s"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert log == ["Upload folder using huggingface_hub", "initial commit"]
-    head = subprocess.run(["git", "-C", str(dest), "rev-parse", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(dest), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert head == api.model_info(repo_id).sha
 
 
 def test_git_clone_of_private_repo_needs_the_token(hub, alice, repo_id, tmp_path):
     api = hub.api(alice)
     api.create_repo(repo_id, private=True)
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "HOME": str(tmp_path),
-           "GIT_LFS_SKIP_SMUDGE": "1"}
-    anon = subprocess.run(["git", "clone", "-q", f"{hub.url}/{repo_id}", str(tmp_path / "a")],
-                          env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",
+        "HOME": str(tmp_path),
+        "GIT_LFS_SKIP_SMUDGE": "1",
+    }
+    anon = subprocess.run(
+        ["git", "clone", "-q", f"{hub.url}/{repo_id}", str(tmp_path / "a")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert anon.returncode != 0
     host = hub.url.removeprefix("http://")
     authed = subprocess.run(
-        ["git", "clone", "-q", f"http://{alice.name}:{alice.token}@{host}/{repo_id}",
-         str(tmp_path / "b")], env=env, capture_output=True, text=True, timeout=60)
+        [
+            "git",
+            "clone",
+            "-q",
+            f"http://{alice.name}:{alice.token}@{host}/{repo_id}",
+            str(tmp_path / "b"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert authed.returncode == 0, authed.stderr
     assert (tmp_path / "b" / ".gitattributes").exists()
-    push = subprocess.run(["git", "-C", str(tmp_path / "b"), "push", "origin", "HEAD:dev"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    push = subprocess.run(
+        ["git", "-C", str(tmp_path / "b"), "push", "origin", "HEAD:dev"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert push.returncode != 0  # read-only over git

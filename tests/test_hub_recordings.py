@@ -8,7 +8,6 @@ model-info recordings are compared against a repo with the same kind of files.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx2 as httpx
 import pytest
@@ -50,19 +49,24 @@ def assert_same_shape(real: dict, ours: httpx.Response, ignore: set[str] = froze
 def replay(hub, real: dict, namespace: str, token: str) -> httpx.Response:
     uri = real["uri"].replace("https://huggingface.co", hub.url)
     uri = uri.replace("/user/", f"/{namespace}/")
-    body = (real["request_body"] or "").replace('"organization": "user"',
-                                                  f'"organization": "{namespace}"')
-    return httpx.request(real["method"], uri, content=body.encode(),
-                         headers={"Authorization": f"Bearer {token}"})
+    body = (real["request_body"] or "").replace(
+        '"organization": "user"', f'"organization": "{namespace}"'
+    )
+    return httpx.request(
+        real["method"], uri, content=body.encode(), headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 def test_repo_lifecycle_answers_match_recordings(hub):
     user = hub.user("rec")
-    for name in ("POST_api_repos_create_200.json", "POST_api_repos_create_409.json",
-                 "POST_api_spaces_user_tmp_test_space_preupload_main_200.json",
-                 "POST_api_spaces_user_tmp_test_space_commit_main_200.json",
-                 "GET_api_spaces_user_tmp_test_space_revision_main_expand_xetEnabled_200.json",
-                 "DELETE_api_repos_delete_200.json"):
+    for name in (
+        "POST_api_repos_create_200.json",
+        "POST_api_repos_create_409.json",
+        "POST_api_spaces_user_tmp_test_space_preupload_main_200.json",
+        "POST_api_spaces_user_tmp_test_space_commit_main_200.json",
+        "GET_api_spaces_user_tmp_test_space_revision_main_expand_xetEnabled_200.json",
+        "DELETE_api_repos_delete_200.json",
+    ):
         real = recording(name)
         ours = replay(hub, real, user.name, user.token)
         assert_same_shape(real, ours)
@@ -70,13 +74,22 @@ def test_repo_lifecycle_answers_match_recordings(hub):
             assert ours.json()["url"] == f"{hub.url}/spaces/{user.name}/tmp_test_space"
 
 
-@pytest.mark.parametrize("name,architecture,tokenizer", [
-    ("GET_api_models_google_bert_bert_base_uncased_200.json", "BertForMaskedLM", "[MASK]"),
-    ("GET_api_models_deepset_roberta_base_squad2_200.json", "RobertaForQuestionAnswering",
-     "<mask>"),
-    ("GET_api_models_sentence_transformers_paraphrase_albert_small_v2_200.json", "AlbertModel",
-     "[MASK]"),
-])
+@pytest.mark.parametrize(
+    "name,architecture,tokenizer",
+    [
+        ("GET_api_models_google_bert_bert_base_uncased_200.json", "BertForMaskedLM", "[MASK]"),
+        (
+            "GET_api_models_deepset_roberta_base_squad2_200.json",
+            "RobertaForQuestionAnswering",
+            "<mask>",
+        ),
+        (
+            "GET_api_models_sentence_transformers_paraphrase_albert_small_v2_200.json",
+            "AlbertModel",
+            "[MASK]",
+        ),
+    ],
+)
 def test_model_info_matches_recordings(hub, name, architecture, tokenizer):
     import struct
 
@@ -89,15 +102,20 @@ def test_model_info_matches_recordings(hub, name, architecture, tokenizer):
     real = recording(name)
     card = "---\nlicense: apache-2.0\nlanguage: en\n---\n# Model\n"
     if real["response_body"].get("model-index"):
-        card = ("---\nlicense: apache-2.0\nmodel-index:\n- name: m\n  results:\n  - task: "
-                "{type: question-answering}\n    dataset: {type: squad_v2, name: SQuAD}\n"
-                "    metrics: [{type: exact_match, value: 79.9}]\n---\n")
-    for path, content in (("README.md", card.encode()),
-                          ("config.json", json.dumps({"architectures": [architecture],
-                                                      "model_type": "bert"}).encode()),
-                          ("tokenizer_config.json", json.dumps({"mask_token": tokenizer})
-                           .encode()),
-                          ("model.safetensors", weights)):
+        card = (
+            "---\nlicense: apache-2.0\nmodel-index:\n- name: m\n  results:\n  - task: "
+            "{type: question-answering}\n    dataset: {type: squad_v2, name: SQuAD}\n"
+            "    metrics: [{type: exact_match, value: 79.9}]\n---\n"
+        )
+    for path, content in (
+        ("README.md", card.encode()),
+        (
+            "config.json",
+            json.dumps({"architectures": [architecture], "model_type": "bert"}).encode(),
+        ),
+        ("tokenizer_config.json", json.dumps({"mask_token": tokenizer}).encode()),
+        ("model.safetensors", weights),
+    ):
         api.upload_file(path_or_fileobj=content, path_in_repo=path, repo_id=repo_id)
     ours = httpx.get(f"{hub.url}/api/models/{repo_id}")
     assert_same_shape(real, ours, ignore=NOT_APPLICABLE)
@@ -105,5 +123,7 @@ def test_model_info_matches_recordings(hub, name, architecture, tokenizer):
     real_keys = [k for k in real["response_body"] if k not in NOT_APPLICABLE]
     assert [k for k in body if k in real_keys] == real_keys  # same keys, same order
     assert body["safetensors"] == {"parameters": {"F32": 6}, "total": 6}
-    assert body["transformersInfo"]["auto_model"] == real["response_body"][
-        "transformersInfo"]["auto_model"]
+    assert (
+        body["transformersInfo"]["auto_model"]
+        == real["response_body"]["transformersInfo"]["auto_model"]
+    )

@@ -47,7 +47,8 @@ def check_name(name: str, what: str) -> None:
     if not NAME.match(name) or ".." in name or "--" in name:
         raise UsageError(
             f"{what} {name!r} is not valid: use letters, digits, '-', '_' and '.', "
-            "starting and ending with a letter or digit (at most 96 characters)")
+            "starting and ending with a letter or digit (at most 96 characters)"
+        )
 
 
 def identify(db: Database, token: str | None) -> Identity | None:
@@ -58,8 +59,9 @@ def identify(db: Database, token: str | None) -> Identity | None:
     if row is None:
         raise ApiError(401, "Invalid credentials in Authorization header")
     orgs = tuple(db.orgs_of(row["user"]))
-    return Identity(row["user"], row["role"], (row["user"], *orgs), orgs, row["display_name"],
-                    row["created_at"])
+    return Identity(
+        row["user"], row["role"], (row["user"], *orgs), orgs, row["display_name"], row["created_at"]
+    )
 
 
 def request_token(req: Request) -> str | None:

@@ -23,7 +23,7 @@ from hubtool.hub.service import HubService
 
 def read_rows(path: Path) -> Iterator[dict[str, Any]]:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", newline="") as fh:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
         text: io.TextIOBase = fh
         stem = path.name.removesuffix(".gz")
         if stem.endswith(".csv"):
@@ -45,11 +45,17 @@ def _from_csv(row: dict[str, str]) -> dict[str, Any]:
     except (ValueError, SyntaxError):
         parsed = []
     last = (row.get("lastModified") or "").replace(" ", "T").replace("+00:00", ".000Z")
-    return {"modelId": row.get("modelId") or row.get("id"), "author": row.get("author"),
-            "downloads": int(row.get("downloads") or 0), "likes": int(row.get("likes") or 0),
-            "lastModified": last or None, "tags": parsed, "sha": row.get("sha") or None,
-            "pipeline_tag": row.get("pipeline_tag") or None,
-            "private": row.get("private") == "True"}
+    return {
+        "modelId": row.get("modelId") or row.get("id"),
+        "author": row.get("author"),
+        "downloads": int(row.get("downloads") or 0),
+        "likes": int(row.get("likes") or 0),
+        "lastModified": last or None,
+        "tags": parsed,
+        "sha": row.get("sha") or None,
+        "pipeline_tag": row.get("pipeline_tag") or None,
+        "private": row.get("private") == "True",
+    }
 
 
 def _values(raw: dict[str, Any]) -> dict[str, Any] | None:
@@ -59,23 +65,41 @@ def _values(raw: dict[str, Any]) -> dict[str, Any] | None:
     namespace = repo_id.split("/")[0] if "/" in repo_id else raw.get("author")
     last = raw.get("lastModified") or "2022-03-02T23:29:04.000Z"
     config = raw.get("config") if isinstance(raw.get("config"), dict) else None
-    meta: dict[str, Any] = {"tags": as_list(raw.get("tags")),
-                            "siblings": [s.get("rfilename") for s in raw.get("siblings") or []
-                                         if isinstance(s, dict) and s.get("rfilename")]}
+    meta: dict[str, Any] = {
+        "tags": as_list(raw.get("tags")),
+        "siblings": [
+            s.get("rfilename")
+            for s in raw.get("siblings") or []
+            if isinstance(s, dict) and s.get("rfilename")
+        ],
+    }
     if config:
         meta["config"] = {k: config[k] for k in ("architectures", "model_type") if k in config}
     if isinstance(raw.get("cardData"), dict):
         meta["cardData"] = raw["cardData"]
-    params = (raw.get("safetensors") or {}).get("total") if isinstance(
-        raw.get("safetensors"), dict) else None
+    params = (
+        (raw.get("safetensors") or {}).get("total")
+        if isinstance(raw.get("safetensors"), dict)
+        else None
+    )
     if params:
         meta["safetensors"] = raw["safetensors"]
-    return {"repo_type": "model", "repo_id": repo_id, "namespace": namespace,
-            "private": 0, "metadata_only": 1, "sha": raw.get("sha"),
-            "created_at": raw.get("createdAt") or last, "last_modified": last,
-            "downloads": int(raw.get("downloads") or 0), "likes": int(raw.get("likes") or 0),
-            "pipeline_tag": raw.get("pipeline_tag"), "library_name": raw.get("library_name"),
-            "num_parameters": params, "meta": meta}
+    return {
+        "repo_type": "model",
+        "repo_id": repo_id,
+        "namespace": namespace,
+        "private": 0,
+        "metadata_only": 1,
+        "sha": raw.get("sha"),
+        "created_at": raw.get("createdAt") or last,
+        "last_modified": last,
+        "downloads": int(raw.get("downloads") or 0),
+        "likes": int(raw.get("likes") or 0),
+        "pipeline_tag": raw.get("pipeline_tag"),
+        "library_name": raw.get("library_name"),
+        "num_parameters": params,
+        "meta": meta,
+    }
 
 
 def import_catalog(svc: HubService, path: Path) -> tuple[int, int]:
@@ -93,8 +117,11 @@ def import_catalog(svc: HubService, path: Path) -> tuple[int, int]:
                 skipped += 1
                 continue
             if existing is not None:
-                db.update_repo(conn, existing.rowid, {k: v for k, v in values.items()
-                                                      if k not in ("repo_type", "repo_id")})
+                db.update_repo(
+                    conn,
+                    existing.rowid,
+                    {k: v for k, v in values.items() if k not in ("repo_type", "repo_id")},
+                )
             else:
                 db.insert_repo(conn, {**values, "object_id": secrets.token_hex(12)})
             imported += 1

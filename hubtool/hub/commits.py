@@ -74,8 +74,11 @@ def parse_commit(body: bytes) -> CommitRequest:
         except (ValueError, KeyError, TypeError):
             raise bad_request(f"Line {n} of the commit is not a {{key, value}} object") from None
         if key == "header":
-            req = CommitRequest(str(value.get("summary") or "").strip(),
-                                str(value.get("description") or ""), value.get("parentCommit"))
+            req = CommitRequest(
+                str(value.get("summary") or "").strip(),
+                str(value.get("description") or ""),
+                value.get("parentCommit"),
+            )
         else:
             ops.append((key, value))
     if req is None:
@@ -100,7 +103,8 @@ def _add_operation(req: CommitRequest, key: str, value: dict[str, Any]) -> None:
         if len(content) > MAX_REGULAR_FILE:
             raise bad_request(
                 f"Your push was rejected because it contains files larger than 10 MiB "
-                f"({path}). Please use https://git-lfs.github.com/ to store large files.")
+                f"({path}). Please use https://git-lfs.github.com/ to store large files."
+            )
         req.adds[path] = content
     elif key == "lfsFile":
         oid, size = value.get("oid"), value.get("size")
@@ -123,8 +127,10 @@ def _resolve_lfs(svc: HubService, row: RepoRow, req: CommitRequest) -> None:
     for path, (oid, size) in req.lfs.items():
         stored = linked.get(oid)
         if stored is None or not svc.lfs.has(oid, stored):
-            raise bad_request(f"LFS object {oid} for {path!r} was never uploaded to this repo; "
-                              "upload it through the LFS batch API first")
+            raise bad_request(
+                f"LFS object {oid} for {path!r} was never uploaded to this repo; "
+                "upload it through the LFS batch API first"
+            )
         if size is not None and size != stored:
             raise bad_request(f"LFS object {oid} has size {stored}, not {size}")
         req.adds[path] = lfs_pointer(oid, stored)
@@ -140,16 +146,16 @@ def _changes(repo: GitRepo, head: str, req: CommitRequest) -> tuple[dict, set[st
     for folder in req.deleted_folders:
         under = [p for p in files if p.startswith(folder + "/")]
         if not under:
-            raise ApiError(404, f"A folder with this name doesn't exist: {folder}",
-                           "EntryNotFound")
+            raise ApiError(404, f"A folder with this name doesn't exist: {folder}", "EntryNotFound")
         deletes.update(under)
     adds = {p: ("100644", repo.write_blob(data)) for p, data in req.adds.items()}
     deletes -= set(adds)
     return adds, deletes
 
 
-def apply_commit(svc: HubService, who: Identity, row: RepoRow, branch: str,
-                 req: CommitRequest, create_pr: bool) -> tuple[str, int | None]:
+def apply_commit(
+    svc: HubService, who: Identity, row: RepoRow, branch: str, req: CommitRequest, create_pr: bool
+) -> tuple[str, int | None]:
     """Apply ``req`` to ``branch`` (or to a new PR branch); (commit oid, PR number)."""
     repo = svc.git(row)
     _resolve_lfs(svc, row, req)
@@ -166,11 +172,15 @@ def apply_commit(svc: HubService, who: Identity, row: RepoRow, branch: str,
         for _ in range(CAS_RETRIES):
             head = repo.resolve(ref) or start
             if req.parent and req.parent != head and not create_pr:
-                raise ApiError(412, f"A commit has happened since. Please refresh and try again. "
-                                    f"(parent {req.parent} is not the head {head})")
+                raise ApiError(
+                    412,
+                    f"A commit has happened since. Please refresh and try again. "
+                    f"(parent {req.parent} is not the head {head})",
+                )
             adds, deletes = _changes(repo, head, req)
-            commit = repo.make_commit(head, adds, deletes, req.summary, req.description,
-                                      who.user, now_iso())
+            commit = repo.make_commit(
+                head, adds, deletes, req.summary, req.description, who.user, now_iso()
+            )
             try:
                 repo.update_ref(ref, commit, head)
                 break
@@ -210,16 +220,20 @@ def upload_mode(path: str, size: int, sample: bytes, patterns: list[str]) -> str
     return "regular"
 
 
-def preupload(svc: HubService, row: RepoRow, rev: str, files: Any, git_ignore: Any
-              ) -> dict[str, Any]:
+def preupload(
+    svc: HubService, row: RepoRow, rev: str, files: Any, git_ignore: Any
+) -> dict[str, Any]:
     """Decide ``regular``/``lfs`` for each file and report the oid already stored there."""
     if not isinstance(files, list):
         raise bad_request("'files' must be a list")
     repo = svc.git(row)
     head = svc.resolve(row, rev)
     patterns = lfs_patterns(repo, head)
-    ignore = [ln.strip() for ln in git_ignore.splitlines()
-              if ln.strip() and not ln.startswith("#")] if isinstance(git_ignore, str) else []
+    ignore = (
+        [ln.strip() for ln in git_ignore.splitlines() if ln.strip() and not ln.startswith("#")]
+        if isinstance(git_ignore, str)
+        else []
+    )
     existing = repo.files(head)
     pointers = repo.read_blobs([e.oid for e in existing.values() if e.size <= 1024])
     answers = []
@@ -235,8 +249,11 @@ def preupload(svc: HubService, row: RepoRow, rev: str, files: Any, git_ignore: A
         except (binascii.Error, ValueError):
             raise bad_request(f"The sample of {path!r} is not valid base64") from None
         mode = upload_mode(path, size, sample, patterns)
-        answer: dict[str, Any] = {"path": path, "uploadMode": mode,
-                                  "shouldIgnore": any(matches(path, p) for p in ignore)}
+        answer: dict[str, Any] = {
+            "path": path,
+            "uploadMode": mode,
+            "shouldIgnore": any(matches(path, p) for p in ignore),
+        }
         entry = existing.get(path)
         if entry is not None:
             pointer = parse_lfs_pointer(pointers.get(entry.oid, b""))

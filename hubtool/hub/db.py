@@ -161,8 +161,9 @@ class Database:
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -190,7 +191,8 @@ class Database:
 
     def all_repos(self, metadata_only: bool = False) -> list[RepoRow]:
         rows = self.conn.execute(
-            "SELECT * FROM repos WHERE metadata_only=?", (int(metadata_only),)).fetchall()
+            "SELECT * FROM repos WHERE metadata_only=?", (int(metadata_only),)
+        ).fetchall()
         return [RepoRow.from_sql(r) for r in rows]
 
     def insert_repo(self, conn: sqlite3.Connection, values: dict[str, Any]) -> int:
@@ -211,8 +213,9 @@ class Database:
 
     def _set_tags(self, conn: sqlite3.Connection, rowid: int, tags: Iterable[str]) -> None:
         conn.execute("DELETE FROM repo_tags WHERE repo=?", (rowid,))
-        conn.executemany("INSERT OR IGNORE INTO repo_tags (tag, repo) VALUES (?, ?)",
-                         [(t, rowid) for t in tags])
+        conn.executemany(
+            "INSERT OR IGNORE INTO repo_tags (tag, repo) VALUES (?, ?)", [(t, rowid) for t in tags]
+        )
 
     def delete_repo(self, rowid: int) -> None:
         with self.tx() as conn:
@@ -247,15 +250,18 @@ class Database:
             where.append("num_parameters <= ?")
             args.append(q.max_params)
         order = _SORTS.get(q.sort, "downloads DESC")
-        sql = (f"SELECT * FROM repos WHERE {' AND '.join(where)} ORDER BY {order}, rowid "
-               f"LIMIT ? OFFSET ?")
+        sql = (
+            f"SELECT * FROM repos WHERE {' AND '.join(where)} ORDER BY {order}, rowid "
+            f"LIMIT ? OFFSET ?"
+        )
         rows = self.conn.execute(sql, (*args, q.limit, q.offset)).fetchall()
         return [RepoRow.from_sql(r) for r in rows]
 
     # -- LFS links --------------------------------------------------------------------------
     def link_lfs(self, rowid: int, oid: str, size: int) -> None:
-        self.conn.execute("INSERT OR IGNORE INTO lfs_links (repo, oid, size) VALUES (?, ?, ?)",
-                          (rowid, oid, size))
+        self.conn.execute(
+            "INSERT OR IGNORE INTO lfs_links (repo, oid, size) VALUES (?, ?, ?)", (rowid, oid, size)
+        )
 
     def linked_lfs(self, rowid: int, oids: Iterable[str]) -> dict[str, int]:
         oids = list(oids)
@@ -274,12 +280,14 @@ class Database:
     def get_user(self, name: str) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM users WHERE name=?", (name,)).fetchone()
 
-    def add_user(self, name: str, fullname: str, email: str | None, is_org: bool,
-                 created_at: str) -> None:
+    def add_user(
+        self, name: str, fullname: str, email: str | None, is_org: bool, created_at: str
+    ) -> None:
         with self.tx() as conn:
             conn.execute(
                 "INSERT INTO users (name, fullname, email, is_org, created_at) VALUES (?,?,?,?,?)",
-                (name, fullname, email, int(is_org), created_at))
+                (name, fullname, email, int(is_org), created_at),
+            )
 
     def add_member(self, org: str, user: str) -> None:
         with self.tx() as conn:
@@ -289,12 +297,15 @@ class Database:
         rows = self.conn.execute("SELECT org FROM members WHERE user=? ORDER BY org", (user,))
         return [r["org"] for r in rows]
 
-    def add_token(self, token_hash: str, user: str, role: str, display_name: str,
-                  created_at: str) -> None:
+    def add_token(
+        self, token_hash: str, user: str, role: str, display_name: str, created_at: str
+    ) -> None:
         with self.tx() as conn:
             conn.execute(
                 "INSERT INTO tokens (hash, user, role, display_name, created_at) "
-                "VALUES (?,?,?,?,?)", (token_hash, user, role, display_name, created_at))
+                "VALUES (?,?,?,?,?)",
+                (token_hash, user, role, display_name, created_at),
+            )
 
     def get_token(self, token_hash: str) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM tokens WHERE hash=?", (token_hash,)).fetchone()
@@ -302,9 +313,13 @@ class Database:
     # -- pull requests ----------------------------------------------------------------------
     def open_pull_request(self, rowid: int, title: str, author: str, created_at: str) -> int:
         with self.tx() as conn:
-            row = conn.execute("SELECT COALESCE(MAX(num), 0) + 1 AS n FROM pull_requests "
-                               "WHERE repo=?", (rowid,)).fetchone()
+            row = conn.execute(
+                "SELECT COALESCE(MAX(num), 0) + 1 AS n FROM pull_requests WHERE repo=?", (rowid,)
+            ).fetchone()
             num = int(row["n"])
-            conn.execute("INSERT INTO pull_requests (repo, num, title, author, created_at) "
-                         "VALUES (?,?,?,?,?)", (rowid, num, title, author, created_at))
+            conn.execute(
+                "INSERT INTO pull_requests (repo, num, title, author, created_at) "
+                "VALUES (?,?,?,?,?)",
+                (rowid, num, title, author, created_at),
+            )
         return num

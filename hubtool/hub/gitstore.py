@@ -101,7 +101,10 @@ class GitRepo:
 
     # -- plumbing ---------------------------------------------------------------------------
     def _git(
-        self, *args: str, input: bytes | None = None, env: dict[str, str] | None = None,
+        self,
+        *args: str,
+        input: bytes | None = None,
+        env: dict[str, str] | None = None,
         check: bool = True,
     ) -> subprocess.CompletedProcess[bytes]:
         full_env = {**os.environ, "GIT_DIR": str(self.path), "LC_ALL": "C"}
@@ -116,12 +119,16 @@ class GitRepo:
         return proc
 
     @classmethod
-    def init(cls, path: Path, files: dict[str, bytes], message: str, author: str, date: str
-             ) -> GitRepo:
+    def init(
+        cls, path: Path, files: dict[str, bytes], message: str, author: str, date: str
+    ) -> GitRepo:
         """Create a bare repository whose ``main`` holds ``files`` in one commit."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "init", "-q", "--bare", "-b", "main", str(path)],
+            check=True,
+            capture_output=True,
+        )
         repo = cls(path)
         repo._git("config", "http.receivepack", "false")
         repo._git("config", "core.logAllRefUpdates", "false")
@@ -152,7 +159,9 @@ class GitRepo:
         """Many small blobs in one ``git cat-file --batch`` call."""
         if not oids:
             return {}
-        out = self._git("cat-file", "--batch", input="".join(o + "\n" for o in oids).encode()).stdout
+        out = self._git(
+            "cat-file", "--batch", input="".join(o + "\n" for o in oids).encode()
+        ).stdout
         result, pos = {}, 0
         for oid in oids:
             nl = out.index(b"\n", pos)
@@ -170,8 +179,9 @@ class GitRepo:
         """The commit SHA a branch, tag, ``refs/…`` name or (full or short) SHA names."""
         if not _SAFE_REV.match(rev) or rev.startswith("-") or ".." in rev:
             return None
-        candidates = [rev] if rev.startswith("refs/") else [
-            f"refs/heads/{rev}", f"refs/tags/{rev}", rev]
+        candidates = (
+            [rev] if rev.startswith("refs/") else [f"refs/heads/{rev}", f"refs/tags/{rev}", rev]
+        )
         for cand in candidates:
             proc = self._git("rev-parse", "-q", "--verify", f"{cand}^{{commit}}", check=False)
             if proc.returncode == 0:
@@ -197,10 +207,13 @@ class GitRepo:
     def delete_ref(self, ref: str) -> None:
         self._git("update-ref", "-d", ref)
 
-    def create_annotated_tag(self, name: str, commit: str, message: str, author: str,
-                             date: str) -> str:
-        body = (f"object {commit}\ntype commit\ntag {name}\n"
-                f"tagger {author} <{author}@hubtool.local> {_git_date(date)}\n\n{message}\n")
+    def create_annotated_tag(
+        self, name: str, commit: str, message: str, author: str, date: str
+    ) -> str:
+        body = (
+            f"object {commit}\ntype commit\ntag {name}\n"
+            f"tagger {author} <{author}@hubtool.local> {_git_date(date)}\n\n{message}\n"
+        )
         return self._git("mktag", input=body.encode()).stdout.decode().strip()
 
     # -- trees ------------------------------------------------------------------------------
@@ -225,14 +238,19 @@ class GitRepo:
             meta, name = rec.split(b"\t", 1)
             _mode, kind, oid, size = meta.split()
             is_tree = kind == b"tree"
-            entries.append(TreeEntry(
-                path=prefix + name.decode(), kind="directory" if is_tree else "file",
-                oid=oid.decode(), size=0 if is_tree else int(size)))
+            entries.append(
+                TreeEntry(
+                    path=prefix + name.decode(),
+                    kind="directory" if is_tree else "file",
+                    oid=oid.decode(),
+                    size=0 if is_tree else int(size),
+                )
+            )
         return tuple(entries)
 
     def entry(self, commit: str, path: str) -> TreeEntry | None:
         """The file or directory at ``path``, or None."""
-        parent, _, name = path.rpartition("/")
+        parent, _, _name = path.rpartition("/")
         for e in self.list_tree(commit, parent):
             if e.path == path:
                 return e
@@ -242,9 +260,16 @@ class GitRepo:
         return {e.path: e for e in self.list_tree(commit, "", True) if e.kind == "file"}
 
     # -- commits ----------------------------------------------------------------------------
-    def make_commit(self, parent: str | None, adds: dict[str, tuple[str, str]],
-                    deletes: set[str], title: str, description: str, author: str,
-                    date: str) -> str:
+    def make_commit(
+        self,
+        parent: str | None,
+        adds: dict[str, tuple[str, str]],
+        deletes: set[str],
+        title: str,
+        description: str,
+        author: str,
+        date: str,
+    ) -> str:
         """Write the tree ``parent`` + ``adds`` - ``deletes`` and a commit on it; returns its SHA.
 
         ``adds`` maps a path to (mode, blob oid). Nothing is referenced until ``update_ref``.
@@ -256,19 +281,30 @@ class GitRepo:
             lines = [f"0 {ZERO_SHA}\t{p}" for p in sorted(deletes)]
             lines += [f"{mode} {oid}\t{p}" for p, (mode, oid) in sorted(adds.items())]
             if lines:
-                self._git("update-index", "-z", "--index-info",
-                          input="\0".join(lines).encode() + b"\0", env=env)
+                self._git(
+                    "update-index",
+                    "-z",
+                    "--index-info",
+                    input="\0".join(lines).encode() + b"\0",
+                    env=env,
+                )
             tree = self._git("write-tree", env=env).stdout.decode().strip()
         message = title if not description else f"{title}\n\n{description}"
         gdate = _git_date(date)
-        ident = {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": f"{author}@hubtool.local",
-                 "GIT_COMMITTER_NAME": author, "GIT_COMMITTER_EMAIL": f"{author}@hubtool.local",
-                 "GIT_AUTHOR_DATE": gdate, "GIT_COMMITTER_DATE": gdate}
+        ident = {
+            "GIT_AUTHOR_NAME": author,
+            "GIT_AUTHOR_EMAIL": f"{author}@hubtool.local",
+            "GIT_COMMITTER_NAME": author,
+            "GIT_COMMITTER_EMAIL": f"{author}@hubtool.local",
+            "GIT_AUTHOR_DATE": gdate,
+            "GIT_COMMITTER_DATE": gdate,
+        }
         args = ["commit-tree", tree] + (["-p", parent] if parent else [])
         return self._git(*args, input=message.encode(), env=ident).stdout.decode().strip()
 
-    def log(self, commit: str, skip: int = 0, limit: int = 50, path: str | None = None
-            ) -> list[CommitInfo]:
+    def log(
+        self, commit: str, skip: int = 0, limit: int = 50, path: str | None = None
+    ) -> list[CommitInfo]:
         fmt = "%H%x00%an%x00%at%x00%s%x00%B%x1e"
         args = ["log", f"--format={fmt}", f"--skip={skip}", f"-n{limit}", commit]
         out = self._git(*args, *(["--", path] if path else [])).stdout
@@ -279,7 +315,7 @@ class GitRepo:
                 continue
             oid, author, ts, title, body = rec.split("\0", 4)
             message = body.strip("\n")
-            message = message[len(title):].lstrip("\n") if message.startswith(title) else message
+            message = message[len(title) :].lstrip("\n") if message.startswith(title) else message
             commits.append(CommitInfo(oid, author, iso_from_epoch(int(ts)), title, message))
         return commits
 

@@ -12,7 +12,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeGuard
 
 _OID = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 20
@@ -22,7 +22,7 @@ class LfsMismatch(Exception):
     """The uploaded bytes do not hash to the announced oid or size."""
 
 
-def valid_oid(oid: object) -> bool:
+def valid_oid(oid: object) -> TypeGuard[str]:
     return isinstance(oid, str) and bool(_OID.match(oid))
 
 
@@ -54,7 +54,9 @@ class LfsStore:
         try:
             with os.fdopen(fd, "wb") as fh:
                 while True:
-                    chunk = stream.read(min(CHUNK, size - received + 1)) if size >= received else b""
+                    chunk = (
+                        stream.read(min(CHUNK, size - received + 1)) if size >= received else b""
+                    )
                     if not chunk:
                         break
                     received += len(chunk)

@@ -17,12 +17,23 @@ FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)(?:\r?\n)?^---[ \t]*$", 
 _ARXIV = re.compile(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})", re.I)
 
 WEIGHT_FORMATS = (
-    (".safetensors", "safetensors"), (".bin", "pytorch"), (".pt", "pytorch"),
-    (".pth", "pytorch"), (".h5", "tf"), (".msgpack", "jax"), (".onnx", "onnx"),
+    (".safetensors", "safetensors"),
+    (".bin", "pytorch"),
+    (".pt", "pytorch"),
+    (".pth", "pytorch"),
+    (".h5", "tf"),
+    (".msgpack", "jax"),
+    (".onnx", "onnx"),
     (".gguf", "gguf"),
 )
-DATA_FORMATS = ((".parquet", "parquet"), (".csv", "csv"), (".json", "json"), (".jsonl", "json"),
-                (".arrow", "arrow"), (".txt", "text"))
+DATA_FORMATS = (
+    (".parquet", "parquet"),
+    (".csv", "csv"),
+    (".json", "json"),
+    (".jsonl", "json"),
+    (".arrow", "arrow"),
+    (".txt", "text"),
+)
 
 
 def split_front_matter(text: str) -> tuple[str | None, str]:
@@ -30,7 +41,7 @@ def split_front_matter(text: str) -> tuple[str | None, str]:
     m = FRONT_MATTER.match(text)
     if not m:
         return None, text
-    return m.group(1), text[m.end():].lstrip("\r\n")
+    return m.group(1), text[m.end() :].lstrip("\r\n")
 
 
 def card_data(readme: str | None) -> dict[str, Any] | None:
@@ -83,9 +94,13 @@ def _dedupe(items: Iterable[str]) -> list[str]:
     return list(seen)
 
 
-def model_metadata(paths: list[str], readme: str | None, config: dict[str, Any] | None,
-                   params: dict[str, int], tokenizer_config: dict[str, Any] | None = None
-                   ) -> dict[str, Any]:
+def model_metadata(
+    paths: list[str],
+    readme: str | None,
+    config: dict[str, Any] | None,
+    params: dict[str, int],
+    tokenizer_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The index fields of a model repo, derived as the Hub derives them."""
     card = card_data(readme) or {}
     architectures = as_list((config or {}).get("architectures"))
@@ -105,8 +120,11 @@ def model_metadata(paths: list[str], readme: str | None, config: dict[str, Any] 
         meta["config"] = {k: config[k] for k in ("architectures", "model_type") if k in config}
         meta["config"]["tokenizer_config"] = tokenizer_summary(tokenizer_config)
         if heads:
-            meta["transformersInfo"] = {"auto_model": heads[0][1], "pipeline_tag": heads[0][0],
-                                        "processor": "AutoTokenizer"}
+            meta["transformersInfo"] = {
+                "auto_model": heads[0][1],
+                "pipeline_tag": heads[0][0],
+                "processor": "AutoTokenizer",
+            }
     mask = _token_text((tokenizer_config or {}).get("mask_token"))
     if mask:
         meta["mask_token"] = mask
@@ -115,14 +133,19 @@ def model_metadata(paths: list[str], readme: str | None, config: dict[str, Any] 
         meta["widgetData"] = widgets
     if params:
         meta["safetensors"] = {"parameters": params, "total": sum(params.values())}
-    return {"meta": meta, "pipeline_tag": pipeline_tag, "library_name": library,
-            "num_parameters": sum(params.values()) if params else None}
+    return {
+        "meta": meta,
+        "pipeline_tag": pipeline_tag,
+        "library_name": library,
+        "num_parameters": sum(params.values()) if params else None,
+    }
 
 
 def dataset_metadata(paths: list[str], readme: str | None) -> dict[str, Any]:
     card = card_data(readme) or {}
-    formats = _dedupe(fmt for p in paths for ext, fmt in DATA_FORMATS
-                      if p.endswith(ext) and not p.startswith("."))
+    formats = _dedupe(
+        fmt for p in paths for ext, fmt in DATA_FORMATS if p.endswith(ext) and not p.startswith(".")
+    )
     tags = [f"task_categories:{t}" for t in as_list(card.get("task_categories"))]
     tags += [f"task_ids:{t}" for t in as_list(card.get("task_ids"))]
     tags += [f"size_categories:{t}" for t in as_list(card.get("size_categories"))]
@@ -137,8 +160,9 @@ def dataset_metadata(paths: list[str], readme: str | None) -> dict[str, Any]:
     return {"meta": meta, "pipeline_tag": None, "library_name": None, "num_parameters": None}
 
 
-def _card_reference_tags(card: dict[str, Any], readme: str | None,
-                         language_prefix: str) -> list[str]:
+def _card_reference_tags(
+    card: dict[str, Any], readme: str | None, language_prefix: str
+) -> list[str]:
     tags = [f"{language_prefix}{lang}" for lang in as_list(card.get("language"))]
     tags += [f"dataset:{d}" for d in as_list(card.get("datasets"))]
     if readme:
@@ -154,8 +178,9 @@ def _card_reference_tags(card: dict[str, Any], readme: str | None,
     return tags
 
 
-def read_repo_files(paths: list[str], read: Callable[[str], bytes | None]
-                    ) -> tuple[str | None, dict[str, Any] | None, dict[str, Any] | None]:
+def read_repo_files(
+    paths: list[str], read: Callable[[str], bytes | None]
+) -> tuple[str | None, dict[str, Any] | None, dict[str, Any] | None]:
     """(README text, parsed config.json, parsed tokenizer_config.json) via ``read(path)``."""
     readme = read("README.md") if "README.md" in paths else None
     parsed = []
@@ -170,8 +195,15 @@ def read_repo_files(paths: list[str], read: Callable[[str], bytes | None]
     return text, parsed[0], parsed[1]
 
 
-SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
-                  "mask_token")
+SPECIAL_TOKENS = (
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+)
 DEFAULT_FILL_MASK_WIDGETS = {
     "en": ["Paris is the {mask} of France.", "The goal of life is {mask}."],
     "fr": ["Paris est la {mask} de la France.", "Le but de la vie est {mask}."],
@@ -180,8 +212,9 @@ DEFAULT_FILL_MASK_WIDGETS = {
 DEFAULT_WIDGETS: dict[str, list[dict[str, Any]]] = {
     "text-classification": [{"text": "I like you. I love you"}],
     "token-classification": [{"text": "My name is Wolfgang and I live in Berlin"}],
-    "question-answering": [{"text": "Where do I live?",
-                            "context": "My name is Wolfgang and I live in Berlin"}],
+    "question-answering": [
+        {"text": "Where do I live?", "context": "My name is Wolfgang and I live in Berlin"}
+    ],
     "text-generation": [{"text": "My name is Julien and I like to"}],
     "feature-extraction": [{"text": "Paris is the capital of France."}],
 }
@@ -195,11 +228,13 @@ def _token_text(token: Any) -> str | None:
 
 def tokenizer_summary(tokenizer_config: dict[str, Any] | None) -> dict[str, Any]:
     """The special tokens of a tokenizer config, as the Hub reports them under ``config``."""
-    return {k: tokenizer_config[k] for k in SPECIAL_TOKENS if k in (tokenizer_config or {})}
+    config = tokenizer_config or {}
+    return {k: config[k] for k in SPECIAL_TOKENS if k in config}
 
 
-def widget_data(card: dict[str, Any], pipeline_tag: str | None, mask: str | None
-                ) -> list[dict[str, Any]] | None:
+def widget_data(
+    card: dict[str, Any], pipeline_tag: str | None, mask: str | None
+) -> list[dict[str, Any]] | None:
     """The card's ``widget`` examples, else the Hub's default fill-mask examples."""
     widget = card.get("widget")
     if isinstance(widget, list):

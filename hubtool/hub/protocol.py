@@ -12,9 +12,14 @@ from urllib.parse import parse_qs
 class ApiError(Exception):
     """An HTTP error answered the Hub's way: status, ``X-Error-Code``, JSON ``{"error": …}``."""
 
-    def __init__(self, status: int, message: str, code: str | None = None,
-                 headers: dict[str, str] | None = None, body: dict[str, Any] | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.code = status, message, code
         self.headers = headers or {}
@@ -108,15 +113,20 @@ class Response:
     length: int | None = None
 
     @classmethod
-    def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None
-             ) -> Response:
+    def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
         body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-        return cls(status, {"Content-Type": "application/json; charset=utf-8", **(headers or {})},
-                   body)
+        return cls(
+            status, {"Content-Type": "application/json; charset=utf-8", **(headers or {})}, body
+        )
 
     @classmethod
-    def text(cls, text: str, status: int = 200, headers: dict[str, str] | None = None,
-             content_type: str = "text/plain; charset=utf-8") -> Response:
+    def text(
+        cls,
+        text: str,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        content_type: str = "text/plain; charset=utf-8",
+    ) -> Response:
         return cls(status, {"Content-Type": content_type, **(headers or {})}, text.encode())
 
     @classmethod
@@ -125,5 +135,6 @@ class Response:
         if err.code:
             headers["X-Error-Code"] = err.code
         headers["X-Error-Message"] = err.message.splitlines()[0][:500] if err.message else ""
-        return cls.json(err.body if err.body is not None else {"error": err.message},
-                        err.status, headers)
+        return cls.json(
+            err.body if err.body is not None else {"error": err.message}, err.status, headers
+        )

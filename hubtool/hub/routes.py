@@ -34,7 +34,7 @@ class Ctx:
     def __init__(self, svc: HubService, req: Request, params: dict[str, str]) -> None:
         self.svc, self.req = svc, req
         self.params = {k: unquote(v) for k, v in params.items() if v is not None}
-        self._who: Identity | None | bool = False
+        self._who: Identity | bool | None = False
 
     @property
     def who(self) -> Identity | None:
@@ -81,15 +81,45 @@ def whoami(c: Ctx) -> Response:
     if who is None:
         raise ApiError(401, "Invalid username or password.")
     user = c.svc.db.get_user(who.user)
-    orgs = [{"type": "org", "name": o, "fullname": (c.svc.db.get_user(o) or {"fullname": o})[
-        "fullname"], "roleInOrg": "write"} for o in who.orgs]
-    return Response.json({
-        "type": "user", "id": who.user, "name": who.user, "fullname": user["fullname"],
-        "email": user["email"], "emailVerified": bool(user["email"]), "canPay": False,
-        "isPro": False, "periodEnd": None, "avatarUrl": "", "orgs": orgs,
-        "auth": {"type": "access_token", "accessToken": {
-            "displayName": who.token_name, "role": who.role, "createdAt": who.token_created}},
-    })
+    if user is None:
+        raise ApiError(401, "Invalid credentials in Authorization header")
+    orgs = [
+        {
+            "type": "org",
+            "name": o,
+            "fullname": _fullname(c, o),
+            "roleInOrg": "write",
+        }
+        for o in who.orgs
+    ]
+    return Response.json(
+        {
+            "type": "user",
+            "id": who.user,
+            "name": who.user,
+            "fullname": user["fullname"],
+            "email": user["email"],
+            "emailVerified": bool(user["email"]),
+            "canPay": False,
+            "isPro": False,
+            "periodEnd": None,
+            "avatarUrl": "",
+            "orgs": orgs,
+            "auth": {
+                "type": "access_token",
+                "accessToken": {
+                    "displayName": who.token_name,
+                    "role": who.role,
+                    "createdAt": who.token_created,
+                },
+            },
+        }
+    )
+
+
+def _fullname(c: Ctx, name: str) -> str:
+    row = c.svc.db.get_user(name)
+    return str(row["fullname"]) if row is not None else name
 
 
 @route("GET", "/api/agent-harnesses")
@@ -151,8 +181,12 @@ def repo_settings(c: Ctx) -> Response:
     gated = body.get("gated")
     if gated is not None and gated not in (False, "auto", "manual"):
         raise bad_request("'gated' must be false, 'auto' or 'manual'")
-    row = c.svc.update_settings(c.who, c.ref, private if isinstance(private, bool) else None,
-                                None if gated is None else str(gated).lower())
+    row = c.svc.update_settings(
+        c.who,
+        c.ref,
+        private if isinstance(private, bool) else None,
+        None if gated is None else str(gated).lower(),
+    )
     return Response.json({"private": row.private, "gated": views.all_fields(row)["gated"]})
 
 
@@ -171,8 +205,11 @@ def repo_info(c: Ctx) -> Response:
         meta = None
         if sha != row.sha:
             derived = c.svc.derive(row, sha)
-            meta = {**derived["meta"], "pipeline_tag": derived["pipeline_tag"],
-                    "library_name": derived["library_name"]}
+            meta = {
+                **derived["meta"],
+                "pipeline_tag": derived["pipeline_tag"],
+                "library_name": derived["library_name"],
+            }
         fields = views.all_fields(row, sha, meta)
         if c.req.flag("blobs"):
             fields["siblings"], fields["usedStorage"] = views.siblings_with_blobs(repo, sha)
@@ -202,11 +239,19 @@ def _list_query(c: Ctx, repo_type: str, offset: int, limit: int) -> ListQuery:
             max_p = _count(value)
     gated = req.arg("gated")
     return ListQuery(
-        repo_type=repo_type, viewer_namespaces=c.who.namespaces if c.who else (),
-        search=req.arg("search") or None, author=req.arg("author") or None,
-        filters=tuple(f for f in req.args("filter") if f), pipeline_tag=req.arg("pipeline_tag"),
-        gated=None if gated is None else req.flag("gated"), min_params=min_p, max_params=max_p,
-        sort=req.arg("sort") or "downloads", offset=offset, limit=limit)
+        repo_type=repo_type,
+        viewer_namespaces=c.who.namespaces if c.who else (),
+        search=req.arg("search") or None,
+        author=req.arg("author") or None,
+        filters=tuple(f for f in req.args("filter") if f),
+        pipeline_tag=req.arg("pipeline_tag"),
+        gated=None if gated is None else req.flag("gated"),
+        min_params=min_p,
+        max_params=max_p,
+        sort=req.arg("sort") or "downloads",
+        offset=offset,
+        limit=limit,
+    )
 
 
 @route("GET", f"/api/{T}")
@@ -230,8 +275,7 @@ def list_repos(c: Ctx) -> Response:
         query.append(("cursor", nxt))
         headers["Link"] = f'<{req.scheme_host}/api/{c.params["t"]}?{urlencode(query)}>; rel="next"'
     full, expand = req.flag("full"), req.args("expand")
-    body = [views.list_row(r, full, req.flag("cardData"), req.flag("config"), expand)
-            for r in rows]
+    body = [views.list_row(r, full, req.flag("cardData"), req.flag("config"), expand) for r in rows]
     return Response.json(body, headers=headers)
 
 
@@ -260,8 +304,7 @@ def list_tree(c: Ctx) -> Response:
     if path:
         entry = repo.entry(sha, path)
         if entry is None or entry.kind != "directory":
-            raise ApiError(404, f"Entry not found: {path}", "EntryNotFound",
-                           {"X-Repo-Commit": sha})
+            raise ApiError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": sha})
     entries = views.tree_entries(repo, repo.list_tree(sha, path, c.req.flag("recursive")))
     expand = c.req.flag("expand")
     response = _paginated(c, entries, 50 if expand else PAGE)
@@ -333,16 +376,16 @@ def validate_yaml(c: Ctx) -> Response:
     if "text/plain" in c.req.headers.get("accept", ""):
         text = "\n".join(f"- Error: {e}" for e in errors) or "OK"
         return Response.text(text, status)
-    return Response.json({"errors": [{"message": e} for e in errors], "warnings": warnings},
-                         status)
+    return Response.json({"errors": [{"message": e} for e in errors], "warnings": warnings}, status)
 
 
 @route("POST", f"/api/{T}/{ID}/preupload/(?P<rev>[^/]+)")
 def preupload_route(c: Ctx) -> Response:
     row = c.svc.writable(c.who, c.ref)
     body = c.req.json_object()
-    return Response.json(preupload(c.svc, row, c.params["rev"], body.get("files"),
-                                   body.get("gitIgnore")))
+    return Response.json(
+        preupload(c.svc, row, c.params["rev"], body.get("files"), body.get("gitIgnore"))
+    )
 
 
 @route("POST", f"/api/{T}/{ID}/commit/(?P<rev>[^/]+)")
@@ -353,8 +396,12 @@ def commit(c: Ctx) -> Response:
     create_pr = c.req.flag("create_pr")
     oid, pr = apply_commit(c.svc, c.who, row, c.params["rev"], req, create_pr)
     url = c.repo_url(c.ref)
-    body: dict[str, Any] = {"success": True, "commitOid": oid,
-                            "commitUrl": f"{url}/commit/{oid}", "hookOutput": ""}
+    body: dict[str, Any] = {
+        "success": True,
+        "commitOid": oid,
+        "commitUrl": f"{url}/commit/{oid}",
+        "hookOutput": "",
+    }
     if pr is not None:
         body["pullRequestUrl"] = f"{url}/discussions/{pr}"
     return Response.json(body)
@@ -422,4 +469,3 @@ def delete_branch(c: Ctx) -> Response:
         raise ApiError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
     repo.delete_ref(f"refs/heads/{branch}")
     return Response.json({"success": True})
-

@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from hubtool.hub import routes, transfer  # noqa: F401  (transfer registers its routes)
 from hubtool.hub.protocol import ApiError, Request, Response
@@ -70,7 +70,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     server_version = "hubtool-hub"
     server: HubHTTPServer
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002
+    def log_message(self, format: str, *args) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     def _handle(self) -> None:
@@ -79,21 +79,29 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         length = headers.get("content-length")
         stream: BinaryIO
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            stream = ChunkedReader(self.rfile)  # type: ignore[assignment]
+            stream = ChunkedReader(self.rfile)  # type: ignore[arg-type,assignment]
             content_length = None
         else:
             content_length = int(length) if length and length.isdigit() else 0
-            stream = LimitedReader(self.rfile, content_length)  # type: ignore[assignment]
-        host = headers.get("host") or f"{self.server.server_address[0]}:{self.server.server_port}"
-        req = Request(self.command, raw_path, Request.parse_query(raw_query), headers, stream,
-                      content_length, f"http://{host}")
+            stream = LimitedReader(self.rfile, content_length)  # type: ignore[arg-type,assignment]
+        host = headers.get("host") or self.server.url.removeprefix("http://")
+        req = Request(
+            self.command,
+            raw_path,
+            Request.parse_query(raw_query),
+            headers,
+            stream,
+            content_length,
+            f"http://{host}",
+        )
         try:
             resp = routes.dispatch(self.server.service, req)
         except ApiError as err:
             resp = Response.error(err)
         except Exception:  # a bug: say so, but as a 4xx-free 500 only when nothing else fits
-            log.error("Unhandled error on %s %s\n%s", self.command, raw_path,
-                      traceback.format_exc())
+            log.error(
+                "Unhandled error on %s %s\n%s", self.command, raw_path, traceback.format_exc()
+            )
             resp = Response.error(ApiError(500, "Internal error in the local Hub"))
         while stream.read(1 << 20):  # leave the connection clean for keep-alive
             pass
@@ -117,7 +125,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle
 
 
-def _write_all(wfile: BinaryIO, chunks: Iterator[bytes]) -> None:
+def _write_all(wfile: Any, chunks: Iterator[bytes]) -> None:
     for chunk in chunks:
         wfile.write(chunk)
 
@@ -133,7 +141,7 @@ class HubHTTPServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host = self.server_address[0]
+        host = str(self.server_address[0])
         return f"http://{host}:{self.server_port}"
 
 
@@ -148,8 +156,9 @@ class BackgroundHub:
 
     def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 0) -> None:
         self.server = make_server(data_dir, host, port)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                       name="hubtool-hub")
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, daemon=True, name="hubtool-hub"
+        )
 
     @property
     def url(self) -> str:

@@ -27,14 +27,64 @@ from hubtool.hub.protocol import ApiError, repo_not_found, revision_not_found
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
-LFS_PATTERNS = (
-    "*.7z *.arrow *.bin *.bz2 *.ckpt *.ftz *.gz *.h5 *.joblib *.lfs.* *.mlmodel *.model "
-    "*.msgpack *.npy *.npz *.onnx *.ot *.parquet *.pb *.pickle *.pkl *.pt *.pth *.rar "
-    "*.safetensors saved_model/**/* *.tar.* *.tar *.tflite *.tgz *.wasm *.xz *.zip *.zst "
-    "*tfevents*").split()
-DATASET_EXTRA_PATTERNS = (
-    "*.mds *.lz4 *.pcm *.sam *.raw *.aac *.flac *.mp3 *.ogg *.wav *.bmp *.gif *.png *.tiff "
-    "*.jpg *.jpeg *.webp *.mp4 *.webm").split()
+LFS_PATTERNS = [
+    "*.7z",
+    "*.arrow",
+    "*.bin",
+    "*.bz2",
+    "*.ckpt",
+    "*.ftz",
+    "*.gz",
+    "*.h5",
+    "*.joblib",
+    "*.lfs.*",
+    "*.mlmodel",
+    "*.model",
+    "*.msgpack",
+    "*.npy",
+    "*.npz",
+    "*.onnx",
+    "*.ot",
+    "*.parquet",
+    "*.pb",
+    "*.pickle",
+    "*.pkl",
+    "*.pt",
+    "*.pth",
+    "*.rar",
+    "*.safetensors",
+    "saved_model/**/*",
+    "*.tar.*",
+    "*.tar",
+    "*.tflite",
+    "*.tgz",
+    "*.wasm",
+    "*.xz",
+    "*.zip",
+    "*.zst",
+    "*tfevents*",
+]
+DATASET_EXTRA_PATTERNS = [
+    "*.mds",
+    "*.lz4",
+    "*.pcm",
+    "*.sam",
+    "*.raw",
+    "*.aac",
+    "*.flac",
+    "*.mp3",
+    "*.ogg",
+    "*.wav",
+    "*.bmp",
+    "*.gif",
+    "*.png",
+    "*.tiff",
+    "*.jpg",
+    "*.jpeg",
+    "*.webp",
+    "*.mp4",
+    "*.webm",
+]
 
 
 def gitattributes(repo_type: str) -> bytes:
@@ -89,13 +139,13 @@ class HubService:
 
     def git(self, row: RepoRow) -> GitRepo:
         if row.metadata_only:
-            raise ApiError(404, "This repository is a catalog entry without files",
-                           "EntryNotFound")
+            raise ApiError(404, "This repository is a catalog entry without files", "EntryNotFound")
         return GitRepo(self.git_path(row.repo_type, row.repo_id))
 
     # -- users and tokens -------------------------------------------------------------------
-    def add_user(self, name: str, fullname: str | None = None, email: str | None = None,
-                 is_org: bool = False) -> None:
+    def add_user(
+        self, name: str, fullname: str | None = None, email: str | None = None, is_org: bool = False
+    ) -> None:
         check_name(name, "Organization name" if is_org else "User name")
         if self.db.get_user(name) is not None:
             raise UsageError(f"{'Organization' if is_org else 'User'} {name!r} already exists.")
@@ -104,21 +154,29 @@ class HubService:
     def add_member(self, org: str, user: str) -> None:
         org_row, user_row = self.db.get_user(org), self.db.get_user(user)
         if org_row is None or not org_row["is_org"]:
-            raise NotFoundError(f"No organization named {org!r}.",
-                                "Create it with `hubtool hub org add ORG`.")
+            raise NotFoundError(
+                f"No organization named {org!r}.", "Create it with `hubtool hub org add ORG`."
+            )
         if user_row is None or user_row["is_org"]:
-            raise NotFoundError(f"No user named {user!r}.",
-                                "Create it with `hubtool hub user add NAME`.")
+            raise NotFoundError(
+                f"No user named {user!r}.", "Create it with `hubtool hub user add NAME`."
+            )
         self.db.add_member(org, user)
 
     def create_token(self, user: str, write: bool, name: str | None = None) -> str:
         row = self.db.get_user(user)
         if row is None or row["is_org"]:
-            raise NotFoundError(f"No user named {user!r}.",
-                                "Create it with `hubtool hub user add NAME`.")
+            raise NotFoundError(
+                f"No user named {user!r}.", "Create it with `hubtool hub user add NAME`."
+            )
         token = new_token()
-        self.db.add_token(hash_token(token), user, "write" if write else "read",
-                          name or f"{user}-{'write' if write else 'read'}", now_iso())
+        self.db.add_token(
+            hash_token(token),
+            user,
+            "write" if write else "read",
+            name or f"{user}-{'write' if write else 'read'}",
+            now_iso(),
+        )
         return token
 
     # -- access -----------------------------------------------------------------------------
@@ -140,8 +198,11 @@ class HubService:
         if namespace not in who.namespaces:
             raise ApiError(403, f"You don't have the rights to write to {namespace}")
         if not who.can_write:
-            raise ApiError(403, "This token is read-only; create a token with write access "
-                                "(`hubtool hub token create NAME --write`)")
+            raise ApiError(
+                403,
+                "This token is read-only; create a token with write access "
+                "(`hubtool hub token create NAME --write`)",
+            )
         return who
 
     def resolve(self, row: RepoRow, rev: str) -> str:
@@ -167,14 +228,27 @@ class HubService:
             if path.exists():  # left over by a crash before the row was written
                 shutil.rmtree(path)
             created = now_iso()
-            repo = GitRepo.init(path, {".gitattributes": gitattributes(ref.repo_type)},
-                                "initial commit", namespace, created)
+            repo = GitRepo.init(
+                path,
+                {".gitattributes": gitattributes(ref.repo_type)},
+                "initial commit",
+                namespace,
+                created,
+            )
             with self.db.tx() as conn:
-                rowid = self.db.insert_repo(conn, {
-                    "repo_type": ref.repo_type, "repo_id": ref.repo_id, "namespace": namespace,
-                    "object_id": secrets.token_hex(12), "private": int(private),
-                    "sha": repo.resolve("main"), "created_at": created,
-                    "last_modified": created})
+                rowid = self.db.insert_repo(
+                    conn,
+                    {
+                        "repo_type": ref.repo_type,
+                        "repo_id": ref.repo_id,
+                        "namespace": namespace,
+                        "object_id": secrets.token_hex(12),
+                        "private": int(private),
+                        "sha": repo.resolve("main"),
+                        "created_at": created,
+                        "last_modified": created,
+                    },
+                )
         row = self.db.get_repo(ref.repo_type, ref.repo_id)
         assert row is not None and row.rowid == rowid
         return self.refresh(row)
@@ -189,8 +263,9 @@ class HubService:
                 os.replace(path, trash)
                 shutil.rmtree(trash, ignore_errors=True)
 
-    def update_settings(self, who: Identity | None, ref: RepoRef, private: bool | None,
-                        gated: str | None) -> RepoRow:
+    def update_settings(
+        self, who: Identity | None, ref: RepoRef, private: bool | None, gated: str | None
+    ) -> RepoRow:
         row = self.writable(who, ref)
         values: dict[str, object] = {}
         if private is not None:
@@ -221,7 +296,8 @@ class HubService:
             for path in paths:
                 if path.endswith(".safetensors"):
                     for dtype, n in metadata.safetensors_parameters(
-                            self.file_head(repo, files[path].oid, 1 << 20)).items():
+                        self.file_head(repo, files[path].oid, 1 << 20)
+                    ).items():
                         params[dtype] = params.get(dtype, 0) + n
             derived = metadata.model_metadata(paths, readme, config, params, tokenizer_config)
         derived["meta"]["usedStorage"] = self.used_storage(repo, list(files.values()))
@@ -261,9 +337,15 @@ class HubService:
         derived = self.derive(row, head)
         last = repo.log(head, limit=1)
         with self.db.tx() as conn:
-            self.db.update_repo(conn, row.rowid, {
-                **derived, "sha": head,
-                "last_modified": last[0].date if last else row.last_modified})
+            self.db.update_repo(
+                conn,
+                row.rowid,
+                {
+                    **derived,
+                    "sha": head,
+                    "last_modified": last[0].date if last else row.last_modified,
+                },
+            )
         fresh = self.db.get_repo(row.repo_type, row.repo_id)
         assert fresh is not None
         return fresh
@@ -283,5 +365,8 @@ class HubService:
 
 def _repo_exists(ref: RepoRef) -> ApiError:
     kind = {"model": "model", "dataset": "dataset", "space": "space"}[ref.repo_type]
-    return ApiError(409, f"You already created this {kind} repo", body={
-        "error": f"You already created this {kind} repo", "url": ""})
+    return ApiError(
+        409,
+        f"You already created this {kind} repo",
+        body={"error": f"You already created this {kind} repo", "url": ""},
+    )

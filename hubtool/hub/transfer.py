@@ -62,15 +62,29 @@ def resolve(c: Ctx) -> Response:
         oid, size = pointer
         expires = str(int(time.time()) + URL_TTL)
         sig = c.svc.sign("cdn", oid, expires)
-        location = (f"{foreign_origin(c.req.scheme_host)}/lfs-cdn/{oid}"
-                    f"?expires={expires}&sig={sig}&commit={sha}")
-        return Response(302, {"Location": location, "X-Repo-Commit": sha,
-                              "X-Linked-Etag": f'"{oid}"', "X-Linked-Size": str(size),
-                              "ETag": f'"{oid}"', "Content-Length": "0"})
+        location = (
+            f"{foreign_origin(c.req.scheme_host)}/lfs-cdn/{oid}"
+            f"?expires={expires}&sig={sig}&commit={sha}"
+        )
+        return Response(
+            302,
+            {
+                "Location": location,
+                "X-Repo-Commit": sha,
+                "X-Linked-Etag": f'"{oid}"',
+                "X-Linked-Size": str(size),
+                "ETag": f'"{oid}"',
+                "Content-Length": "0",
+            },
+        )
     content = data if data is not None else repo.read_blob(entry.oid)
-    headers = {"ETag": f'"{entry.oid}"', "X-Repo-Commit": sha, "Accept-Ranges": "bytes",
-               "Content-Type": "application/octet-stream",
-               "Content-Disposition": f'inline; filename="{Path(path).name}"'}
+    headers = {
+        "ETag": f'"{entry.oid}"',
+        "X-Repo-Commit": sha,
+        "Accept-Ranges": "bytes",
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": f'inline; filename="{Path(path).name}"',
+    }
     return _ranged(c.req, headers, len(content), lambda a, b: iter([content[a:b]]))
 
 
@@ -103,15 +117,21 @@ def _ranged(req: Request, headers: dict[str, str], size: int, read) -> Response:
 @route("GET", r"/lfs-cdn/(?P<oid>[0-9a-f]{64})")
 def cdn(c: Ctx) -> Response:
     oid, expires = c.params["oid"], c.req.arg("expires") or "0"
-    if not expires.isdigit() or int(expires) < time.time() or c.req.arg("sig") != c.svc.sign(
-            "cdn", oid, expires):
+    if (
+        not expires.isdigit()
+        or int(expires) < time.time()
+        or c.req.arg("sig") != c.svc.sign("cdn", oid, expires)
+    ):
         raise ApiError(403, "This download link is invalid or has expired")
     size = c.svc.lfs.size(oid)
     if size is None:
         raise ApiError(404, "Object not found", "EntryNotFound")
     path = c.svc.lfs.path(oid)
-    headers = {"ETag": f'"{oid}"', "Accept-Ranges": "bytes",
-               "Content-Type": "application/octet-stream"}
+    headers = {
+        "ETag": f'"{oid}"',
+        "Accept-Ranges": "bytes",
+        "Content-Type": "application/octet-stream",
+    }
     if c.req.arg("commit"):
         headers["X-Repo-Commit"] = c.req.arg("commit") or ""
     return _ranged(c.req, headers, size, lambda a, b: _file_chunks(path, a, b))
@@ -144,17 +164,23 @@ def lfs_batch(c: Ctx) -> Response:
         row = _git_readable(c, ref)
     base = c.repo_url(ref)
     answers = [_batch_object(c, row.rowid, ref, base, operation, o) for o in objects]
-    return Response.json({"transfer": "basic", "objects": answers, "hash_algo": "sha256"},
-                         headers={"Content-Type": LFS_JSON})
+    return Response.json(
+        {"transfer": "basic", "objects": answers, "hash_algo": "sha256"},
+        headers={"Content-Type": LFS_JSON},
+    )
 
 
-def _batch_object(c: Ctx, rowid: int, ref: RepoRef, base: str, operation: str,
-                  obj: Any) -> dict[str, Any]:
+def _batch_object(
+    c: Ctx, rowid: int, ref: RepoRef, base: str, operation: str, obj: Any
+) -> dict[str, Any]:
     oid = obj.get("oid") if isinstance(obj, dict) else None
     size = obj.get("size") if isinstance(obj, dict) else None
     if not valid_oid(oid) or not isinstance(size, int) or size < 0:
-        return {"oid": str(oid), "size": size if isinstance(size, int) else 0,
-                "error": {"code": 422, "message": "oid must be a sha256 and size an integer"}}
+        return {
+            "oid": str(oid),
+            "size": size if isinstance(size, int) else 0,
+            "error": {"code": 422, "message": "oid must be a sha256 and size an integer"},
+        }
     expires = str(int(time.time()) + URL_TTL)
     linked = c.svc.db.linked_lfs(rowid, [oid]).get(oid)
     if operation == "download":
@@ -162,19 +188,31 @@ def _batch_object(c: Ctx, rowid: int, ref: RepoRef, base: str, operation: str,
             return {"oid": oid, "size": size, "error": {"code": 404, "message": "Not found"}}
         sig = c.svc.sign("cdn", oid, expires)
         href = f"{foreign_origin(c.req.scheme_host)}/lfs-cdn/{oid}?expires={expires}&sig={sig}"
-        return {"oid": oid, "size": linked, "authenticated": True,
-                "actions": {"download": {"href": href, "expires_in": URL_TTL}}}
+        return {
+            "oid": oid,
+            "size": linked,
+            "authenticated": True,
+            "actions": {"download": {"href": href, "expires_in": URL_TTL}},
+        }
     if linked == size and c.svc.lfs.has(oid, size):
         return {"oid": oid, "size": size}
     repo_key = f"{ref.repo_type}/{ref.repo_id}"
     sig = c.svc.sign("upload", repo_key, oid, str(size), expires)
-    upload = (f"{c.req.scheme_host}/lfs-upload/{URL_PREFIX[ref.repo_type]}{ref.repo_id}/{oid}"
-              f"?size={size}&expires={expires}&sig={sig}")
+    upload = (
+        f"{c.req.scheme_host}/lfs-upload/{URL_PREFIX[ref.repo_type]}{ref.repo_id}/{oid}"
+        f"?size={size}&expires={expires}&sig={sig}"
+    )
     prefix = URL_PREFIX[ref.repo_type]
     verify = f"{c.req.scheme_host}/{prefix}{ref.repo_id}.git/info/lfs/objects/verify"
-    return {"oid": oid, "size": size, "authenticated": True,
-            "actions": {"upload": {"href": upload, "expires_in": URL_TTL},
-                        "verify": {"href": verify, "expires_in": URL_TTL}}}
+    return {
+        "oid": oid,
+        "size": size,
+        "authenticated": True,
+        "actions": {
+            "upload": {"href": upload, "expires_in": URL_TTL},
+            "verify": {"href": verify, "expires_in": URL_TTL},
+        },
+    }
 
 
 @route("PUT", rf"/lfs-upload/{PREFIX}{ID}/(?P<oid>[0-9a-f]{{64}})")
@@ -182,8 +220,11 @@ def lfs_upload(c: Ctx) -> Response:
     ref = _ref(c)
     oid, size, expires = c.params["oid"], c.req.arg("size") or "", c.req.arg("expires") or "0"
     key = f"{ref.repo_type}/{ref.repo_id}"
-    if not (size.isdigit() and expires.isdigit()) or int(expires) < time.time() or (
-            c.req.arg("sig") != c.svc.sign("upload", key, oid, size, expires)):
+    if (
+        not (size.isdigit() and expires.isdigit())
+        or int(expires) < time.time()
+        or (c.req.arg("sig") != c.svc.sign("upload", key, oid, size, expires))
+    ):
         raise ApiError(403, "This upload link is invalid or has expired")
     row = c.svc.db.get_repo(ref.repo_type, ref.repo_id)
     if row is None:
@@ -230,8 +271,11 @@ def _git_readable(c: Ctx, ref: RepoRef):
 def git_info_refs(c: Ctx) -> Response:
     service = c.req.arg("service")
     if service == "git-receive-pack":
-        raise ApiError(403, "This local Hub is read-only over git: push with hubtool or "
-                            "huggingface_hub (upload_folder / create_commit)")
+        raise ApiError(
+            403,
+            "This local Hub is read-only over git: push with hubtool or "
+            "huggingface_hub (upload_folder / create_commit)",
+        )
     if service != "git-upload-pack":
         raise bad_request("Only smart HTTP (service=git-upload-pack) is supported")
     return _http_backend(c, "info/refs")
@@ -254,21 +298,31 @@ def _http_backend(c: Ctx, action: str) -> Response:
     repo_dir = c.svc.git(row).path
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "GIT_PROJECT_ROOT": str(repo_dir.parent), "GIT_HTTP_EXPORT_ALL": "1",
-        "PATH_INFO": f"/{repo_dir.name}/{action}", "REQUEST_METHOD": c.req.method,
+        "GIT_PROJECT_ROOT": str(repo_dir.parent),
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "PATH_INFO": f"/{repo_dir.name}/{action}",
+        "REQUEST_METHOD": c.req.method,
         "QUERY_STRING": f"service={c.req.arg('service')}" if c.req.arg("service") else "",
         "CONTENT_TYPE": c.req.headers.get("content-type", ""),
         "REMOTE_ADDR": "127.0.0.1",
     }
-    for header, var in (("content-encoding", "HTTP_CONTENT_ENCODING"),
-                        ("git-protocol", "GIT_PROTOCOL")):
+    for header, var in (
+        ("content-encoding", "HTTP_CONTENT_ENCODING"),
+        ("git-protocol", "GIT_PROTOCOL"),
+    ):
         if header in c.req.headers:
             env[var] = c.req.headers[header]
     body = c.req.body(limit=256 << 20) if c.req.method == "POST" else b""
     env["CONTENT_LENGTH"] = str(len(body))
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.run(["git", "http-backend"], input=body, stdout=out,
-                              stderr=subprocess.PIPE, env=env, check=False)
+        proc = subprocess.run(
+            ["git", "http-backend"],
+            input=body,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            env=env,
+            check=False,
+        )
         out.seek(0)
         raw = out.read()
     head, _, payload = raw.partition(b"\r\n\r\n")

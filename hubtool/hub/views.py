@@ -7,38 +7,118 @@ from typing import Any
 from hubtool.hub.db import RepoRow
 from hubtool.hub.gitstore import CommitInfo, GitRepo, TreeEntry, parse_lfs_pointer
 
-LIST_DEFAULT = ("_id", "id", "likes", "trendingScore", "private", "downloads", "tags",
-                "pipeline_tag", "library_name", "createdAt", "modelId")
+LIST_DEFAULT = (
+    "_id",
+    "id",
+    "likes",
+    "trendingScore",
+    "private",
+    "downloads",
+    "tags",
+    "pipeline_tag",
+    "library_name",
+    "createdAt",
+    "modelId",
+)
 LIST_FULL = ("author", "gated", "lastModified", "sha", "siblings")
-DATASET_LIST_DEFAULT = ("_id", "id", "author", "disabled", "gated", "lastModified", "likes",
-                        "trendingScore", "private", "sha", "description", "downloads", "tags",
-                        "createdAt")
-INFO_KEYS = ("_id", "id", "private", "pipeline_tag", "library_name", "tags", "downloads",
-             "likes", "modelId", "author", "sha", "lastModified", "gated", "disabled",
-             "mask_token", "widgetData", "model-index", "config", "cardData",
-             "transformersInfo", "siblings", "spaces", "createdAt", "safetensors", "usedStorage")
-DATASET_INFO_KEYS = ("_id", "id", "author", "sha", "lastModified", "private", "gated",
-                     "disabled", "tags", "downloads", "likes", "cardData", "siblings",
-                     "createdAt", "description", "citation", "usedStorage")
+DATASET_LIST_DEFAULT = (
+    "_id",
+    "id",
+    "author",
+    "disabled",
+    "gated",
+    "lastModified",
+    "likes",
+    "trendingScore",
+    "private",
+    "sha",
+    "description",
+    "downloads",
+    "tags",
+    "createdAt",
+)
+INFO_KEYS = (
+    "_id",
+    "id",
+    "private",
+    "pipeline_tag",
+    "library_name",
+    "tags",
+    "downloads",
+    "likes",
+    "modelId",
+    "author",
+    "sha",
+    "lastModified",
+    "gated",
+    "disabled",
+    "mask_token",
+    "widgetData",
+    "model-index",
+    "config",
+    "cardData",
+    "transformersInfo",
+    "siblings",
+    "spaces",
+    "createdAt",
+    "safetensors",
+    "usedStorage",
+)
+DATASET_INFO_KEYS = (
+    "_id",
+    "id",
+    "author",
+    "sha",
+    "lastModified",
+    "private",
+    "gated",
+    "disabled",
+    "tags",
+    "downloads",
+    "likes",
+    "cardData",
+    "siblings",
+    "createdAt",
+    "description",
+    "citation",
+    "usedStorage",
+)
 
 
-def all_fields(row: RepoRow, sha: str | None = None, meta: dict[str, Any] | None = None
-               ) -> dict[str, Any]:
+def all_fields(
+    row: RepoRow, sha: str | None = None, meta: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Every field this server knows for a repo (callers pick the keys they answer with)."""
     meta = meta if meta is not None else row.meta
     card = meta.get("cardData")
     fields: dict[str, Any] = {
-        "_id": row.object_id, "id": row.repo_id, "modelId": row.repo_id,
-        "author": row.namespace, "sha": sha or row.sha, "private": row.private,
-        "gated": False if row.gated == "false" else row.gated, "disabled": row.disabled,
-        "downloads": row.downloads, "likes": row.likes, "trendingScore": row.trending,
-        "tags": meta.get("tags", []), "createdAt": row.created_at,
-        "lastModified": row.last_modified, "spaces": [],
+        "_id": row.object_id,
+        "id": row.repo_id,
+        "modelId": row.repo_id,
+        "author": row.namespace,
+        "sha": sha or row.sha,
+        "private": row.private,
+        "gated": False if row.gated == "false" else row.gated,
+        "disabled": row.disabled,
+        "downloads": row.downloads,
+        "likes": row.likes,
+        "trendingScore": row.trending,
+        "tags": meta.get("tags", []),
+        "createdAt": row.created_at,
+        "lastModified": row.last_modified,
+        "spaces": [],
         "siblings": [{"rfilename": p} for p in meta.get("siblings", [])],
         "description": (card or {}).get("pretty_name") or "",
     }
-    for key in ("config", "cardData", "transformersInfo", "safetensors", "mask_token",
-                "widgetData", "usedStorage"):
+    for key in (
+        "config",
+        "cardData",
+        "transformersInfo",
+        "safetensors",
+        "mask_token",
+        "widgetData",
+        "usedStorage",
+    ):
         if key in meta:
             fields[key] = meta[key]
     fields["model-index"] = (card or {}).get("model-index") if isinstance(card, dict) else None
@@ -53,8 +133,9 @@ def pick(fields: dict[str, Any], keys: tuple[str, ...] | list[str]) -> dict[str,
     return {k: fields[k] for k in keys if k in fields}
 
 
-def list_row(row: RepoRow, full: bool, card_data: bool, config: bool,
-             expand: list[str]) -> dict[str, Any]:
+def list_row(
+    row: RepoRow, full: bool, card_data: bool, config: bool, expand: list[str]
+) -> dict[str, Any]:
     fields = all_fields(row)
     if expand:
         return pick(fields, ["_id", "id", *expand])
@@ -78,8 +159,11 @@ def siblings_with_blobs(repo: GitRepo, commit: str) -> tuple[list[dict[str, Any]
             continue
         sib: dict[str, Any] = {"rfilename": e["path"], "size": e["size"], "blobId": e["oid"]}
         if "lfs" in e:
-            sib["lfs"] = {"size": e["lfs"]["size"], "sha256": e["lfs"]["oid"],
-                          "pointerSize": e["lfs"]["pointerSize"]}
+            sib["lfs"] = {
+                "size": e["lfs"]["size"],
+                "sha256": e["lfs"]["oid"],
+                "pointerSize": e["lfs"]["pointerSize"],
+            }
         used += e["size"]
         siblings.append(sib)
     return siblings, used
@@ -101,8 +185,13 @@ def tree_entries(repo: GitRepo, entries: list[TreeEntry]) -> list[dict[str, Any]
 
 
 def commit_row(c: CommitInfo, formatted: bool) -> dict[str, Any]:
-    row: dict[str, Any] = {"id": c.oid, "title": c.title, "message": c.message,
-                           "authors": [{"user": c.author, "avatar": None}], "date": c.date}
+    row: dict[str, Any] = {
+        "id": c.oid,
+        "title": c.title,
+        "message": c.message,
+        "authors": [{"user": c.author, "avatar": None}],
+        "date": c.date,
+    }
     if formatted:
         from html import escape
 
@@ -115,10 +204,14 @@ def refs_view(refs: list[tuple[str, str]], include_prs: bool) -> dict[str, Any]:
     if include_prs:
         out["pullRequests"] = []
     for name, target in refs:
-        for prefix, key in (("refs/heads/", "branches"), ("refs/tags/", "tags"),
-                            ("refs/convert/", "converts"), ("refs/pr/", "pullRequests")):
+        for prefix, key in (
+            ("refs/heads/", "branches"),
+            ("refs/tags/", "tags"),
+            ("refs/convert/", "converts"),
+            ("refs/pr/", "pullRequests"),
+        ):
             if name.startswith(prefix) and key in out:
-                out[key].append({"name": name[len(prefix):], "ref": name, "targetCommit": target})
+                out[key].append({"name": name[len(prefix) :], "ref": name, "targetCommit": target})
     return out
 
 
@@ -128,6 +221,8 @@ def expand_entry(repo: GitRepo, commit: str, entry: dict[str, Any]) -> None:
     if last:
         entry["lastCommit"] = {"id": last[0].oid, "title": last[0].title, "date": last[0].date}
     if entry["type"] == "file":
-        entry["securityFileStatus"] = {"status": "unscanned",
-                                       "avScan": {"virusFound": False, "virusNames": None},
-                                       "pickleImportScan": None}
+        entry["securityFileStatus"] = {
+            "status": "unscanned",
+            "avScan": {"virusFound": False, "virusNames": None},
+            "pickleImportScan": None,
+        }
