@@ -151,3 +151,20 @@ def test_wheel_ships_templates(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "hubtool/templates/README.md" in names
     assert "hubtool/hub/server.py" in names
+
+
+def test_github_workflows_are_pinned_and_least_privilege():
+    import yaml
+
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+    assert workflows
+    for wf in workflows:
+        text = wf.read_text()
+        doc = yaml.safe_load(text)
+        assert doc["permissions"] == {}, wf
+        steps = [s for job in doc["jobs"].values() for s in job["steps"]]
+        assert any("make test" in s.get("run", "") for s in steps), wf
+        for step in steps:
+            if "uses" in step:  # every action pinned to a full commit SHA
+                ref = step["uses"].split("@", 1)[1]
+                assert len(ref) == 40 and all(c in "0123456789abcdef" for c in ref), step

@@ -230,15 +230,22 @@ class Database:
         visible = ", ".join("?" for _ in q.viewer_namespaces)
         where.append(f"(private = 0 OR namespace IN ({visible}))" if visible else "private = 0")
         args += q.viewer_namespaces
-        for tag in q.filters:
-            where.append("rowid IN (SELECT repo FROM repo_tags WHERE tag = ?)")
-            args.append(tag)
+        if q.filters:  # every filter is a tag the repo must carry (AND)
+            tagged = " INTERSECT ".join(
+                "SELECT repo FROM repo_tags WHERE tag = ?" for _ in q.filters
+            )
+            where.append(f"rowid IN ({tagged})")
+            args += q.filters
         for column, value in (("namespace", q.author), ("pipeline_tag", q.pipeline_tag)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        if q.search:
-            where.append("repo_id LIKE ? ESCAPE '\\'")
+        if q.search:  # scans the (repo_type, repo_id) index, not the wide rows
+            where.append(
+                "rowid IN (SELECT rowid FROM repos INDEXED BY sqlite_autoindex_repos_1 "
+                "WHERE repo_type = ? AND repo_id LIKE ? ESCAPE '\\')"
+            )
+            args.append(q.repo_type)
             escaped = q.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             args.append(f"%{escaped}%")
         if q.gated is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -94,6 +95,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             content_length,
             f"http://{host}",
         )
+        started = time.perf_counter()
+        self.server.count_request(self.command, raw_path)
         try:
             resp = routes.dispatch(self.server.service, req)
         except ApiError as err:
@@ -103,6 +106,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                 "Unhandled error on %s %s\n%s", self.command, raw_path, traceback.format_exc()
             )
             resp = Response.error(ApiError(500, "Internal error in the local Hub"))
+        resp.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
         while stream.read(1 << 20):  # leave the connection clean for keep-alive
             pass
         self._send(resp)
@@ -137,7 +141,15 @@ class HubHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], service: HubService) -> None:
         self.service = service
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request served
+        self._requests_lock = threading.Lock()
         super().__init__(address, HubRequestHandler)
+
+    def count_request(self, method: str, path: str) -> None:
+        with self._requests_lock:
+            self.requests.append((method, path))
+            if len(self.requests) > 10_000:
+                del self.requests[:5_000]
 
     @property
     def url(self) -> str:

@@ -1,0 +1,39 @@
+# hubtool: `make demo` runs the main job on the embedded local Hub; `make test` runs the checks.
+# Both set up .venv on a fresh machine first (torch==2.13.0 is the CPU build on these machines).
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.hubtool-installed
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: setup demo test lint typecheck unit bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) "setuptools>=68"
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[ml,dev]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/hubtool demo
+
+lint: setup
+	$(VENV)/bin/ruff check hubtool tests benchmarks
+	$(VENV)/bin/ruff format --check hubtool tests benchmarks
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck unit
+
+bench: setup
+	$(PY) benchmarks/hub_bench.py
+
+clean:
+	rm -rf $(VENV) .hubtool-demo build dist *.egg-info
