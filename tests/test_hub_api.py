@@ -278,6 +278,9 @@ def test_listing_follows_link_pagination(hub, monkeypatch):
     monkeypatch.setattr(routes, "PAGE", 2)  # three pages of 2, 2 and 1
     ids = [m.id for m in api.list_models(author=owner.name)]
     assert sorted(ids) == [f"{owner.name}/p{i}" for i in range(5)]
+    for i in range(4):
+        api.upload_file(path_or_fileobj=b"x", path_in_repo=f"f{i}", repo_id=f"{owner.name}/p0")
+    assert len(api.list_repo_files(f"{owner.name}/p0")) == 5  # tree pages follow Link too
 
 
 def test_concurrent_commits_lose_nothing(hub, alice, repo_id):
@@ -322,3 +325,37 @@ def test_range_requests_on_resolve(hub, alice, repo_id):
     assert r.status_code == 416 and r.headers["Content-Range"] == "bytes */10"
     head = httpx.head(url)
     assert head.headers["Content-Length"] == "10" and head.headers["X-Repo-Commit"]
+
+
+def test_datasets_are_listed_and_read_with_their_own_prefix(hub, alice):
+    api = hub.api(alice)
+    repo_id = f"{alice.name}/corpus"
+    api.create_repo(repo_id, repo_type="dataset")
+    api.upload_file(
+        path_or_fileobj=b"---\nlanguage: fr\nlicense: cc-by-4.0\n---\n# Corpus\n",
+        path_in_repo="README.md",
+        repo_id=repo_id,
+        repo_type="dataset",
+    )
+    api.upload_file(
+        path_or_fileobj=b"text,label\nbonjour,0\n",
+        path_in_repo="data/train.csv",
+        repo_id=repo_id,
+        repo_type="dataset",
+    )
+    info = api.dataset_info(repo_id)
+    assert {"language:fr", "license:cc-by-4.0", "format:csv"} <= set(info.tags)
+    assert [d.id for d in api.list_datasets(author=alice.name, filter="language:fr")] == [repo_id]
+    assert not api.repo_exists(repo_id)  # a dataset is not a model
+    path = hf_hub_download(repo_id, "data/train.csv", repo_type="dataset", endpoint=hub.url)
+    assert Path(path).read_text().startswith("text,label")
+
+
+def test_downloads_are_counted_on_config_json(hub, alice, repo_id, tiny_folder):
+    api = hub.api(alice)
+    api.create_repo(repo_id)
+    api.upload_folder(folder_path=tiny_folder, repo_id=repo_id)
+    assert api.model_info(repo_id).downloads == 0
+    hf_hub_download(repo_id, "config.json", endpoint=hub.url)
+    hf_hub_download(repo_id, "sub/notes.txt", endpoint=hub.url)
+    assert api.model_info(repo_id).downloads == 1

@@ -46,6 +46,13 @@ class Ctx:
     def ref(self) -> RepoRef:
         return RepoRef(REPO_TYPES[self.params.get("t", "models")], self.params["id"])
 
+    def next_link(self, cursor: str) -> str:
+        """The ``Link`` header of the next page: this URL, absolute, with a new cursor."""
+        query = [(k, v) for k, vs in self.req.query.items() if k != "cursor" for v in vs]
+        query.append(("cursor", cursor))
+        url = f"{self.req.scheme_host}{self.req.raw_path}?{urlencode(query)}"
+        return f'<{url}>; rel="next"'
+
     def repo_url(self, ref: RepoRef) -> str:
         return f"{self.req.scheme_host}/{URL_PREFIX[ref.repo_type]}{ref.repo_id}"
 
@@ -271,9 +278,7 @@ def list_repos(c: Ctx) -> Response:
     if len(rows) > limit:
         rows = rows[:limit]
         nxt = base64.urlsafe_b64encode(str(offset + limit).encode()).decode()
-        query = [(k, v) for k, vs in req.query.items() if k != "cursor" for v in vs]
-        query.append(("cursor", nxt))
-        headers["Link"] = f'<{req.scheme_host}/api/{c.params["t"]}?{urlencode(query)}>; rel="next"'
+        headers["Link"] = c.next_link(nxt)
     full, expand = req.flag("full"), req.args("expand")
     body = [views.list_row(r, full, req.flag("cardData"), req.flag("config"), expand) for r in rows]
     return Response.json(body, headers=headers)
@@ -288,10 +293,7 @@ def _paginated(c: Ctx, items: list[Any], page: int) -> Response:
     chunk = items[cursor : cursor + page]
     headers = {}
     if cursor + page < len(items):
-        query = [(k, v) for k, vs in c.req.query.items() if k != "cursor" for v in vs]
-        query.append(("cursor", str(cursor + page)))
-        path = c.req.raw_path
-        headers["Link"] = f'<{c.req.scheme_host}{path}?{urlencode(query)}>; rel="next"'
+        headers["Link"] = c.next_link(str(cursor + page))
     return Response.json(chunk, headers=headers)
 
 
@@ -350,9 +352,7 @@ def list_commits(c: Ctx) -> Response:
     headers = {}
     if len(commits) > page:
         commits = commits[:page]
-        query = [(k, v) for k, vs in c.req.query.items() if k != "cursor" for v in vs]
-        query.append(("cursor", str(cursor + page)))
-        headers["Link"] = f'<{c.req.scheme_host}{c.req.raw_path}?{urlencode(query)}>; rel="next"'
+        headers["Link"] = c.next_link(str(cursor + page))
         headers["X-Total-Count"] = str(repo.count_commits(sha))
     formatted = "formatted" in c.req.args("expand")
     return Response.json([views.commit_row(x, formatted) for x in commits], headers=headers)

@@ -89,9 +89,12 @@ def resolve(c: Ctx) -> Response:
 
 
 def _count_download(c: Ctx, rowid: int, repo_type: str, path: str) -> None:
-    """Downloads are counted as the Hub does: one per request for the repo's query file."""
+    """One download per GET of the repo's query file (config.json; a dataset's README.md).
+
+    HEAD requests are not counted, so a download (HEAD then GET) counts once.
+    """
     query_file = "config.json" if repo_type == "model" else "README.md"
-    if path == query_file:
+    if path == query_file and c.req.method == "GET":
         c.svc.db.bump_downloads(rowid)
 
 
