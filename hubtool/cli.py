@@ -156,6 +156,114 @@ def hub_import_catalog(file: Path, data_dir: Path) -> None:
     click.echo(f"Imported {imported} rows from {file} ({skipped} skipped).", err=True)
 
 
+def _settings():
+    from hubtool.hubclient import HubSettings
+
+    return HubSettings.from_env()
+
+
+def _count(value: str | None) -> int | None:
+    """'110M' -> 110_000_000."""
+    if value is None:
+        return None
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmMbBtT]?)", value.strip())
+    if not m:
+        raise UsageError(f"Invalid count {value!r}.", "Use a number like 500000, 110M or 1.5B.")
+    scale = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+@cli.command("search")
+@click.argument("text", required=False)
+@click.option("--task", required=True, help="Hub pipeline tag, e.g. fill-mask.")
+@click.option("--lang", help="Language: fr, fra, french or français.")
+@click.option("--license", "license_", help="License id, e.g. apache-2.0.")
+@click.option("--library", help="Library, e.g. transformers.")
+@click.option("--author", help="Namespace (user or organization).")
+@click.option("--max-params", help="At most this many parameters (e.g. 150M).")
+@click.option("--min-downloads", help="At least this many downloads (e.g. 1000 or 10k).")
+@click.option(
+    "--sort",
+    type=click.Choice(["relevance", "downloads", "likes", "recent"]),
+    default="relevance",
+    show_default=True,
+    help="Order of the results.",
+)
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option(
+    "--include-unfit",
+    is_flag=True,
+    help="Also list checkpoints whose architecture cannot serve the task.",
+)
+@click.option("--refresh", is_flag=True, help="Bypass the 10-minute result cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (fields in README).")
+def search_command(
+    text,
+    task,
+    lang,
+    license_,
+    library,
+    author,
+    max_params,
+    min_downloads,
+    sort,
+    limit,
+    include_unfit,
+    refresh,
+    as_json,
+) -> None:
+    """Find checkpoints that can serve TASK in a language, ranked by fit."""
+    from hubtool.languages import resolve_language
+    from hubtool.output import spinner
+    from hubtool.search import SearchQuery, search
+    from hubtool.tasks import resolve_task
+
+    query = SearchQuery(
+        task=resolve_task(task),
+        language=resolve_language(lang) if lang else None,
+        text=text,
+        license=license_,
+        library=library,
+        author=author,
+        max_params=_count(max_params),
+        min_downloads=_count(min_downloads),
+        sort=sort,
+        limit=limit,
+        include_unfit=include_unfit,
+    )
+    with spinner("Searching the Hub…", enabled=not as_json):
+        results = search(_settings(), query, refresh=refresh)
+    if as_json:
+        import json
+
+        click.echo(json.dumps([r.as_json() for r in results], indent=2, ensure_ascii=False))
+    else:
+        from hubtool.render import search_table
+
+        click.echo(search_table(results) if results else "No matching checkpoints.")
+
+
+@cli.command("info")
+@click.argument("model")
+@click.option("--revision", help="A branch, tag or commit (default: main).")
+@click.option("--json", "as_json", is_flag=True, help="Print the view as JSON.")
+def info_command(model: str, revision: str | None, as_json: bool) -> None:
+    """Show one model in depth: card metadata, files, parameters, what tasks it can serve."""
+    from hubtool.modelinfo import model_view
+
+    view = model_view(_settings(), model, revision)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(view.as_json(), indent=2, ensure_ascii=False))
+    else:
+        from hubtool.render import info_text
+
+        click.echo(info_text(view))
+
+
 @cli.command("demo")
 @click.option(
     "--workdir",

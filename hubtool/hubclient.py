@@ -1,0 +1,120 @@
+"""Talking to a Hub (huggingface.co or a local one) through ``HfApi``.
+
+``HubSettings`` is resolved once, at the command-line boundary, from the environment
+(``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME``); library code receives it explicitly.
+``hub_errors`` turns the client's exceptions into hubtool's error tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hubtool.errors import HubAuthError, HubConnectionError, NotFoundError
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    endpoint: str
+    token: str | None  # None: huggingface_hub's own lookup (HF_TOKEN, then `hf auth login`)
+    hf_home: Path
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, token: str | None = None
+    ) -> HubSettings:
+        env = os.environ if environ is None else environ
+        home = env.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+        endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        return cls(endpoint, token or env.get("HF_TOKEN") or None, Path(home))
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.hf_home / "hubtool"
+
+    def cache_scope(self) -> str:
+        """A key that separates cached answers by endpoint and caller (never the token)."""
+        who = hashlib.sha256((self.token or "anonymous").encode()).hexdigest()[:12]
+        return hashlib.sha256(f"{self.endpoint}|{who}".encode()).hexdigest()[:16]
+
+
+def make_api(settings: HubSettings) -> Any:
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=settings.endpoint, token=settings.token, library_name="hubtool")
+
+
+def probe(api: Any) -> None:
+    """Fail fast when the Hub is unreachable, refuses the token or rate-limits us.
+
+    Listings retry failed requests for about 30 s (``http_backoff``); a single repo lookup
+    does not, so one is made first. A missing repo is the expected answer.
+    """
+    api.repo_exists("hubtool/connectivity-check")
+
+
+@contextmanager
+def hub_errors(settings: HubSettings, what: str) -> Iterator[None]:
+    """Map the client's failures while doing ``what`` to hubtool errors."""
+    import httpx2
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        yield
+    except GatedRepoError as exc:
+        raise HubAuthError(
+            f"{what}: the repo is gated.",
+            "Accept its conditions on the Hub, then use a token (HF_TOKEN or `hf auth login`).",
+        ) from exc
+    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise NotFoundError(
+            f"{what}: not found on {settings.endpoint}.",
+            "Check the id (namespace/name); private repos need a token "
+            "(HF_TOKEN or `hf auth login`).",
+        ) from exc
+    except HfHubHTTPError as exc:
+        raise _http_error(settings, what, exc) from exc
+    except (httpx2.TransportError, OSError) as exc:
+        raise HubConnectionError(
+            f"{what}: cannot reach {settings.endpoint} ({exc}).",
+            "Check the network, or point HF_ENDPOINT at a reachable Hub "
+            "(`hubtool hub serve` runs one locally).",
+        ) from exc
+
+
+def _http_error(settings: HubSettings, what: str, exc: Any) -> Exception:
+    status = exc.response.status_code if exc.response is not None else None
+    if status == 401:
+        return HubAuthError(
+            f"{what}: {settings.endpoint} refused the credentials (401).",
+            "Check HF_TOKEN or log in again with `hf auth login`.",
+        )
+    if status == 403:
+        return HubAuthError(
+            f"{what}: forbidden (403); the token lacks the rights for this.",
+            "Use a token with access to it (HF_TOKEN or `hf auth login`).",
+        )
+    if status == 429:
+        retry = exc.response.headers.get("Retry-After") if exc.response is not None else None
+        return HubConnectionError(
+            f"{what}: {settings.endpoint} is rate-limiting requests (429).",
+            f"Wait{f' {retry} s' if retry else ''} and try again; an authenticated token "
+            "gets higher limits.",
+        )
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else f"HTTP {status}"
+    return HubConnectionError(
+        f"{what}: the Hub answered with an error: {first}",
+        "Try again later, or run with --debug for details.",
+    )

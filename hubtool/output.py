@@ -1,0 +1,78 @@
+"""Terminal output: compact numbers, tables that fit 80 columns, a spinner on stderr."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+
+def human(n: int | float | None, unit: str = "") -> str:
+    """1234567 -> '1.2M'; None -> '-'."""
+    if n is None:
+        return "-"
+    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= size:
+            value = n / size
+            return f"{value:.1f}{suffix}{unit}" if value < 10 else f"{value:.0f}{suffix}{unit}"
+    return f"{n:.0f}{unit}" if isinstance(n, float) else f"{n}{unit}"
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for step, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n >= step:
+            return f"{n / step:.1f} {suffix}"
+    return f"{n} B"
+
+
+def clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    widths: Sequence[int],
+    right: Sequence[bool] | None = None,
+) -> str:
+    """Fixed-width columns (values clipped), two spaces apart."""
+    right = right or [False] * len(headers)
+
+    def line(cells: Sequence[str]) -> str:
+        parts = []
+        for cell, width, r in zip(cells, widths, right, strict=True):
+            cell = clip(cell, width)
+            parts.append(cell.rjust(width) if r else cell.ljust(width))
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+@contextmanager
+def spinner(message: str, enabled: bool = True) -> Iterator[None]:
+    """A spinner on stderr while the block runs (only on a terminal)."""
+    if not enabled or not sys.stderr.isatty():
+        yield
+        return
+    stop = threading.Event()
+
+    def spin() -> None:
+        for frame in itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"):
+            if stop.wait(0.1):
+                break
+            sys.stderr.write(f"\r{frame} {message}")
+            sys.stderr.flush()
+        sys.stderr.write("\r" + " " * (len(message) + 2) + "\r")
+        sys.stderr.flush()
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

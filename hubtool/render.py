@@ -1,0 +1,98 @@
+"""Human-readable views of search results and model info (80 columns)."""
+
+from __future__ import annotations
+
+from hubtool.modelinfo import ModelView
+from hubtool.output import clip, human, size, table
+from hubtool.search import SearchResult
+
+WIDTH = 80
+
+
+def languages_cell(languages: list[str], multilingual: bool) -> str:
+    if multilingual:
+        return f"multi:{len(languages)}" if len(languages) > 1 else "multi"
+    return ",".join(languages) or "-"
+
+
+def search_table(results: list[SearchResult]) -> str:
+    headers = ["MODEL", "FIT", "LANG", "LICENSE", "PARAMS", "DL", "LIKES"]
+    widths = [28, 5, 8, 10, 6, 6, 5]
+    lines = [table(headers, [], widths)]
+    for r in results:
+        row = [
+            r.id,
+            r.fit,
+            languages_cell(r.languages, r.multilingual),
+            r.license or "-",
+            human(r.parameters),
+            human(r.downloads),
+            human(r.likes),
+        ]
+        lines.append(table(headers, [row], widths, [False] * 4 + [True] * 3).split("\n")[1])
+        updated = (r.last_modified or "")[:10] or "-"
+        detail = f"    {r.library or '-'} · updated {updated} · {'; '.join(r.why)}"
+        lines.append(clip(detail, WIDTH))
+    return "\n".join(lines)
+
+
+def info_text(v: ModelView) -> str:
+    out = [v.id, "=" * min(len(v.id), WIDTH)]
+    facts = [
+        (
+            "revision",
+            (v.sha or "-")[:12]
+            + (f"  (updated {v.last_modified[:10]})" if v.last_modified else ""),
+        ),
+        ("task", v.pipeline_tag or "- (no pipeline tag)"),
+        ("library", v.library or "-"),
+        ("license", v.license or "- (none declared)"),
+        (
+            "languages",
+            ", ".join(v.languages) + (" (multilingual)" if v.multilingual else "")
+            if v.languages
+            else ("multilingual" if v.multilingual else "-"),
+        ),
+        ("datasets", ", ".join(v.datasets) or "-"),
+        (
+            "base model",
+            ", ".join(v.base_model)
+            + (f" ({v.base_model_relation})" if v.base_model_relation else "")
+            if v.base_model
+            else "-",
+        ),
+        ("parameters", _parameters(v)),
+        ("architecture", ", ".join(v.architectures) or (v.model_type or "-")),
+        ("popularity", f"{human(v.downloads)} downloads, {human(v.likes)} likes"),
+    ]
+    if v.private or v.gated:
+        facts.append(
+            (
+                "access",
+                ("private " if v.private else "") + (f"gated ({v.gated})" if v.gated else ""),
+            )
+        )
+    out += [clip(f"{k:<13}{val}", WIDTH) for k, val in facts]
+    if v.eval_results:
+        out += ["", "Evaluation results (model-index):"]
+        for e in v.eval_results:
+            split = f" [{e['split']}]" if e.get("split") else ""
+            out.append(
+                clip(f"  {e['task']} · {e['dataset']}{split} · {e['metric']} = {e['value']}", WIDTH)
+            )
+    out += ["", "Can serve:"]
+    for t in v.tasks:
+        out.append(clip(f"  {t['fit']:<6}{t['task']:<22}{t['how']}", WIDTH))
+    out += ["", f"Files ({len(v.files)}, {size(v.total_size)}):"]
+    for f in v.files:
+        out.append(
+            clip(f"  {size(f['size']):>10}  {f['path']}{'  (LFS)' if f['lfs'] else ''}", WIDTH)
+        )
+    return "\n".join(out)
+
+
+def _parameters(v: ModelView) -> str:
+    if not v.parameters:
+        return "-"
+    by_dtype = ", ".join(f"{k} {human(n)}" for k, n in v.parameters_by_dtype.items())
+    return f"{human(v.parameters)} ({by_dtype})"
