@@ -23,7 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-DEFAULT_CATALOG = ROOT.parent / "shared/data/hub-catalog/hub_models_2022-02_saranscript_full.jsonl.gz"
+DEFAULT_CATALOG = (
+    ROOT.parent / "shared/data/hub-catalog/hub_models_2022-02_saranscript_full.jsonl.gz"
+)
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
@@ -47,18 +49,42 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
         import_catalog(HubService(Path(tmp) / "hub"), args.catalog)
         with BackgroundHub(Path(tmp) / "hub") as hub:
-            env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(Path(tmp) / "home"),
-                   "HF_HUB_DISABLE_TELEMETRY": "1"}
+            env = {
+                **os.environ,
+                "HF_ENDPOINT": hub.url,
+                "HF_HOME": str(Path(tmp) / "home"),
+                "HF_HUB_DISABLE_TELEMETRY": "1",
+            }
             env.pop("HF_TOKEN", None)
             pairs = {
                 "--help": ([str(BIN / "hubtool"), "--help"], [str(BIN / "hf"), "--help"]),
-                "models ls --help": ([str(BIN / "hubtool"), "search", "--help"],
-                                     [str(BIN / "hf"), "models", "ls", "--help"]),
+                "models ls --help": (
+                    [str(BIN / "hubtool"), "search", "--help"],
+                    [str(BIN / "hf"), "models", "ls", "--help"],
+                ),
                 "French fill-mask": (
-                    [str(BIN / "hubtool"), "search", "--task", "fill-mask", "--lang", "fr",
-                     "--json", "--refresh"],
-                    [str(BIN / "hf"), "models", "ls", "--filter", "fr", "--pipeline-tag",
-                     "fill-mask", "--format", "json"]),
+                    [
+                        str(BIN / "hubtool"),
+                        "search",
+                        "--task",
+                        "fill-mask",
+                        "--lang",
+                        "fr",
+                        "--json",
+                        "--refresh",
+                    ],
+                    [
+                        str(BIN / "hf"),
+                        "models",
+                        "ls",
+                        "--filter",
+                        "fr",
+                        "--pipeline-tag",
+                        "fill-mask",
+                        "--format",
+                        "json",
+                    ],
+                ),
             }
             times: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in pairs}
             for _ in range(args.runs):

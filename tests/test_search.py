@@ -256,6 +256,8 @@ def test_filters_and_sorts(settings):
     assert unfit["acme/t5-fr"].fit == "no"
     classify = {r.id: r.fit for r in run_search(settings, task="text-classification")}
     assert classify["acme/fr-classifier"] == "ready" and classify["acme/fr-mlm"] == "base"
+    with_lib = {r.id for r in run_search(settings, library="transformers")}
+    assert with_lib == {"acme/fr-mlm", "acme/fr-untagged", "acme/card-only"}
     no_lang = [r.id for r in run_search(settings, lang=None)]
     assert "acme/de-mlm" in no_lang
 
