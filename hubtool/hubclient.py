@@ -118,3 +118,16 @@ def _http_error(settings: HubSettings, what: str, exc: Any) -> Exception:
         f"{what}: the Hub answered with an error: {first}",
         "Try again later, or run with --debug for details.",
     )
+
+
+def revision_of(repo_id: str, repo_type: str = "model", revision: str | None = None
+                ) -> str | None:
+    """The commit a Hub id resolves to, for provenance; None for local paths or offline."""
+    if Path(repo_id).exists():
+        return None
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+    except Exception:  # provenance is best effort: the data or model already loaded
+        return revision

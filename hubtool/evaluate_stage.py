@@ -1,0 +1,181 @@
+"""``hubtool evaluate``: metrics of a checkpoint (or a run's model) on a dataset split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hubtool import data, evaluation, rundir
+from hubtool.config import FinetuneConfig
+from hubtool.errors import UsageError
+from hubtool.tasks import head_of
+
+
+def evaluate_model(target: str, options: dict[str, Any], bootstrap: int,
+                   extra_metrics: list[str], output: Path | None
+                   ) -> tuple[dict[str, Any], Path | None]:
+    """(metrics document, where it was written or None for stdout)."""
+    from accelerate import Accelerator
+
+    from hubtool.train import load_model, load_tokenizer
+
+    run_dir = Path(target) if (Path(target) / "model").is_dir() else None
+    model_path = str(run_dir / "model") if run_dir else target
+    tokenizer = load_tokenizer(model_path)
+    config = _model_config(model_path)
+    task = options["task"] if options["task"] != "auto" else _task_of(config, run_dir)
+    labels = [config.id2label[i] for i in sorted(config.id2label)] if task != "fill-mask" else None
+    cfg = _data_config(model_path, task, options, run_dir)
+    split_ds, source = _load_split(cfg, options["split"])
+    prepared = _prepare_split(split_ds, cfg, task, labels, tokenizer)
+    model = load_model(model_path, task, labels)
+    accelerator = Accelerator()
+    loader = _loader(cfg, prepared, task, tokenizer)
+    model, loader = accelerator.prepare(model, loader)
+    predictions = evaluation.predict(accelerator, model, loader, task)
+    metrics = evaluation.compute(predictions, labels)
+    for name in extra_metrics:
+        if task == "fill-mask":
+            raise UsageError("Extra metrics need predictions and references; fill-mask has "
+                             "only losses.")
+        metrics.update(evaluation.metric(name).compute(predictions=predictions.predictions,
+                                                       references=predictions.references))
+    document = {
+        "task": task, "model": model_path,
+        "dataset": {"id": source.get("id"), "path": source.get("path"),
+                    "config": source.get("config"), "split": options["split"],
+                    "revision": source.get("revision")},
+        "examples": len(predictions.predictions) or len(predictions.losses),
+        "metrics": evaluation.scalars(metrics),
+        "details": {k: v for k, v in metrics.items() if not isinstance(v, (int, float))},
+        "by_length": evaluation.by_length(predictions),
+    }
+    if bootstrap:
+        document["confidence_intervals"] = {"level": 0.95, "resamples": bootstrap,
+                                            **evaluation.bootstrap(predictions, labels,
+                                                                   bootstrap)}
+    destination = output or (run_dir / _metrics_name(run_dir, document) if run_dir else None)
+    if destination is not None and accelerator.is_main_process:
+        rundir.write_json(destination, document)
+    return document, destination
+
+
+def _model_config(model_path: str) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"Cannot load {model_path}: {str(exc).splitlines()[0]}") from None
+
+
+def _task_of(config: Any, run_dir: Path | None) -> str:
+    if run_dir and (run_dir / "run.json").exists():
+        return str(rundir.read_json(run_dir / "run.json")["task"])
+    for arch in config.architectures or []:
+        head = head_of(arch)
+        if head and head[0] in ("text-classification", "token-classification", "fill-mask"):
+            return head[0]
+    raise UsageError("Cannot tell which task this checkpoint was trained for.",
+                     "Pass --task text-classification, token-classification or fill-mask.")
+
+
+def _data_config(model_path: str, task: str, options: dict[str, Any], run_dir: Path | None
+                 ) -> FinetuneConfig:
+    columns: dict[str, Any] = {}
+    if run_dir and (run_dir / "run.json").exists():
+        saved = rundir.read_json(run_dir / "run.json").get("columns", {})
+        columns = {"text_column": saved.get("text"), "text_pair_column": saved.get("text_pair"),
+                   "label_column": saved.get("label")}
+    for key in ("text_column", "text_pair_column", "label_column"):
+        if options.get(key):
+            columns[key] = options[key]
+    return FinetuneConfig(model=model_path, dataset=options["dataset"],
+                          dataset_config=options.get("dataset_config"), task=task,
+                          max_length=options["max_length"],
+                          eval_batch_size=options["batch_size"], **columns)
+
+
+def _load_split(cfg: FinetuneConfig, split: str) -> tuple[Any, dict[str, Any]]:
+    raw, source = data.load_raw(cfg)
+    if split not in raw:
+        raise UsageError(f"The dataset has no split {split!r}.", f"Splits: {', '.join(raw)}.")
+    if len(raw[split]) == 0:
+        raise UsageError(f"The {split} split is empty.")
+    return raw[split], source
+
+
+def _prepare_split(ds: Any, cfg: FinetuneConfig, task: str, labels: list[str] | None,
+                   tokenizer: Any) -> Any:
+    from hubtool.features import (
+        tokenize_classification,
+        tokenize_mlm,
+        tokenize_tokens,
+    )
+
+    text, pair, label = data.pick_columns(list(ds.column_names), task, cfg)
+    data.check_texts(ds, text, "evaluation", task)
+    if label is not None and labels is not None:
+        ds = _encode_with_model_labels(ds, label, labels, task)
+    tokenize = {"text-classification": tokenize_classification,
+                "token-classification": tokenize_tokens, "fill-mask": tokenize_mlm}[task]
+    return tokenize(ds, tokenizer, cfg, text, pair)[0]
+
+
+def _encode_with_model_labels(ds: Any, column: str, labels: list[str], task: str) -> Any:
+    import datasets
+
+    feature = ds.features[column]
+    inner = feature.feature if isinstance(feature, datasets.Sequence) else feature
+    if isinstance(inner, list):
+        inner = inner[0]
+    names = inner.names if isinstance(inner, datasets.ClassLabel) else None
+    values = {str(names[v]) if names else str(v) for v in data._flat(ds[column], task)}
+    unknown = sorted(values - set(labels))
+    if unknown:
+        raise UsageError(f"Labels outside the model's label set: {', '.join(unknown[:10])}.",
+                         f"The model knows: {', '.join(labels[:20])}.")
+    index = {name: i for i, name in enumerate(labels)}
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        def one(v: Any) -> int:
+            return index[str(names[v]) if names else str(v)]
+
+        rows = batch[column]
+        if task == "token-classification":
+            return {"labels": [[one(v) for v in row] for row in rows]}
+        return {"labels": [one(v) for v in rows]}
+
+    return ds.map(encode, batched=True, desc="Encoding labels")
+
+
+def _loader(cfg: FinetuneConfig, prepared: Any, task: str, tokenizer: Any) -> Any:
+    from torch.utils.data import DataLoader
+
+    from hubtool.batching import (
+        LengthGroupedBatchSampler,
+        collator,
+        fixed_masks,
+        without_length,
+    )
+
+    collate = collator(task, tokenizer, cfg.mlm_probability)
+    if task == "fill-mask":
+        from transformers import default_data_collator
+
+        prepared = fixed_masks(prepared, collate, cfg.seed)
+        collate = without_length(default_data_collator)
+    sampler = LengthGroupedBatchSampler(prepared["length"], cfg.eval_batch_size or 32, cfg.seed,
+                                        shuffle=False)
+    return DataLoader(prepared, batch_sampler=sampler, collate_fn=collate)
+
+
+def _metrics_name(run_dir: Path, document: dict[str, Any]) -> str:
+    run = run_dir / "run.json"
+    if run.exists():
+        saved = rundir.read_json(run).get("dataset", {})
+        same = (saved.get("id") or saved.get("path")) in (document["dataset"]["id"],
+                                                          document["dataset"]["path"])
+        if same and saved.get("split") == document["dataset"]["split"]:
+            return "metrics.json"
+    return f"metrics-{document['dataset']['split']}.json"

@@ -1,0 +1,431 @@
+"""Training stage: an Accelerate loop (one process, or many through ``accelerate launch``).
+
+``prepare`` → ``accumulate`` → ``clip`` → step, with length-grouped batches and dynamic
+padding, fused AdamW without decay on biases and norms, evaluation every epoch or N steps,
+best-model tracking, early stopping, ``save_state`` checkpoints (the last K kept) and exact
+resumption with ``load_state`` + ``skip_first_batches``. Only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hubtool import evaluation, rundir
+from hubtool.config import FinetuneConfig
+from hubtool.errors import ConfigError, UsageError
+
+
+@dataclass
+class LoopState:
+    """Counters saved in every checkpoint (registered with ``register_for_checkpointing``)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    log_lines: int = 0
+    last_eval_step: int | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+@dataclass
+class Run:
+    """Everything the loop works with, built once by ``setup``."""
+
+    cfg: FinetuneConfig
+    run_dir: Path
+    accelerator: Any
+    model: Any
+    tokenizer: Any
+    data: Any
+    optimizer: Any
+    scheduler: Any
+    train_loader: Any
+    eval_loader: Any
+    sampler: Any
+    total_steps: int
+    steps_per_epoch: int
+    state: LoopState
+    metric_name: str
+    started: float
+
+
+# -- building blocks ---------------------------------------------------------------------------
+def load_tokenizer(model_id: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_id)
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"Cannot load a tokenizer for {model_id}: {str(exc).splitlines()[0]}",
+                         "The checkpoint must ship its tokenizer (tokenizer.json or vocab "
+                         "files) and be a local folder or a Hub id on HF_ENDPOINT.") from None
+
+
+def load_model(model_id: str, task: str, labels: list[str] | None) -> Any:
+    import transformers
+
+    auto = {"text-classification": transformers.AutoModelForSequenceClassification,
+            "token-classification": transformers.AutoModelForTokenClassification,
+            "fill-mask": transformers.AutoModelForMaskedLM}[task]
+    kwargs: dict[str, Any] = {}
+    if labels is not None:
+        kwargs = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                  "label2id": {name: i for i, name in enumerate(labels)},
+                  "ignore_mismatched_sizes": True}
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report; we say what matters ourselves
+    try:
+        return auto.from_pretrained(model_id, **kwargs)
+    except ValueError as exc:
+        raise UsageError(f"{model_id} cannot be trained for {task}: "
+                         f"{str(exc).splitlines()[0]}",
+                         "Choose a checkpoint whose architecture serves the task "
+                         "(`hubtool search --task …`).") from None
+    except OSError as exc:
+        raise UsageError(f"Cannot load {model_id}: {str(exc).splitlines()[0]}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def build_optimizer(model: Any, cfg: FinetuneConfig) -> Any:
+    """AdamW (fused where supported) without weight decay on biases and norm weights."""
+    import torch
+
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        plain = name.endswith("bias") or "norm" in name.lower() or param.ndim < 2
+        (no_decay if plain else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def build_loaders(cfg: FinetuneConfig, data: Any, tokenizer: Any) -> tuple[Any, Any, Any]:
+    from torch.utils.data import DataLoader
+    from transformers import default_data_collator
+
+    from hubtool.batching import (
+        LengthGroupedBatchSampler,
+        collator,
+        fixed_masks,
+        without_length,
+    )
+
+    collate = collator(data.task, tokenizer, cfg.mlm_probability, cfg.whole_word_mask)
+    sampler = LengthGroupedBatchSampler(data.train["length"], cfg.batch_size, cfg.seed,
+                                        group=cfg.group_by_length)
+    train = DataLoader(data.train, batch_sampler=sampler, collate_fn=collate)
+    eval_size = cfg.eval_batch_size or cfg.batch_size * 2
+    validation, eval_collate = data.validation, collate
+    if data.task == "fill-mask":
+        validation = fixed_masks(validation, collate, cfg.seed)
+        eval_collate = without_length(default_data_collator)
+    eval_sampler = LengthGroupedBatchSampler(validation["length"], eval_size, cfg.seed,
+                                             shuffle=False)
+    return sampler, train, DataLoader(validation, batch_sampler=eval_sampler,
+                                      collate_fn=eval_collate)
+
+
+def make_accelerator(cfg: FinetuneConfig, run_dir: Path) -> Any:
+    from accelerate import Accelerator
+
+    log_with = None
+    if cfg.report_to == "tensorboard":
+        import importlib.util
+
+        if not (importlib.util.find_spec("tensorboard") or importlib.util.find_spec(
+                "tensorboardX")):
+            raise ConfigError("--report-to tensorboard needs the tensorboard package.",
+                              "pip install tensorboard")
+        log_with = "tensorboard"
+    return Accelerator(gradient_accumulation_steps=cfg.grad_accum,
+                       mixed_precision=cfg.mixed_precision, log_with=log_with,
+                       project_dir=str(run_dir / "logs"))
+
+
+# -- setup ---------------------------------------------------------------------------------------
+def setup(cfg: FinetuneConfig, overwrite: bool, resume: str | None) -> Run:
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    from hubtool.features import prepare_data
+
+    run_dir = cfg.run_dir
+    accelerator = make_accelerator(cfg, run_dir)
+    if accelerator.is_main_process:
+        rundir.prepare(run_dir, overwrite, resume is not None)
+    accelerator.wait_for_everyone()
+    set_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    with accelerator.main_process_first():
+        probe = _config_limit(cfg.model)
+        data = prepare_data(cfg, tokenizer, probe)
+    model = load_model(cfg.model, data.task, data.label_names)
+    sampler, train_loader, eval_loader = build_loaders(cfg, data, tokenizer)
+    steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
+    total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = get_scheduler(cfg.scheduler, optimizer,
+                              num_warmup_steps=int(cfg.warmup_ratio * total),
+                              num_training_steps=total)
+    model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, eval_loader, scheduler)
+    state = LoopState()
+    accelerator.register_for_checkpointing(state)
+    metric_name = cfg.metric_for_best or evaluation.DEFAULT_BEST[data.task]
+    run = Run(cfg, run_dir, accelerator, model, tokenizer, data, optimizer, scheduler,
+              train_loader, eval_loader, sampler, total, max(
+                  math.ceil(len(train_loader) / cfg.grad_accum), 1), state, metric_name,
+              time.time())
+    if resume is not None:
+        restore(run, resume)
+    return run
+
+
+def _config_limit(model_id: str) -> int | None:
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model_id)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"Cannot load {model_id}: {str(exc).splitlines()[0]}",
+                         "Give a local checkpoint folder or a model id on HF_ENDPOINT.") from None
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit and config.model_type in ("roberta", "camembert", "xlm-roberta"):
+        limit -= 2
+    return limit
+
+
+def restore(run: Run, given: str) -> None:
+    checkpoint = rundir.latest_checkpoint(run.run_dir, given)
+    run.accelerator.load_state(str(checkpoint))
+    log = run.run_dir / "train_log.jsonl"
+    if run.accelerator.is_main_process and log.exists():
+        lines = log.read_text().splitlines(keepends=True)[: run.state.log_lines]
+        log.write_text("".join(lines))
+    run.accelerator.print(f"Resumed from {checkpoint} (step {run.state.step}, "
+                          f"epoch {run.state.epoch}).")
+
+
+# -- the loop ------------------------------------------------------------------------------------
+def train(run: Run, progress: bool = True) -> dict[str, Any]:
+    """Train to the end (or early stop); returns the best evaluation's metrics."""
+    from tqdm.auto import tqdm
+
+    acc, cfg, state = run.accelerator, run.cfg, run.state
+    if acc.is_main_process:
+        write_run_json(run, "running")
+    bar = tqdm(total=run.total_steps, initial=state.step, unit="step", dynamic_ncols=True,
+               disable=not (progress and acc.is_main_process))
+    best = _best_so_far(run)
+    epochs = math.ceil(run.total_steps / run.steps_per_epoch)
+    while state.step < run.total_steps and state.epoch < epochs and not _stopped(run):
+        run.sampler.set_epoch(state.epoch)
+        loader = run.train_loader
+        if state.batch_in_epoch:
+            loader = acc.skip_first_batches(run.train_loader, state.batch_in_epoch)
+        for batch in loader:
+            loss = _train_step(run, batch)
+            state.batch_in_epoch += 1
+            if not acc.sync_gradients:
+                continue
+            state.step += 1
+            lr = run.scheduler.get_last_lr()[0]
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            log(run, {"step": state.step, "epoch": state.epoch, "loss": loss, "lr": lr})
+            best = _after_step(run, best, step_end=True)
+            if state.step >= run.total_steps or _stopped(run):
+                break
+        else:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            best = _after_step(run, best, step_end=False)
+    if state.last_eval_step != state.step:  # the last step is always evaluated
+        best = _evaluate_and_keep(run, best)
+    bar.close()
+    acc.wait_for_everyone()
+    acc.end_training()
+    return best or {}
+
+
+def _train_step(run: Run, batch: dict[str, Any]) -> float:
+    acc = run.accelerator
+    with acc.accumulate(run.model):
+        loss = run.model(**batch).loss
+        acc.backward(loss)
+        if acc.sync_gradients:
+            acc.clip_grad_norm_(run.model.parameters(), run.cfg.max_grad_norm)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad()
+    return float(loss.detach())
+
+
+def _after_step(run: Run, best: dict[str, Any] | None, step_end: bool) -> dict | None:
+    """Evaluate and checkpoint when the schedule says so (every N steps, or per epoch)."""
+    cfg, state = run.cfg, run.state
+    eval_n, save_n = cfg.every("eval"), cfg.every("save")
+    due_eval = (eval_n is not None and state.step % eval_n == 0) if step_end else eval_n is None
+    due_save = (save_n is not None and state.step % save_n == 0) if step_end else save_n is None
+    if due_eval:
+        best = _evaluate_and_keep(run, best)
+    if due_save:
+        save_checkpoint(run)
+    return best
+
+
+def _stopped(run: Run) -> bool:
+    patience = run.cfg.early_stopping
+    return patience is not None and run.state.bad_evals >= patience
+
+
+def _best_so_far(run: Run) -> dict[str, Any] | None:
+    path = run.run_dir / "metrics.json"
+    if run.state.best_step is not None and path.exists():
+        return rundir.read_json(path)
+    return None
+
+
+def _evaluate_and_keep(run: Run, best: dict[str, Any] | None) -> dict[str, Any] | None:
+    acc, state = run.accelerator, run.state
+    predictions = evaluation.predict(acc, run.model, run.eval_loader, run.data.task)
+    metrics = evaluation.compute(predictions, run.data.label_names)
+    value = float(metrics[run.metric_name]) if run.metric_name in metrics else None
+    if value is None:
+        raise ConfigError(f"metric_for_best {run.metric_name!r} is not computed for "
+                          f"{run.data.task}.", f"Metrics: {', '.join(evaluation.scalars(metrics))}")
+    state.last_eval_step = state.step
+    log(run, {"step": state.step, "epoch": state.epoch, "eval": evaluation.scalars(metrics)})
+    acc.print(f"step {state.step}: " + ", ".join(
+        f"{k} {v:.4f}" for k, v in evaluation.scalars(metrics).items()))
+    if evaluation.better(run.metric_name, value, state.best_metric):
+        state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
+        save_model(run)
+        best = metrics_document(run, metrics, predictions)
+        if acc.is_main_process:
+            rundir.write_json(run.run_dir / "metrics.json", best)
+    else:
+        state.bad_evals += 1
+    acc.wait_for_everyone()
+    return best
+
+
+# -- writing -------------------------------------------------------------------------------------
+def log(run: Run, entry: dict[str, Any]) -> None:
+    run.state.log_lines += 1
+    if run.accelerator.is_main_process:
+        with open(run.run_dir / "train_log.jsonl", "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+        if run.cfg.report_to:
+            flat = entry.get("eval", {k: v for k, v in entry.items() if k in ("loss", "lr")})
+            run.accelerator.log(flat, step=entry["step"])
+
+
+def save_model(run: Run) -> None:
+    acc = run.accelerator
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        tmp = run.run_dir / ".model.tmp"
+        model = acc.unwrap_model(run.model)
+        model.save_pretrained(tmp, safe_serialization=True)
+        run.tokenizer.save_pretrained(tmp)
+        rundir.replace_dir(tmp, run.run_dir / "model")
+    acc.wait_for_everyone()
+
+
+def save_checkpoint(run: Run) -> None:
+    acc, state = run.accelerator, run.state
+    final = run.run_dir / "checkpoints" / f"step-{state.step}"
+    tmp = final.with_name(f".{final.name}.tmp")
+    acc.save_state(str(tmp))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        rundir.write_json(tmp / "hubtool_state.json", state.state_dict())
+        rundir.replace_dir(tmp, final)
+        rundir.prune(run.run_dir, run.cfg.keep_checkpoints)
+    acc.wait_for_everyone()
+
+
+def metrics_document(run: Run, metrics: dict[str, Any], predictions: Any) -> dict[str, Any]:
+    source = run.data.source
+    return {
+        "task": run.data.task,
+        "dataset": {"id": source.get("id"), "path": source.get("path"),
+                    "config": source.get("config"), "split": source.get("split"),
+                    "revision": source.get("revision")},
+        "metric_for_best": run.metric_name,
+        "step": run.state.step,
+        "epoch": run.state.epoch,
+        "examples": len(predictions.predictions) or len(predictions.losses),
+        "metrics": evaluation.scalars(metrics),
+        "details": {k: v for k, v in metrics.items() if not isinstance(v, (int, float))},
+        "by_length": evaluation.by_length(predictions),
+    }
+
+
+def write_run_json(run: Run, status: str) -> None:
+    from hubtool.hubclient import revision_of
+
+    acc = run.accelerator
+    document = {
+        "status": status,
+        "config": run.cfg.as_dict(),
+        "task": run.data.task,
+        "labels": run.data.label_names,
+        "columns": {"text": run.data.text_column, "text_pair": run.data.text_pair_column,
+                    "label": run.data.label_column},
+        "base_model": {"id": run.cfg.model, "revision": revision_of(run.cfg.model)},
+        "dataset": run.data.source,
+        "data": run.data.stats,
+        "steps": {"total": run.total_steps, "per_epoch": run.steps_per_epoch,
+                  "done": run.state.step},
+        "seed": run.cfg.seed,
+        "hardware": rundir.hardware(acc.num_processes, str(acc.device)),
+        "versions": rundir.versions(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.started)),
+        "duration_s": round(time.time() - run.started, 1),
+    }
+    rundir.write_json(run.run_dir / "run.json", document)
+
+
+def quiet_libraries(progress: bool) -> None:
+    """transformers' per-file bars are noise here; datasets' bars only when progress is on."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    if not progress:
+        datasets.disable_progress_bars()
+
+
+def finetune(cfg: FinetuneConfig, overwrite: bool = False, resume: str | None = None,
+             progress: bool = True) -> Path:
+    """The whole stage: set up, train, write run.json; returns the run directory."""
+    quiet_libraries(progress)
+    run = setup(cfg, overwrite, resume)
+    train(run, progress)
+    if run.accelerator.is_main_process:
+        write_run_json(run, "complete")
+    return run.run_dir
