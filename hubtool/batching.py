@@ -17,8 +17,15 @@ class LengthGroupedBatchSampler:
     plain seeded shuffle.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, group: bool = True,
-                 shuffle: bool = True, mega: int = 50) -> None:
+    def __init__(
+        self,
+        lengths: list[int],
+        batch_size: int,
+        seed: int,
+        group: bool = True,
+        shuffle: bool = True,
+        mega: int = 50,
+    ) -> None:
         self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
         self.group, self.shuffle, self.mega = group, shuffle, mega
         self.epoch = 0
@@ -48,17 +55,20 @@ class LengthGroupedBatchSampler:
         yield from batches
 
 
-def collator(task: str, tokenizer: Any, mlm_probability: float = 0.15,
-             whole_word_mask: bool = False) -> Any:
+def collator(
+    task: str, tokenizer: Any, mlm_probability: float = 0.15, whole_word_mask: bool = False
+) -> Any:
     from transformers import (
         DataCollatorForLanguageModeling,
         DataCollatorForTokenClassification,
         DataCollatorWithPadding,
     )
 
+    inner: Any
     if task == "fill-mask":
-        inner = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability,
-                                                whole_word_mask=whole_word_mask)
+        inner = DataCollatorForLanguageModeling(
+            tokenizer, mlm_probability=mlm_probability, whole_word_mask=whole_word_mask
+        )
     elif task == "token-classification":
         inner = DataCollatorForTokenClassification(tokenizer)
     else:
@@ -75,16 +85,23 @@ def fixed_masks(dataset: Any, collate: Any, seed: int) -> Any:
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
+
         def mask(batch: dict[str, list[Any]]) -> dict[str, Any]:
-            rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(),
-                                                                          strict=True)]
+            rows = [
+                dict(zip(batch, values, strict=True))
+                for values in zip(*batch.values(), strict=True)
+            ]
             out = collate(rows)
             return {"input_ids": out["input_ids"].tolist(), "labels": out["labels"].tolist()}
 
-        drop = [c for c in ("special_tokens_mask", "offset_mapping")
-                if c in dataset.column_names]
-        masked = dataset.map(mask, batched=True, batch_size=256, desc="Masking validation",
-                             load_from_cache_file=False)
+        drop = [c for c in ("special_tokens_mask", "offset_mapping") if c in dataset.column_names]
+        masked = dataset.map(
+            mask,
+            batched=True,
+            batch_size=256,
+            desc="Masking validation",
+            load_from_cache_file=False,
+        )
         return masked.remove_columns(drop)
     finally:
         torch.random.set_rng_state(state)
@@ -92,5 +109,6 @@ def fixed_masks(dataset: Any, collate: Any, seed: int) -> Any:
 
 def without_length(collate: Any) -> Any:
     """Wrap a collator so the ``length`` column (used for grouping) never reaches the model."""
-    return lambda features: collate([{k: v for k, v in f.items() if k != "length"}
-                                     for f in features])
+    return lambda features: collate(
+        [{k: v for k, v in f.items() if k != "length"} for f in features]
+    )

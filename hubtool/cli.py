@@ -268,27 +268,37 @@ def finetune_options(fn):
     """The training options, shared by `finetune` (each may also come from --config)."""
     opts = [
         click.option("--model", help="Checkpoint: Hub id or local folder."),
-        click.option("--dataset", help="Hub dataset id, or a csv/json/jsonl/parquet/txt file "
-                     "or folder."),
+        click.option(
+            "--dataset", help="Hub dataset id, or a csv/json/jsonl/parquet/txt file or folder."
+        ),
         click.option("--dataset-config", help="Dataset configuration name."),
         click.option("--dataset-revision", help="Dataset branch, tag or commit."),
-        click.option("--task", type=click.Choice(["auto", "text-classification", "fill-mask",
-                                                  "token-classification"])),
-        click.option("--text-column"), click.option("--text-pair-column"),
-        click.option("--label-column"), click.option("--train-split"),
+        click.option(
+            "--task",
+            type=click.Choice(["auto", "text-classification", "fill-mask", "token-classification"]),
+        ),
+        click.option("--text-column"),
+        click.option("--text-pair-column"),
+        click.option("--label-column"),
+        click.option("--train-split"),
         click.option("--validation-split", help="A split name, or auto (carve from train)."),
-        click.option("--epochs", type=float), click.option("--max-steps", type=int),
-        click.option("--batch-size", type=int), click.option("--grad-accum", type=int),
-        click.option("--lr", type=float), click.option("--weight-decay", type=float),
-        click.option("--warmup-ratio", type=float), click.option("--scheduler"),
+        click.option("--epochs", type=float),
+        click.option("--max-steps", type=int),
+        click.option("--batch-size", type=int),
+        click.option("--grad-accum", type=int),
+        click.option("--lr", type=float),
+        click.option("--weight-decay", type=float),
+        click.option("--warmup-ratio", type=float),
+        click.option("--scheduler"),
         click.option("--max-length", type=int),
         click.option("--mixed-precision", type=click.Choice(["no", "bf16", "fp16"])),
         click.option("--seed", type=int),
         click.option("--eval-every", help="'epoch' or a number of steps."),
         click.option("--save-every", help="'epoch' or a number of steps."),
         click.option("--keep-checkpoints", type=int),
-        click.option("--early-stopping", type=int, help="Stop after N evaluations without "
-                     "improvement."),
+        click.option(
+            "--early-stopping", type=int, help="Stop after N evaluations without improvement."
+        ),
         click.option("--metric-for-best"),
         click.option("--report-to", type=click.Choice(["tensorboard"])),
         click.option("--output-dir", help="The run directory (default runs/MODEL-DATASET)."),
@@ -304,10 +314,19 @@ def finetune_options(fn):
 
 @cli.command("finetune")
 @finetune_options
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="YAML or TOML file with any of these options (flags win).")
-@click.option("--resume", is_flag=False, flag_value="latest", default=None,
-              help="Continue the run in --output-dir from its last checkpoint (or from DIR).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML or TOML file with any of these options (flags win).",
+)
+@click.option(
+    "--resume",
+    is_flag=False,
+    flag_value="latest",
+    default=None,
+    help="Continue the run in --output-dir from its last checkpoint (or from DIR).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --output-dir.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def finetune_command(config_file, resume, overwrite, no_progress, **flags) -> None:
@@ -317,7 +336,8 @@ def finetune_command(config_file, resume, overwrite, no_progress, **flags) -> No
 
     cfg = resolve_config(read_config_file(config_file) if config_file else {}, flags)
     run_dir = finetune(cfg, overwrite=overwrite, resume=resume, progress=not no_progress)
-    click.echo(str(run_dir))
+    if run_dir is not None:  # the main process reports; the others stay quiet
+        click.echo(str(run_dir))
 
 
 @cli.command("evaluate")
@@ -325,19 +345,33 @@ def finetune_command(config_file, resume, overwrite, no_progress, **flags) -> No
 @click.option("--dataset", required=True, help="Hub dataset id or local file/folder.")
 @click.option("--dataset-config")
 @click.option("--split", default="validation", show_default=True)
-@click.option("--task", type=click.Choice(["auto", "text-classification", "fill-mask",
-                                           "token-classification"]), default="auto")
+@click.option(
+    "--task",
+    type=click.Choice(["auto", "text-classification", "fill-mask", "token-classification"]),
+    default="auto",
+)
 @click.option("--text-column")
 @click.option("--text-pair-column")
 @click.option("--label-column")
-@click.option("--max-length", type=int, default=128, show_default=True)
+@click.option("--max-length", type=int, help="Default: 128, or the model's limit when lower.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--metrics", "extra_metrics", multiple=True,
-              help="More evaluate modules by id (needs the network for Hub ids).")
-@click.option("--bootstrap", type=click.IntRange(0, 100_000), default=0,
-              help="Resamples for 95 % confidence intervals.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write metrics.json (default: RUN_DIR/metrics.json or stdout).")
+@click.option(
+    "--metrics",
+    "extra_metrics",
+    multiple=True,
+    help="More evaluate modules by id (needs the network for Hub ids).",
+)
+@click.option(
+    "--bootstrap",
+    type=click.IntRange(0, 100_000),
+    default=0,
+    help="Resamples for 95 % confidence intervals.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write metrics.json (default: RUN_DIR/metrics.json or stdout).",
+)
 def evaluate_command(model, output, bootstrap, extra_metrics, **options) -> None:
     """Evaluate MODEL (a checkpoint or a RUN_DIR) on a dataset split; write metrics.json."""
     import json

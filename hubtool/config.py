@@ -14,8 +14,15 @@ from typing import Any
 from hubtool.errors import ConfigError, UsageError
 
 TASKS = ("auto", "text-classification", "fill-mask", "token-classification")
-SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
-              "constant_with_warmup", "inverse_sqrt")
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
 PRECISIONS = ("no", "bf16", "fp16")
 
 
@@ -42,7 +49,7 @@ class FinetuneConfig:
     warmup_ratio: float = 0.0
     scheduler: str = "linear"
     max_grad_norm: float = 1.0
-    max_length: int = 128
+    max_length: int | None = None  # None: 128, or the model's limit when lower
     mixed_precision: str = "no"
     seed: int = 42
     eval_every: str = "epoch"
@@ -92,8 +99,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
             data = yaml.safe_load(text) or {}
     except Exception as exc:  # yaml and toml raise their own error types
-        raise ConfigError(f"Config file {path} is not valid {path.suffix[1:].upper() or 'YAML'}:"
-                          f" {exc}") from None
+        raise ConfigError(
+            f"Config file {path} is not valid {path.suffix[1:].upper() or 'YAML'}: {exc}"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"Config file {path} must hold a mapping of settings.")
     section = data.get("finetune", data)
@@ -109,9 +117,12 @@ def resolve_config(file_values: dict[str, Any], flags: dict[str, Any]) -> Finetu
     unknown = [k for k in merged if k not in FIELD_NAMES]
     if unknown:
         close = difflib.get_close_matches(unknown[0], FIELD_NAMES, n=1)
-        raise ConfigError(f"Unknown setting {unknown[0]!r}.",
-                          f"Did you mean {close[0]!r}?" if close else
-                          f"Valid settings: {', '.join(FIELD_NAMES)}.")
+        raise ConfigError(
+            f"Unknown setting {unknown[0]!r}.",
+            f"Did you mean {close[0]!r}?"
+            if close
+            else f"Valid settings: {', '.join(FIELD_NAMES)}.",
+        )
     for key in ("model", "dataset"):
         if not merged.get(key):
             raise UsageError(f"No {key} given.", f"Pass --{key} or set '{key}' in the config file.")
@@ -148,14 +159,19 @@ def check(cfg: FinetuneConfig) -> None:
         (cfg.epochs > 0, f"epochs must be positive (got {cfg.epochs})"),
         (cfg.max_steps is None or cfg.max_steps > 0, "max_steps must be positive"),
         (cfg.batch_size >= 1, "batch_size must be at least 1"),
-        (cfg.eval_batch_size is None or cfg.eval_batch_size >= 1,
-         "eval_batch_size must be at least 1"),
+        (
+            cfg.eval_batch_size is None or cfg.eval_batch_size >= 1,
+            "eval_batch_size must be at least 1",
+        ),
         (cfg.grad_accum >= 1, "grad_accum must be at least 1"),
         (cfg.weight_decay >= 0, "weight_decay must not be negative"),
         (0 <= cfg.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
         (cfg.scheduler in SCHEDULERS, f"scheduler must be one of {', '.join(SCHEDULERS)}"),
         (cfg.max_grad_norm > 0, "max_grad_norm must be positive"),
-        (8 <= cfg.max_length <= 65536, "max_length must be between 8 and 65536"),
+        (
+            cfg.max_length is None or 8 <= cfg.max_length <= 65536,
+            "max_length must be between 8 and 65536",
+        ),
         (cfg.mixed_precision in PRECISIONS, f"mixed_precision must be one of {PRECISIONS}"),
         (0 < cfg.validation_share < 1, "validation_share must be in (0, 1)"),
         (cfg.keep_checkpoints >= 1, "keep_checkpoints must be at least 1"),
@@ -174,5 +190,16 @@ def _every_ok(value: str) -> bool:
     return value == "epoch" or (value.isdigit() and int(value) > 0)
 
 
-def with_updates(cfg: FinetuneConfig, **changes: Any) -> FinetuneConfig:
-    return replace(cfg, **changes)
+DEFAULT_MAX_LENGTH = 128
+
+
+def with_max_length(cfg: FinetuneConfig, model_limit: int | None) -> FinetuneConfig:
+    """Fill in max_length (128, or the model's limit when lower); refuse one beyond it."""
+    if cfg.max_length is None:
+        return replace(cfg, max_length=min(DEFAULT_MAX_LENGTH, model_limit or DEFAULT_MAX_LENGTH))
+    if model_limit and cfg.max_length > model_limit:
+        raise UsageError(
+            f"max_length {cfg.max_length} is beyond the model's limit of {model_limit} tokens.",
+            f"Use --max-length {model_limit} or less.",
+        )
+    return cfg

@@ -4,6 +4,7 @@ labels and tokenize (batched, cached) into what the training loop consumes."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,11 +14,21 @@ from hubtool.config import FinetuneConfig
 from hubtool.errors import UsageError
 from hubtool.hubclient import revision_of
 
-DATA_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
-                   ".parquet": "parquet", ".txt": "text"}
+DATA_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".parquet": "parquet",
+    ".txt": "text",
+}
 TEXT_COLUMNS = ("text", "sentence", "sentence1", "content", "review", "document", "question")
-PAIR_COLUMNS = {"sentence1": "sentence2", "text": "text_pair", "question": "context",
-                "premise": "hypothesis"}
+PAIR_COLUMNS = {
+    "sentence1": "sentence2",
+    "text": "text_pair",
+    "question": "context",
+    "premise": "hypothesis",
+}
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
 TAG_COLUMNS = ("ner_tags", "tags", "labels", "pos_tags", "label")
 VALIDATION_NAMES = ("validation", "valid", "dev", "val")
@@ -48,24 +59,45 @@ def load_raw(cfg: FinetuneConfig) -> tuple[Any, dict[str, Any]]:
         if path.exists():
             files = _local_files(path)
             builder = DATA_EXTENSIONS[next(iter(files.values()))[0].suffix]
-            kwargs: dict[str, Any] = {"delimiter": "\t"} if any(
-                f.suffix == ".tsv" for fs in files.values() for f in fs) else {}
-            ds = datasets.load_dataset(builder, data_files={k: [str(f) for f in v]
-                                                            for k, v in files.items()}, **kwargs)
-            source = {"id": None, "path": str(path.resolve()), "config": None,
-                      "revision": _fingerprint(files)}
+            kwargs: dict[str, Any] = (
+                {"delimiter": "\t"}
+                if any(f.suffix == ".tsv" for fs in files.values() for f in fs)
+                else {}
+            )
+            ds = datasets.load_dataset(
+                builder, data_files={k: [str(f) for f in v] for k, v in files.items()}, **kwargs
+            )
+            source = {
+                "id": None,
+                "path": str(path.resolve()),
+                "config": None,
+                "revision": _fingerprint(files),
+            }
         else:
-            ds = datasets.load_dataset(cfg.dataset, cfg.dataset_config,
-                                       revision=cfg.dataset_revision)
-            source = {"id": cfg.dataset, "path": None, "config": cfg.dataset_config,
-                      "revision": revision_of(cfg.dataset, "dataset", cfg.dataset_revision)}
+            ds = datasets.load_dataset(
+                cfg.dataset, cfg.dataset_config, revision=cfg.dataset_revision
+            )
+            source = {
+                "id": cfg.dataset,
+                "path": None,
+                "config": cfg.dataset_config,
+                "revision": revision_of(cfg.dataset, "dataset", cfg.dataset_revision),
+            }
     except (FileNotFoundError, ValueError) as exc:
-        raise UsageError(f"Cannot load dataset {cfg.dataset!r}: {exc}",
-                         "Give a Hub dataset id, or a csv/json/jsonl/parquet/txt file or "
-                         "folder.") from None
+        empty = re.search(r'Instruction "([^"]+)" corresponds to no data', str(exc))
+        if empty:
+            raise UsageError(
+                f"The {empty.group(1)} split is empty.", "Add rows to it, or remove its file."
+            ) from None
+        raise UsageError(
+            f"Cannot load dataset {cfg.dataset!r}: {exc}",
+            "Give a Hub dataset id, or a csv/json/jsonl/parquet/txt file or folder.",
+        ) from None
     except datasets.exceptions.DatasetNotFoundError as exc:
-        raise UsageError(f"Dataset {cfg.dataset!r} was not found: {exc}",
-                         "Check the id and HF_ENDPOINT, or give a local path.") from None
+        raise UsageError(
+            f"Dataset {cfg.dataset!r} was not found: {exc}",
+            "Check the id and HF_ENDPOINT, or give a local path.",
+        ) from None
     if not isinstance(ds, datasets.DatasetDict):
         ds = datasets.DatasetDict({"train": ds})
     return ds, source
@@ -74,18 +106,25 @@ def load_raw(cfg: FinetuneConfig) -> tuple[Any, dict[str, Any]]:
 def _local_files(path: Path) -> dict[str, list[Path]]:
     if path.is_file():
         if path.suffix not in DATA_EXTENSIONS:
-            raise UsageError(f"Unsupported data file {path.name}.",
-                             f"Use one of: {', '.join(DATA_EXTENSIONS)}.")
+            raise UsageError(
+                f"Unsupported data file {path.name}.", f"Use one of: {', '.join(DATA_EXTENSIONS)}."
+            )
         return {"train": [path]}
     found = sorted(p for p in path.rglob("*") if p.suffix in DATA_EXTENSIONS and p.is_file())
     if not found:
-        raise UsageError(f"No data files in {path}.",
-                         f"Expected files ending in {', '.join(DATA_EXTENSIONS)}.")
+        raise UsageError(
+            f"No data files in {path}.", f"Expected files ending in {', '.join(DATA_EXTENSIONS)}."
+        )
     splits: dict[str, list[Path]] = {}
     for f in found:
         stem = f.stem.lower().split("-")[0]
-        split = "validation" if stem in VALIDATION_NAMES else stem if stem in (
-            "train", "test") else "train"
+        split = (
+            "validation"
+            if stem in VALIDATION_NAMES
+            else stem
+            if stem in ("train", "test")
+            else "train"
+        )
         splits.setdefault(split, []).append(f)
     return splits
 
@@ -100,17 +139,21 @@ def _fingerprint(files: dict[str, list[Path]]) -> str:
 
 
 # -- splits, task and columns -------------------------------------------------------------------
-def choose_splits(ds: Any, cfg: FinetuneConfig, label_column: str | None
-                  ) -> tuple[Any, Any, dict[str, Any]]:
+def choose_splits(
+    ds: Any, cfg: FinetuneConfig, label_column: str | None
+) -> tuple[Any, Any, dict[str, Any]]:
     """(train, validation, how validation was chosen)."""
     if cfg.train_split not in ds:
-        raise UsageError(f"The dataset has no split {cfg.train_split!r}.",
-                         f"Splits: {', '.join(ds)}. Use --train-split.")
+        raise UsageError(
+            f"The dataset has no split {cfg.train_split!r}.",
+            f"Splits: {', '.join(ds)}. Use --train-split.",
+        )
     train = ds[cfg.train_split]
     if cfg.validation_split != "auto":
         if cfg.validation_split not in ds:
-            raise UsageError(f"The dataset has no split {cfg.validation_split!r}.",
-                             f"Splits: {', '.join(ds)}.")
+            raise UsageError(
+                f"The dataset has no split {cfg.validation_split!r}.", f"Splits: {', '.join(ds)}."
+            )
         return train, ds[cfg.validation_split], {"split": cfg.validation_split}
     for name in VALIDATION_NAMES:
         if name in ds and name != cfg.train_split:
@@ -118,11 +161,20 @@ def choose_splits(ds: Any, cfg: FinetuneConfig, label_column: str | None
     if len(train) < 2:
         raise UsageError(f"Split {cfg.train_split!r} has {len(train)} rows: too few to train.")
     stratify = label_column if label_column and _is_class_label(train, label_column) else None
-    parts = train.train_test_split(test_size=cfg.validation_share, seed=cfg.seed,
-                                   stratify_by_column=stratify)
-    return parts["train"], parts["test"], {
-        "split": f"{cfg.train_split} (carved)", "carved_from": cfg.train_split,
-        "share": cfg.validation_share, "seed": cfg.seed, "stratified": stratify is not None}
+    parts = train.train_test_split(
+        test_size=cfg.validation_share, seed=cfg.seed, stratify_by_column=stratify
+    )
+    return (
+        parts["train"],
+        parts["test"],
+        {
+            "split": f"{cfg.train_split} (carved)",
+            "carved_from": cfg.train_split,
+            "share": cfg.validation_share,
+            "seed": cfg.seed,
+            "stratified": stratify is not None,
+        },
+    )
 
 
 def _is_class_label(ds: Any, column: str) -> bool:
@@ -132,8 +184,9 @@ def _is_class_label(ds: Any, column: str) -> bool:
 
 
 def _missing(column: str, what: str, columns: list[str]) -> UsageError:
-    return UsageError(f"The {what} column {column!r} does not exist.",
-                      f"Columns: {', '.join(columns)}.")
+    return UsageError(
+        f"The {what} column {column!r} does not exist.", f"Columns: {', '.join(columns)}."
+    )
 
 
 def infer_task(columns: list[str], features: Any, cfg: FinetuneConfig) -> str:
@@ -146,33 +199,43 @@ def infer_task(columns: list[str], features: Any, cfg: FinetuneConfig) -> str:
     return "fill-mask"
 
 
-def pick_columns(columns: list[str], task: str, cfg: FinetuneConfig
-                 ) -> tuple[str, str | None, str | None]:
+def pick_columns(
+    columns: list[str], task: str, cfg: FinetuneConfig
+) -> tuple[str, str | None, str | None]:
     """(text column, pair column, label column), checked against what exists."""
-    for given, what in ((cfg.text_column, "text"), (cfg.text_pair_column, "text pair"),
-                        (cfg.label_column, "label")):
+    for given, what in (
+        (cfg.text_column, "text"),
+        (cfg.text_pair_column, "text pair"),
+        (cfg.label_column, "label"),
+    ):
         if given and given not in columns:
             raise _missing(given, what, columns)
     if task == "token-classification":
-        text = cfg.text_column or "tokens"
-        label = cfg.label_column or next((c for c in TAG_COLUMNS if c in columns), None)
-        if text not in columns or label is None:
-            raise UsageError("Token classification needs a 'tokens' column and a tag column.",
-                             f"Columns: {', '.join(columns)}. Use --text-column and "
-                             "--label-column.")
-        return text, None, label
-    text = cfg.text_column or next((c for c in TEXT_COLUMNS if c in columns), None)
-    if text is None:
-        raise UsageError("No text column found.",
-                         f"Columns: {', '.join(columns)}. Use --text-column.")
-    pair = cfg.text_pair_column or (PAIR_COLUMNS.get(text) if PAIR_COLUMNS.get(text) in columns
-                                    else None)
+        tokens = cfg.text_column or "tokens"
+        tags = cfg.label_column or next((c for c in TAG_COLUMNS if c in columns), None)
+        if tokens not in columns or tags is None:
+            raise UsageError(
+                "Token classification needs a 'tokens' column and a tag column.",
+                f"Columns: {', '.join(columns)}. Use --text-column and --label-column.",
+            )
+        return tokens, None, tags
+    found = cfg.text_column or next((c for c in TEXT_COLUMNS if c in columns), None)
+    if found is None:
+        raise UsageError(
+            "No text column found.", f"Columns: {', '.join(columns)}. Use --text-column."
+        )
+    text = found
+    pair = cfg.text_pair_column or (
+        PAIR_COLUMNS.get(text) if PAIR_COLUMNS.get(text) in columns else None
+    )
     if task == "fill-mask":
         return text, None, None
     label = cfg.label_column or next((c for c in LABEL_COLUMNS if c in columns), None)
     if label is None:
-        raise UsageError("No label column found for text classification.",
-                         f"Columns: {', '.join(columns)}. Use --label-column.")
+        raise UsageError(
+            "No label column found for text classification.",
+            f"Columns: {', '.join(columns)}. Use --label-column.",
+        )
     return text, pair, label
 
 
@@ -181,10 +244,7 @@ def label_names_for(train: Any, validation: Any, column: str, task: str) -> list
     """The label set, from ClassLabel names or the values seen in train."""
     import datasets
 
-    feature = train.features[column]
-    inner = feature.feature if isinstance(feature, (datasets.Sequence, list)) else feature
-    if isinstance(inner, list):
-        inner = inner[0]
+    inner = _inner_feature(train.features[column])
     if isinstance(inner, datasets.ClassLabel):
         return list(inner.names)
     values = _flat(train[column], task)
@@ -193,10 +253,22 @@ def label_names_for(train: Any, validation: Any, column: str, task: str) -> list
     names = sorted({str(v) for v in values}, key=_natural)
     unseen = sorted({str(v) for v in _flat(validation[column], task)} - set(names), key=_natural)
     if unseen:
-        raise UsageError(f"Validation labels outside the training label set: "
-                         f"{', '.join(unseen[:10])}.",
-                         f"Training labels: {', '.join(names[:20])}.")
+        raise UsageError(
+            f"Validation labels outside the training label set: {', '.join(unseen[:10])}.",
+            f"Training labels: {', '.join(names[:20])}.",
+        )
     return names
+
+
+def _inner_feature(feature: Any) -> Any:
+    """The element feature of a sequence column (the column's own feature otherwise)."""
+    import datasets
+
+    if isinstance(feature, datasets.Sequence):
+        return feature.feature
+    if isinstance(feature, list):
+        return feature[0]
+    return feature
 
 
 def _flat(values: list[Any], task: str) -> list[Any]:
@@ -211,11 +283,7 @@ def encode_labels(ds: Any, column: str, names: list[str], task: str) -> Any:
     """Labels as class indices in a ``labels`` column (ClassLabel ints pass through)."""
     import datasets
 
-    feature = ds.features[column]
-    is_class = isinstance(feature, datasets.ClassLabel) or (
-        isinstance(feature, (datasets.Sequence, list)) and isinstance(
-            feature.feature if isinstance(feature, datasets.Sequence) else feature[0],
-            datasets.ClassLabel))
+    is_class = isinstance(_inner_feature(ds.features[column]), datasets.ClassLabel)
     index = {n: i for i, n in enumerate(names)}
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -232,12 +300,17 @@ def encode_labels(ds: Any, column: str, names: list[str], task: str) -> Any:
 def check_texts(ds: Any, column: str, split: str, task: str) -> None:
     values = ds[column]
     for i, value in enumerate(values):
-        ok = (isinstance(value, list) and all(isinstance(t, str) for t in value)) if (
-            task == "token-classification") else isinstance(value, str)
+        ok = (
+            (isinstance(value, list) and all(isinstance(t, str) for t in value))
+            if (task == "token-classification")
+            else isinstance(value, str)
+        )
         if not ok:
-            raise UsageError(f"Row {i} of split {split!r} has a non-text value in column "
-                             f"{column!r}: {value!r:.60}.",
-                             "Clean the data or choose another --text-column.")
+            raise UsageError(
+                f"Row {i} of split {split!r} has a non-text value in column "
+                f"{column!r}: {value!r:.60}.",
+                "Clean the data or choose another --text-column.",
+            )
 
 
 def label_distribution(ds: Any, names: list[str], task: str) -> dict[str, int]:

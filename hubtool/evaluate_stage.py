@@ -6,14 +6,18 @@ from pathlib import Path
 from typing import Any
 
 from hubtool import data, evaluation, rundir
-from hubtool.config import FinetuneConfig
+from hubtool.config import FinetuneConfig, with_max_length
 from hubtool.errors import UsageError
 from hubtool.tasks import head_of
 
 
-def evaluate_model(target: str, options: dict[str, Any], bootstrap: int,
-                   extra_metrics: list[str], output: Path | None
-                   ) -> tuple[dict[str, Any], Path | None]:
+def evaluate_model(
+    target: str,
+    options: dict[str, Any],
+    bootstrap: int,
+    extra_metrics: list[str],
+    output: Path | None,
+) -> tuple[dict[str, Any], Path | None]:
     """(metrics document, where it was written or None for stdout)."""
     from accelerate import Accelerator
 
@@ -36,24 +40,35 @@ def evaluate_model(target: str, options: dict[str, Any], bootstrap: int,
     metrics = evaluation.compute(predictions, labels)
     for name in extra_metrics:
         if task == "fill-mask":
-            raise UsageError("Extra metrics need predictions and references; fill-mask has "
-                             "only losses.")
-        metrics.update(evaluation.metric(name).compute(predictions=predictions.predictions,
-                                                       references=predictions.references))
+            raise UsageError(
+                "Extra metrics need predictions and references; fill-mask has only losses."
+            )
+        metrics.update(
+            evaluation.metric(name).compute(
+                predictions=predictions.predictions, references=predictions.references
+            )
+        )
     document = {
-        "task": task, "model": model_path,
-        "dataset": {"id": source.get("id"), "path": source.get("path"),
-                    "config": source.get("config"), "split": options["split"],
-                    "revision": source.get("revision")},
+        "task": task,
+        "model": model_path,
+        "dataset": {
+            "id": source.get("id"),
+            "path": source.get("path"),
+            "config": source.get("config"),
+            "split": options["split"],
+            "revision": source.get("revision"),
+        },
         "examples": len(predictions.predictions) or len(predictions.losses),
         "metrics": evaluation.scalars(metrics),
         "details": {k: v for k, v in metrics.items() if not isinstance(v, (int, float))},
         "by_length": evaluation.by_length(predictions),
     }
     if bootstrap:
-        document["confidence_intervals"] = {"level": 0.95, "resamples": bootstrap,
-                                            **evaluation.bootstrap(predictions, labels,
-                                                                   bootstrap)}
+        document["confidence_intervals"] = {
+            "level": 0.95,
+            "resamples": bootstrap,
+            **evaluation.bootstrap(predictions, labels, bootstrap),
+        }
     destination = output or (run_dir / _metrics_name(run_dir, document) if run_dir else None)
     if destination is not None and accelerator.is_main_process:
         rundir.write_json(destination, document)
@@ -76,24 +91,38 @@ def _task_of(config: Any, run_dir: Path | None) -> str:
         head = head_of(arch)
         if head and head[0] in ("text-classification", "token-classification", "fill-mask"):
             return head[0]
-    raise UsageError("Cannot tell which task this checkpoint was trained for.",
-                     "Pass --task text-classification, token-classification or fill-mask.")
+    raise UsageError(
+        "Cannot tell which task this checkpoint was trained for.",
+        "Pass --task text-classification, token-classification or fill-mask.",
+    )
 
 
-def _data_config(model_path: str, task: str, options: dict[str, Any], run_dir: Path | None
-                 ) -> FinetuneConfig:
+def _data_config(
+    model_path: str, task: str, options: dict[str, Any], run_dir: Path | None
+) -> FinetuneConfig:
     columns: dict[str, Any] = {}
     if run_dir and (run_dir / "run.json").exists():
         saved = rundir.read_json(run_dir / "run.json").get("columns", {})
-        columns = {"text_column": saved.get("text"), "text_pair_column": saved.get("text_pair"),
-                   "label_column": saved.get("label")}
+        columns = {
+            "text_column": saved.get("text"),
+            "text_pair_column": saved.get("text_pair"),
+            "label_column": saved.get("label"),
+        }
     for key in ("text_column", "text_pair_column", "label_column"):
         if options.get(key):
             columns[key] = options[key]
-    return FinetuneConfig(model=model_path, dataset=options["dataset"],
-                          dataset_config=options.get("dataset_config"), task=task,
-                          max_length=options["max_length"],
-                          eval_batch_size=options["batch_size"], **columns)
+    from hubtool.train import _config_limit
+
+    cfg = FinetuneConfig(
+        model=model_path,
+        dataset=options["dataset"],
+        dataset_config=options.get("dataset_config"),
+        task=task,
+        max_length=options["max_length"],
+        eval_batch_size=options["batch_size"],
+        **columns,
+    )
+    return with_max_length(cfg, _config_limit(model_path))
 
 
 def _load_split(cfg: FinetuneConfig, split: str) -> tuple[Any, dict[str, Any]]:
@@ -105,8 +134,9 @@ def _load_split(cfg: FinetuneConfig, split: str) -> tuple[Any, dict[str, Any]]:
     return raw[split], source
 
 
-def _prepare_split(ds: Any, cfg: FinetuneConfig, task: str, labels: list[str] | None,
-                   tokenizer: Any) -> Any:
+def _prepare_split(
+    ds: Any, cfg: FinetuneConfig, task: str, labels: list[str] | None, tokenizer: Any
+) -> Any:
     from hubtool.features import (
         tokenize_classification,
         tokenize_mlm,
@@ -117,24 +147,26 @@ def _prepare_split(ds: Any, cfg: FinetuneConfig, task: str, labels: list[str] | 
     data.check_texts(ds, text, "evaluation", task)
     if label is not None and labels is not None:
         ds = _encode_with_model_labels(ds, label, labels, task)
-    tokenize = {"text-classification": tokenize_classification,
-                "token-classification": tokenize_tokens, "fill-mask": tokenize_mlm}[task]
+    tokenize = {
+        "text-classification": tokenize_classification,
+        "token-classification": tokenize_tokens,
+        "fill-mask": tokenize_mlm,
+    }[task]
     return tokenize(ds, tokenizer, cfg, text, pair)[0]
 
 
 def _encode_with_model_labels(ds: Any, column: str, labels: list[str], task: str) -> Any:
     import datasets
 
-    feature = ds.features[column]
-    inner = feature.feature if isinstance(feature, datasets.Sequence) else feature
-    if isinstance(inner, list):
-        inner = inner[0]
+    inner = data._inner_feature(ds.features[column])
     names = inner.names if isinstance(inner, datasets.ClassLabel) else None
     values = {str(names[v]) if names else str(v) for v in data._flat(ds[column], task)}
     unknown = sorted(values - set(labels))
     if unknown:
-        raise UsageError(f"Labels outside the model's label set: {', '.join(unknown[:10])}.",
-                         f"The model knows: {', '.join(labels[:20])}.")
+        raise UsageError(
+            f"Labels outside the model's label set: {', '.join(unknown[:10])}.",
+            f"The model knows: {', '.join(labels[:20])}.",
+        )
     index = {name: i for i, name in enumerate(labels)}
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
@@ -165,8 +197,9 @@ def _loader(cfg: FinetuneConfig, prepared: Any, task: str, tokenizer: Any) -> An
 
         prepared = fixed_masks(prepared, collate, cfg.seed)
         collate = without_length(default_data_collator)
-    sampler = LengthGroupedBatchSampler(prepared["length"], cfg.eval_batch_size or 32, cfg.seed,
-                                        shuffle=False)
+    sampler = LengthGroupedBatchSampler(
+        prepared["length"], cfg.eval_batch_size or 32, cfg.seed, shuffle=False
+    )
     return DataLoader(prepared, batch_sampler=sampler, collate_fn=collate)
 
 
@@ -174,8 +207,10 @@ def _metrics_name(run_dir: Path, document: dict[str, Any]) -> str:
     run = run_dir / "run.json"
     if run.exists():
         saved = rundir.read_json(run).get("dataset", {})
-        same = (saved.get("id") or saved.get("path")) in (document["dataset"]["id"],
-                                                          document["dataset"]["path"])
+        same = (saved.get("id") or saved.get("path")) in (
+            document["dataset"]["id"],
+            document["dataset"]["path"],
+        )
         if same and saved.get("split") == document["dataset"]["split"]:
             return "metrics.json"
     return f"metrics-{document['dataset']['split']}.json"

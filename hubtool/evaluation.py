@@ -11,10 +11,21 @@ from typing import Any
 import numpy as np
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
-HIGHER_IS_BETTER = {"accuracy": True, "f1_macro": True, "f1": True, "matthews_correlation": True,
-                    "precision": True, "recall": True, "perplexity": False, "loss": False}
-DEFAULT_BEST = {"text-classification": "accuracy", "token-classification": "f1",
-                "fill-mask": "perplexity"}
+HIGHER_IS_BETTER = {
+    "accuracy": True,
+    "f1_macro": True,
+    "f1": True,
+    "matthews_correlation": True,
+    "precision": True,
+    "recall": True,
+    "perplexity": False,
+    "loss": False,
+}
+DEFAULT_BEST = {
+    "text-classification": "accuracy",
+    "token-classification": "f1",
+    "fill-mask": "perplexity",
+}
 
 
 @functools.cache
@@ -51,7 +62,8 @@ def predict(accelerator: Any, model: Any, loader: Any, task: str) -> Predictions
         if task == "fill-mask":
             count = (labels != -100).sum()
             losses, counts = accelerator.gather_for_metrics(
-                (outputs.loss.detach().reshape(1), count.reshape(1)))
+                (outputs.loss.detach().reshape(1), count.reshape(1))
+            )
             out.losses += losses.float().tolist()
             out.counts += counts.tolist()
             continue
@@ -78,23 +90,29 @@ def compute(p: Predictions, label_names: list[str] | None) -> dict[str, Any]:
         result = metric("seqeval_entities").compute(predictions=pred_tags, references=ref_tags)
         return result
     n = len(label_names) if label_names else None
-    result = dict(metric("accuracy").compute(predictions=p.predictions,
-                                             references=p.references))
-    prf = metric("prf").compute(predictions=p.predictions, references=p.references,
-                                num_labels=n)
+    result = dict(metric("accuracy").compute(predictions=p.predictions, references=p.references))
+    prf = metric("prf").compute(predictions=p.predictions, references=p.references, num_labels=n)
     result.update({k: prf[k] for k in ("precision_macro", "recall_macro", "f1_macro")})
-    result.update(metric("matthews_correlation").compute(predictions=p.predictions,
-                                                         references=p.references))
+    result.update(
+        metric("matthews_correlation").compute(predictions=p.predictions, references=p.references)
+    )
     names = label_names or [str(i) for i in range(len(prf["f1"]))]
-    result["per_class"] = {names[i]: {"precision": prf["precision"][i], "recall":
-                                      prf["recall"][i], "f1": prf["f1"][i],
-                                      "support": prf["support"][i]} for i in range(len(names))}
+    result["per_class"] = {
+        names[i]: {
+            "precision": prf["precision"][i],
+            "recall": prf["recall"][i],
+            "f1": prf["f1"][i],
+            "support": prf["support"][i],
+        }
+        for i in range(len(names))
+    }
     result["confusion_matrix"] = {"labels": names, "matrix": prf["confusion_matrix"]}
     return result
 
 
-def _tag_sequences(preds: list[list[int]], refs: list[list[int]], names: list[str]
-                   ) -> tuple[list[list[str]], list[list[str]]]:
+def _tag_sequences(
+    preds: list[list[int]], refs: list[list[int]], names: list[str]
+) -> tuple[list[list[str]], list[list[str]]]:
     pred_tags, ref_tags = [], []
     for pred_row, ref_row in zip(preds, refs, strict=True):
         kept = [(p, r) for p, r in zip(pred_row, ref_row, strict=True) if r != -100]
@@ -107,8 +125,9 @@ def scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
-def bootstrap(p: Predictions, label_names: list[str] | None, n: int, seed: int = 0
-              ) -> dict[str, list[float]]:
+def bootstrap(
+    p: Predictions, label_names: list[str] | None, n: int, seed: int = 0
+) -> dict[str, list[float]]:
     """95 % percentile intervals of each scalar metric over ``n`` resamples of examples."""
     rng = np.random.default_rng(seed)
     size = len(p.losses) if p.task == "fill-mask" else len(p.predictions)
@@ -116,18 +135,22 @@ def bootstrap(p: Predictions, label_names: list[str] | None, n: int, seed: int =
     for _ in range(n):
         idx = rng.integers(0, size, size)
         resampled = Predictions(
-            p.task, [p.predictions[i] for i in idx] if p.predictions else [],
+            p.task,
+            [p.predictions[i] for i in idx] if p.predictions else [],
             [p.references[i] for i in idx] if p.references else [],
             [p.losses[i] for i in idx] if p.losses else [],
-            [p.counts[i] for i in idx] if p.counts else [])
+            [p.counts[i] for i in idx] if p.counts else [],
+        )
         for key, value in scalars(compute(resampled, label_names)).items():
             samples.setdefault(key, []).append(value)
-    return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
-            for k, v in samples.items()}
+    return {
+        k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in samples.items()
+    }
 
 
-def by_length(p: Predictions, buckets: tuple[int, ...] = (16, 32, 64, 128, 256)
-              ) -> list[dict[str, Any]]:
+def by_length(
+    p: Predictions, buckets: tuple[int, ...] = (16, 32, 64, 128, 256)
+) -> list[dict[str, Any]]:
     """Accuracy by input length (tokens) for classification, for the card."""
     if p.task != "text-classification" or not p.lengths:
         return []
@@ -136,8 +159,13 @@ def by_length(p: Predictions, buckets: tuple[int, ...] = (16, 32, 64, 128, 256)
         idx = [i for i, n in enumerate(p.lengths) if low < n <= high]
         if idx:
             correct = sum(p.predictions[i] == p.references[i] for i in idx)
-            rows.append({"tokens": f"{low + 1}-{high}" if high < 1 << 30 else f">{low}",
-                         "examples": len(idx), "accuracy": correct / len(idx)})
+            rows.append(
+                {
+                    "tokens": f"{low + 1}-{high}" if high < 1 << 30 else f">{low}",
+                    "examples": len(idx),
+                    "accuracy": correct / len(idx),
+                }
+            )
         low = high
     return rows
 

@@ -10,12 +10,11 @@ from hubtool.config import FinetuneConfig
 from hubtool.errors import UsageError
 
 
-def prepare_data(cfg: FinetuneConfig, tokenizer: Any, model_max: int | None
-                 ) -> data.PreparedData:
-    """Load, check and tokenize the dataset; raise UsageError on anything unusable."""
-    if model_max and cfg.max_length > model_max:
-        raise UsageError(f"max_length {cfg.max_length} is beyond the model's limit of "
-                         f"{model_max} tokens.", f"Use --max-length {model_max} or less.")
+def prepare_data(cfg: FinetuneConfig, tokenizer: Any) -> data.PreparedData:
+    """Load, check and tokenize the dataset; raise UsageError on anything unusable.
+
+    ``cfg.max_length`` must be resolved (``config.with_max_length``) before this runs.
+    """
     raw, source = data.load_raw(cfg)
     first = raw[cfg.train_split] if cfg.train_split in raw else next(iter(raw.values()))
     columns = list(first.column_names)
@@ -37,9 +36,13 @@ def prepare_data(cfg: FinetuneConfig, tokenizer: Any, model_max: int | None
     if names:
         stats["label_distribution"] = {
             "train": data.label_distribution(train, names, task),
-            "validation": data.label_distribution(validation, names, task)}
-    tokenize = {"text-classification": tokenize_classification,
-                "token-classification": tokenize_tokens, "fill-mask": tokenize_mlm}[task]
+            "validation": data.label_distribution(validation, names, task),
+        }
+    tokenize = {
+        "text-classification": tokenize_classification,
+        "token-classification": tokenize_tokens,
+        "fill-mask": tokenize_mlm,
+    }[task]
     train, train_stats = tokenize(train, tokenizer, cfg, text, pair)
     validation, val_stats = tokenize(validation, tokenizer, cfg, text, pair)
     stats["truncated"] = {"train": train_stats, "validation": val_stats}
@@ -51,35 +54,43 @@ def _lengths(batch: dict[str, list[Any]]) -> list[int]:
     return [len(ids) for ids in batch["input_ids"]]
 
 
-def tokenize_classification(ds: Any, tokenizer: Any, cfg: FinetuneConfig, text: str,
-                            pair: str | None) -> tuple[Any, int]:
+def tokenize_classification(
+    ds: Any, tokenizer: Any, cfg: FinetuneConfig, text: str, pair: str | None
+) -> tuple[Any, int]:
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
         args = (batch[text], batch[pair]) if pair else (batch[text],)
         full = tokenizer(*args, truncation=False)
         out = tokenizer(*args, truncation=True, max_length=cfg.max_length)
         out["length"] = _lengths(out)
-        out["truncated"] = [len(f) > cfg.max_length for f in full["input_ids"]]
+        out["truncated"] = [len(f) > int(cfg.max_length or 0) for f in full["input_ids"]]
         return out
 
     keep = {"labels"}
-    mapped = ds.map(encode, batched=True, remove_columns=[c for c in ds.column_names
-                                                         if c not in keep],
-                    desc="Tokenizing")
+    mapped = ds.map(
+        encode,
+        batched=True,
+        remove_columns=[c for c in ds.column_names if c not in keep],
+        desc="Tokenizing",
+    )
     truncated = sum(mapped["truncated"])
     return mapped.remove_columns(["truncated"]), truncated
 
 
-def tokenize_tokens(ds: Any, tokenizer: Any, cfg: FinetuneConfig, text: str,
-                    pair: str | None) -> tuple[Any, int]:
+def tokenize_tokens(
+    ds: Any, tokenizer: Any, cfg: FinetuneConfig, text: str, pair: str | None
+) -> tuple[Any, int]:
     """Sub-word tokens with word labels aligned: -100 on specials and (by default)
     continuations; with ``label_all_subwords`` continuations get the word's label."""
     if not getattr(tokenizer, "is_fast", False):
-        raise UsageError("Token classification needs a fast tokenizer (word_ids).",
-                         "Use a checkpoint that ships tokenizer.json.")
+        raise UsageError(
+            "Token classification needs a fast tokenizer (word_ids).",
+            "Use a checkpoint that ships tokenizer.json.",
+        )
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        out = tokenizer(batch[text], is_split_into_words=True, truncation=True,
-                        max_length=cfg.max_length)
+        out = tokenizer(
+            batch[text], is_split_into_words=True, truncation=True, max_length=cfg.max_length
+        )
         labels, truncated = [], []
         for i, word_labels in enumerate(batch["labels"]):
             word_ids = out.word_ids(i)
@@ -103,28 +114,34 @@ def tokenize_tokens(ds: Any, tokenizer: Any, cfg: FinetuneConfig, text: str,
     return mapped.remove_columns(["truncated"]), truncated
 
 
-def tokenize_mlm(ds: Any, tokenizer: Any, cfg: FinetuneConfig, text: str,
-                 pair: str | None) -> tuple[Any, int]:
+def tokenize_mlm(
+    ds: Any, tokenizer: Any, cfg: FinetuneConfig, text: str, pair: str | None
+) -> tuple[Any, int]:
     """Texts concatenated and cut into blocks of ``max_length`` (course, chapter 7)."""
     if tokenizer.mask_token is None:
         raise UsageError("This tokenizer has no mask token, so it cannot do fill-mask.")
-    block = cfg.max_length
+    block = int(cfg.max_length or 128)
     offsets = cfg.whole_word_mask
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        return tokenizer(batch[text], return_special_tokens_mask=True,
-                         return_offsets_mapping=offsets)
+        return tokenizer(
+            batch[text], return_special_tokens_mask=True, return_offsets_mapping=offsets
+        )
 
     def group(batch: dict[str, list[Any]]) -> dict[str, Any]:
         joined = {k: [x for row in batch[k] for x in row] for k in batch}
         total = (len(joined["input_ids"]) // block) * block
-        out = {k: [v[i : i + block] for i in range(0, total, block)] for k, v in joined.items()}
+        out: dict[str, list[Any]] = {
+            k: [v[i : i + block] for i in range(0, total, block)] for k, v in joined.items()
+        }
         out["length"] = [block] * (total // block)
         return out
 
     tokenized = ds.map(encode, batched=True, remove_columns=ds.column_names, desc="Tokenizing")
     grouped = tokenized.map(group, batched=True, desc=f"Grouping into blocks of {block}")
     if len(grouped) == 0:
-        raise UsageError(f"The text is too short to make one block of {block} tokens.",
-                         "Add text or lower --max-length.")
+        raise UsageError(
+            f"The text is too short to make one block of {block} tokens.",
+            "Add text or lower --max-length.",
+        )
     return grouped, 0

@@ -120,8 +120,7 @@ def _http_error(settings: HubSettings, what: str, exc: Any) -> Exception:
     )
 
 
-def revision_of(repo_id: str, repo_type: str = "model", revision: str | None = None
-                ) -> str | None:
+def revision_of(repo_id: str, repo_type: str = "model", revision: str | None = None) -> str | None:
     """The commit a Hub id resolves to, for provenance; None for local paths or offline."""
     if Path(repo_id).exists():
         return None

@@ -49,12 +49,16 @@ def prepare(run_dir: Path, overwrite: bool, resume: bool) -> None:
     """Refuse a folder that holds another run unless resuming or overwriting."""
     holds_run = run_dir.exists() and any((run_dir / f).exists() for f in RUN_FILES)
     if holds_run and not (overwrite or resume):
-        raise UsageError(f"{run_dir} already holds a run.",
-                         "Pass --resume to continue it, --overwrite to replace it, or choose "
-                         "another --output-dir.")
+        raise UsageError(
+            f"{run_dir} already holds a run.",
+            "Pass --resume to continue it, --overwrite to replace it, or choose "
+            "another --output-dir.",
+        )
     if resume and not (run_dir / "checkpoints").is_dir():
-        raise UsageError(f"Nothing to resume in {run_dir}: it has no checkpoints/.",
-                         "Start a new run without --resume.")
+        raise UsageError(
+            f"Nothing to resume in {run_dir}: it has no checkpoints/.",
+            "Start a new run without --resume.",
+        )
     if holds_run and overwrite and not resume:
         for name in RUN_FILES:
             path = run_dir / name
@@ -82,8 +86,10 @@ def latest_checkpoint(run_dir: Path, given: str | None) -> Path:
         return path
     found = checkpoints(run_dir)
     if not found:
-        raise UsageError(f"No complete checkpoint in {run_dir / 'checkpoints'}.",
-                         "Start a new run without --resume.")
+        raise UsageError(
+            f"No complete checkpoint in {run_dir / 'checkpoints'}.",
+            "Start a new run without --resume.",
+        )
     return found[-1]
 
 
@@ -101,16 +107,29 @@ def hardware(num_processes: int, device: str) -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"device": device, "processes": num_processes, "cpu": cpu,
-            "cpu_count": os.cpu_count(), "platform": platform.platform()}
+    return {
+        "device": device,
+        "processes": num_processes,
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+    }
 
 
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("hubtool", "torch", "transformers", "datasets", "accelerate", "evaluate",
-                 "huggingface_hub", "tokenizers"):
+    for name in (
+        "hubtool",
+        "torch",
+        "transformers",
+        "datasets",
+        "accelerate",
+        "evaluate",
+        "huggingface_hub",
+        "tokenizers",
+    ):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

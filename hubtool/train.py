@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hubtool import evaluation, rundir
-from hubtool.config import FinetuneConfig
+from hubtool.config import FinetuneConfig, with_max_length
 from hubtool.errors import ConfigError, UsageError
 
 
@@ -64,28 +64,49 @@ class Run:
 
 
 # -- building blocks ---------------------------------------------------------------------------
+TOKENIZER_HINT = (
+    "The checkpoint must ship its tokenizer (tokenizer.json or vocab files) and "
+    "be a local folder or a Hub id on HF_ENDPOINT."
+)
+
+
 def load_tokenizer(model_id: str) -> Any:
-    from transformers import AutoTokenizer
+    """The checkpoint's tokenizer; refuses the empty one transformers builds when the
+    checkpoint has no tokenizer files (every word would become [UNK])."""
+    from transformers import AutoConfig, AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(model_id)
+        tokenizer = AutoTokenizer.from_pretrained(model_id)
+        vocab = getattr(AutoConfig.from_pretrained(model_id), "vocab_size", None)
     except (OSError, ValueError, TypeError) as exc:
-        raise UsageError(f"Cannot load a tokenizer for {model_id}: {str(exc).splitlines()[0]}",
-                         "The checkpoint must ship its tokenizer (tokenizer.json or vocab "
-                         "files) and be a local folder or a Hub id on HF_ENDPOINT.") from None
+        raise UsageError(
+            f"Cannot load a tokenizer for {model_id}: {str(exc).splitlines()[0]}", TOKENIZER_HINT
+        ) from None
+    if vocab and len(tokenizer) < min(vocab // 2, 1000):
+        raise UsageError(
+            f"Cannot load a tokenizer for {model_id}: the checkpoint has no "
+            f"tokenizer files ({len(tokenizer)} tokens for a model of {vocab}).",
+            TOKENIZER_HINT,
+        )
+    return tokenizer
 
 
 def load_model(model_id: str, task: str, labels: list[str] | None) -> Any:
     import transformers
 
-    auto = {"text-classification": transformers.AutoModelForSequenceClassification,
-            "token-classification": transformers.AutoModelForTokenClassification,
-            "fill-mask": transformers.AutoModelForMaskedLM}[task]
+    auto = {
+        "text-classification": transformers.AutoModelForSequenceClassification,
+        "token-classification": transformers.AutoModelForTokenClassification,
+        "fill-mask": transformers.AutoModelForMaskedLM,
+    }[task]
     kwargs: dict[str, Any] = {}
     if labels is not None:
-        kwargs = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
-                  "label2id": {name: i for i, name in enumerate(labels)},
-                  "ignore_mismatched_sizes": True}
+        kwargs = {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {name: i for i, name in enumerate(labels)},
+            "ignore_mismatched_sizes": True,
+        }
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -93,10 +114,10 @@ def load_model(model_id: str, task: str, labels: list[str] | None) -> Any:
     try:
         return auto.from_pretrained(model_id, **kwargs)
     except ValueError as exc:
-        raise UsageError(f"{model_id} cannot be trained for {task}: "
-                         f"{str(exc).splitlines()[0]}",
-                         "Choose a checkpoint whose architecture serves the task "
-                         "(`hubtool search --task …`).") from None
+        raise UsageError(
+            f"{model_id} cannot be trained for {task}: {str(exc).splitlines()[0]}",
+            "Choose a checkpoint whose architecture serves the task (`hubtool search --task …`).",
+        ) from None
     except OSError as exc:
         raise UsageError(f"Cannot load {model_id}: {str(exc).splitlines()[0]}") from None
     finally:
@@ -107,14 +128,17 @@ def build_optimizer(model: Any, cfg: FinetuneConfig) -> Any:
     """AdamW (fused where supported) without weight decay on biases and norm weights."""
     import torch
 
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         plain = name.endswith("bias") or "norm" in name.lower() or param.ndim < 2
         (no_decay if plain else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     try:
         return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
     except (RuntimeError, TypeError):
@@ -133,18 +157,38 @@ def build_loaders(cfg: FinetuneConfig, data: Any, tokenizer: Any) -> tuple[Any, 
     )
 
     collate = collator(data.task, tokenizer, cfg.mlm_probability, cfg.whole_word_mask)
-    sampler = LengthGroupedBatchSampler(data.train["length"], cfg.batch_size, cfg.seed,
-                                        group=cfg.group_by_length)
-    train = DataLoader(data.train, batch_sampler=sampler, collate_fn=collate)
+    sampler = LengthGroupedBatchSampler(
+        data.train["length"], cfg.batch_size, cfg.seed, group=cfg.group_by_length
+    )
+    # Loaders get their own generator: an iterator's seed draw must not touch the global
+    # RNG, or a resumed run would see different dropout masks than an uninterrupted one.
+    train = DataLoader(
+        data.train, batch_sampler=sampler, collate_fn=collate, generator=_loader_generator(cfg.seed)
+    )
     eval_size = cfg.eval_batch_size or cfg.batch_size * 2
     validation, eval_collate = data.validation, collate
     if data.task == "fill-mask":
         validation = fixed_masks(validation, collate, cfg.seed)
         eval_collate = without_length(default_data_collator)
-    eval_sampler = LengthGroupedBatchSampler(validation["length"], eval_size, cfg.seed,
-                                             shuffle=False)
-    return sampler, train, DataLoader(validation, batch_sampler=eval_sampler,
-                                      collate_fn=eval_collate)
+    eval_sampler = LengthGroupedBatchSampler(
+        validation["length"], eval_size, cfg.seed, shuffle=False
+    )
+    return (
+        sampler,
+        train,
+        DataLoader(
+            validation,
+            batch_sampler=eval_sampler,
+            collate_fn=eval_collate,
+            generator=_loader_generator(cfg.seed),
+        ),
+    )
+
+
+def _loader_generator(seed: int) -> Any:
+    import torch
+
+    return torch.Generator().manual_seed(seed)
 
 
 def make_accelerator(cfg: FinetuneConfig, run_dir: Path) -> Any:
@@ -154,14 +198,30 @@ def make_accelerator(cfg: FinetuneConfig, run_dir: Path) -> Any:
     if cfg.report_to == "tensorboard":
         import importlib.util
 
-        if not (importlib.util.find_spec("tensorboard") or importlib.util.find_spec(
-                "tensorboardX")):
-            raise ConfigError("--report-to tensorboard needs the tensorboard package.",
-                              "pip install tensorboard")
+        if not (
+            importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+        ):
+            raise ConfigError(
+                "--report-to tensorboard needs the tensorboard package.", "pip install tensorboard"
+            )
         log_with = "tensorboard"
-    return Accelerator(gradient_accumulation_steps=cfg.grad_accum,
-                       mixed_precision=cfg.mixed_precision, log_with=log_with,
-                       project_dir=str(run_dir / "logs"))
+    return Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum,
+        mixed_precision=cfg.mixed_precision,
+        log_with=log_with,
+        project_dir=str(run_dir / "logs"),
+        cpu=_distributed_on_cpu(),
+    )
+
+
+def _distributed_on_cpu() -> bool:
+    """Several processes (``accelerate launch --num_processes N``) but no GPU: use gloo on the
+    CPU. Accelerate only picks MULTI_CPU when asked for the CPU explicitly."""
+    import os
+
+    import torch
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
 # -- setup ---------------------------------------------------------------------------------------
@@ -171,6 +231,7 @@ def setup(cfg: FinetuneConfig, overwrite: bool, resume: str | None) -> Run:
 
     from hubtool.features import prepare_data
 
+    cfg = with_max_length(cfg, _config_limit(cfg.model))
     run_dir = cfg.run_dir
     accelerator = make_accelerator(cfg, run_dir)
     if accelerator.is_main_process:
@@ -179,25 +240,42 @@ def setup(cfg: FinetuneConfig, overwrite: bool, resume: str | None) -> Run:
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
     with accelerator.main_process_first():
-        probe = _config_limit(cfg.model)
-        data = prepare_data(cfg, tokenizer, probe)
+        data = prepare_data(cfg, tokenizer)
     model = load_model(cfg.model, data.task, data.label_names)
     sampler, train_loader, eval_loader = build_loaders(cfg, data, tokenizer)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
     total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
     optimizer = build_optimizer(model, cfg)
-    scheduler = get_scheduler(cfg.scheduler, optimizer,
-                              num_warmup_steps=int(cfg.warmup_ratio * total),
-                              num_training_steps=total)
+    scheduler = get_scheduler(
+        cfg.scheduler,
+        optimizer,
+        num_warmup_steps=int(cfg.warmup_ratio * total),
+        num_training_steps=total,
+    )
     model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
-        model, optimizer, train_loader, eval_loader, scheduler)
+        model, optimizer, train_loader, eval_loader, scheduler
+    )
     state = LoopState()
     accelerator.register_for_checkpointing(state)
     metric_name = cfg.metric_for_best or evaluation.DEFAULT_BEST[data.task]
-    run = Run(cfg, run_dir, accelerator, model, tokenizer, data, optimizer, scheduler,
-              train_loader, eval_loader, sampler, total, max(
-                  math.ceil(len(train_loader) / cfg.grad_accum), 1), state, metric_name,
-              time.time())
+    run = Run(
+        cfg,
+        run_dir,
+        accelerator,
+        model,
+        tokenizer,
+        data,
+        optimizer,
+        scheduler,
+        train_loader,
+        eval_loader,
+        sampler,
+        total,
+        max(math.ceil(len(train_loader) / cfg.grad_accum), 1),
+        state,
+        metric_name,
+        time.time(),
+    )
     if resume is not None:
         restore(run, resume)
     return run
@@ -209,8 +287,10 @@ def _config_limit(model_id: str) -> int | None:
     try:
         config = AutoConfig.from_pretrained(model_id)
     except (OSError, ValueError) as exc:
-        raise UsageError(f"Cannot load {model_id}: {str(exc).splitlines()[0]}",
-                         "Give a local checkpoint folder or a model id on HF_ENDPOINT.") from None
+        raise UsageError(
+            f"Cannot load {model_id}: {str(exc).splitlines()[0]}",
+            "Give a local checkpoint folder or a model id on HF_ENDPOINT.",
+        ) from None
     limit = getattr(config, "max_position_embeddings", None)
     if limit and config.model_type in ("roberta", "camembert", "xlm-roberta"):
         limit -= 2
@@ -224,8 +304,9 @@ def restore(run: Run, given: str) -> None:
     if run.accelerator.is_main_process and log.exists():
         lines = log.read_text().splitlines(keepends=True)[: run.state.log_lines]
         log.write_text("".join(lines))
-    run.accelerator.print(f"Resumed from {checkpoint} (step {run.state.step}, "
-                          f"epoch {run.state.epoch}).")
+    run.accelerator.print(
+        f"Resumed from {checkpoint} (step {run.state.step}, epoch {run.state.epoch})."
+    )
 
 
 # -- the loop ------------------------------------------------------------------------------------
@@ -233,18 +314,26 @@ def train(run: Run, progress: bool = True) -> dict[str, Any]:
     """Train to the end (or early stop); returns the best evaluation's metrics."""
     from tqdm.auto import tqdm
 
-    acc, cfg, state = run.accelerator, run.cfg, run.state
+    acc, _cfg, state = run.accelerator, run.cfg, run.state
     if acc.is_main_process:
         write_run_json(run, "running")
-    bar = tqdm(total=run.total_steps, initial=state.step, unit="step", dynamic_ncols=True,
-               disable=not (progress and acc.is_main_process))
+    bar = tqdm(
+        total=run.total_steps,
+        initial=state.step,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not (progress and acc.is_main_process),
+    )
     best = _best_so_far(run)
     epochs = math.ceil(run.total_steps / run.steps_per_epoch)
     while state.step < run.total_steps and state.epoch < epochs and not _stopped(run):
-        run.sampler.set_epoch(state.epoch)
         loader = run.train_loader
         if state.batch_in_epoch:
             loader = acc.skip_first_batches(run.train_loader, state.batch_in_epoch)
+        # Accelerate's loaders pass their own epoch counter to the sampler when iterated;
+        # set it, so a resumed run shuffles each epoch exactly as an uninterrupted one.
+        loader.set_epoch(state.epoch)
+        run.sampler.set_epoch(state.epoch)
         for batch in loader:
             loss = _train_step(run, batch)
             state.batch_in_epoch += 1
@@ -314,12 +403,16 @@ def _evaluate_and_keep(run: Run, best: dict[str, Any] | None) -> dict[str, Any] 
     metrics = evaluation.compute(predictions, run.data.label_names)
     value = float(metrics[run.metric_name]) if run.metric_name in metrics else None
     if value is None:
-        raise ConfigError(f"metric_for_best {run.metric_name!r} is not computed for "
-                          f"{run.data.task}.", f"Metrics: {', '.join(evaluation.scalars(metrics))}")
+        raise ConfigError(
+            f"metric_for_best {run.metric_name!r} is not computed for {run.data.task}.",
+            f"Metrics: {', '.join(evaluation.scalars(metrics))}",
+        )
     state.last_eval_step = state.step
     log(run, {"step": state.step, "epoch": state.epoch, "eval": evaluation.scalars(metrics)})
-    acc.print(f"step {state.step}: " + ", ".join(
-        f"{k} {v:.4f}" for k, v in evaluation.scalars(metrics).items()))
+    acc.print(
+        f"step {state.step}: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in evaluation.scalars(metrics).items())
+    )
     if evaluation.better(run.metric_name, value, state.best_metric):
         state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
         save_model(run)
@@ -372,9 +465,13 @@ def metrics_document(run: Run, metrics: dict[str, Any], predictions: Any) -> dic
     source = run.data.source
     return {
         "task": run.data.task,
-        "dataset": {"id": source.get("id"), "path": source.get("path"),
-                    "config": source.get("config"), "split": source.get("split"),
-                    "revision": source.get("revision")},
+        "dataset": {
+            "id": source.get("id"),
+            "path": source.get("path"),
+            "config": source.get("config"),
+            "split": source.get("split"),
+            "revision": source.get("revision"),
+        },
         "metric_for_best": run.metric_name,
         "step": run.state.step,
         "epoch": run.state.epoch,
@@ -394,13 +491,19 @@ def write_run_json(run: Run, status: str) -> None:
         "config": run.cfg.as_dict(),
         "task": run.data.task,
         "labels": run.data.label_names,
-        "columns": {"text": run.data.text_column, "text_pair": run.data.text_pair_column,
-                    "label": run.data.label_column},
+        "columns": {
+            "text": run.data.text_column,
+            "text_pair": run.data.text_pair_column,
+            "label": run.data.label_column,
+        },
         "base_model": {"id": run.cfg.model, "revision": revision_of(run.cfg.model)},
         "dataset": run.data.source,
         "data": run.data.stats,
-        "steps": {"total": run.total_steps, "per_epoch": run.steps_per_epoch,
-                  "done": run.state.step},
+        "steps": {
+            "total": run.total_steps,
+            "per_epoch": run.steps_per_epoch,
+            "done": run.state.step,
+        },
         "seed": run.cfg.seed,
         "hardware": rundir.hardware(acc.num_processes, str(acc.device)),
         "versions": rundir.versions(),
@@ -420,12 +523,15 @@ def quiet_libraries(progress: bool) -> None:
         datasets.disable_progress_bars()
 
 
-def finetune(cfg: FinetuneConfig, overwrite: bool = False, resume: str | None = None,
-             progress: bool = True) -> Path:
-    """The whole stage: set up, train, write run.json; returns the run directory."""
+def finetune(
+    cfg: FinetuneConfig, overwrite: bool = False, resume: str | None = None, progress: bool = True
+) -> Path | None:
+    """The whole stage: set up, train, write run.json; returns the run directory on the
+    main process (None on the others)."""
     quiet_libraries(progress)
     run = setup(cfg, overwrite, resume)
     train(run, progress)
-    if run.accelerator.is_main_process:
-        write_run_json(run, "complete")
+    if not run.accelerator.is_main_process:
+        return None
+    write_run_json(run, "complete")
     return run.run_dir

@@ -10,7 +10,7 @@ def entities(tags):
     spans = []
     kind = None
     start = 0
-    for i, tag in enumerate(list(tags) + ["O"]):
+    for i, tag in enumerate([*list(tags), "O"]):
         prefix, _, label = tag.partition("-") if "-" in tag else (tag, "", "")
         begins = prefix == "B" or (prefix == "I" and label != kind)
         if kind is not None and (prefix == "O" or begins):
@@ -47,7 +47,7 @@ class SeqevalEntities(evaluate.Metric):
         per_type = {}
         correct_tokens = 0
         total_tokens = 0
-        for pred, ref in zip(predictions, references):
+        for pred, ref in zip(predictions, references, strict=False):
             correct_tokens += int(numpy.sum(numpy.asarray(pred) == numpy.asarray(ref)))
             total_tokens += len(ref)
             p_spans = entities(pred)

@@ -1,0 +1,445 @@
+"""`hubtool finetune` and `hubtool evaluate` on tiny models built in the session."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import tiny
+from tests.conftest import client_env
+
+HEAVY_TIMEOUT = 300
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    return tiny.build_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def datasets_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    tiny.write_jsonl(root / "cls" / "train.jsonl", tiny.classification_rows(240))
+    tiny.write_jsonl(root / "cls" / "validation.jsonl", tiny.classification_rows(60, seed=9))
+    tiny.write_jsonl(root / "pairs.jsonl", tiny.pair_rows(200))
+    tiny.write_jsonl(root / "ner" / "train.jsonl", tiny.token_rows(200))
+    tiny.write_jsonl(root / "ner" / "validation.jsonl", tiny.token_rows(50, seed=3))
+    (root / "corpus.txt").write_text("\n".join(tiny.texts(300)) + "\n")
+    multi = [{"text": t, "label": i % 3} for i, t in enumerate(tiny.texts(150))]
+    tiny.write_jsonl(root / "multi.jsonl", multi)
+    return root
+
+
+def run(
+    args: list[str],
+    cwd: Path,
+    env_extra: dict | None = None,
+    check: bool = True,
+    hub_url: str = "http://127.0.0.1:9",
+) -> subprocess.CompletedProcess[str]:
+    env = client_env(hub_url, cwd / "hf_home")
+    env.update(env_extra or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "hubtool", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HEAVY_TIMEOUT,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def base_args(checkpoint: Path, dataset: Path | str, out: str, *extra: str) -> list[str]:
+    return [
+        "finetune",
+        "--model",
+        str(checkpoint),
+        "--dataset",
+        str(dataset),
+        "--output-dir",
+        out,
+        "--no-progress",
+        "--batch-size",
+        "16",
+        "--lr",
+        "3e-3",
+        *extra,
+    ]
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_text_classification_run_directory(checkpoint, datasets_dir, tmp_path):
+    run(base_args(checkpoint, datasets_dir / "cls", "run", "--epochs", "6"), tmp_path)
+    run_dir = tmp_path / "run"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["task"] == "text-classification"
+    assert metrics["dataset"]["split"] == "validation" and metrics["examples"] == 60
+    assert metrics["dataset"]["revision"].startswith("sha256:")
+    assert metrics["metrics"]["accuracy"] >= 0.9
+    assert set(metrics["details"]["per_class"]) == {"neg", "pos"}
+    config = json.loads((run_dir / "model" / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"}
+    assert (run_dir / "model" / "model.safetensors").exists()
+    assert (run_dir / "model" / "tokenizer.json").exists()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "complete" and info["labels"] == ["neg", "pos"]
+    assert info["data"]["label_distribution"]["train"]["pos"] > 0
+    assert info["versions"]["torch"] and info["hardware"]["processes"] == 1
+    assert "hf_" not in (run_dir / "run.json").read_text()
+    log = read_log(run_dir)
+    steps = [e for e in log if "loss" in e]
+    assert [e["step"] for e in steps] == list(range(1, len(steps) + 1))
+    assert sum("eval" in e for e in log) == 6  # one evaluation per epoch
+    assert len(list((run_dir / "checkpoints").iterdir())) == 2  # keep the last 2
+
+
+def test_sentence_pairs_carved_validation_and_int_labels(checkpoint, datasets_dir, tmp_path):
+    run(
+        base_args(
+            checkpoint,
+            datasets_dir / "pairs.jsonl",
+            "pairs",
+            "--max-steps",
+            "30",
+            "--eval-every",
+            "10",
+        ),
+        tmp_path,
+    )
+    info = json.loads((tmp_path / "pairs" / "run.json").read_text())
+    assert info["columns"] == {"text": "sentence1", "text_pair": "sentence2", "label": "label"}
+    validation = info["dataset"]["validation"]
+    assert validation["carved_from"] == "train" and validation["share"] == 0.1
+    assert info["data"]["validation_rows"] == 20 and info["labels"] == ["0", "1"]
+    evals = [e for e in read_log(tmp_path / "pairs") if "eval" in e]
+    assert [e["step"] for e in evals] == [10, 20, 30]
+
+
+def test_multiclass_and_length_grouping_keeps_padding_low(checkpoint, datasets_dir, tmp_path):
+    run(base_args(checkpoint, datasets_dir / "multi.jsonl", "multi", "--max-steps", "5"), tmp_path)
+    info = json.loads((tmp_path / "multi" / "run.json").read_text())
+    assert info["labels"] == ["0", "1", "2"]
+    from hubtool.batching import LengthGroupedBatchSampler
+
+    lengths = [len(t.split()) + 2 for t in tiny.texts(400)]
+    grouped = list(LengthGroupedBatchSampler(lengths, 16, seed=1))
+    plain = list(LengthGroupedBatchSampler(lengths, 16, seed=1, group=False))
+
+    def ratio(batches):
+        padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+        return padded / sum(lengths)
+
+    assert ratio(grouped) <= 1.10 < ratio(plain)
+    assert sorted(i for b in grouped for i in b) == list(range(400))  # every example once
+    again = list(LengthGroupedBatchSampler(lengths, 16, seed=1))
+    assert again == grouped  # same seed and epoch, same batches
+    sampler = LengthGroupedBatchSampler(lengths, 16, seed=1)
+    sampler.set_epoch(1)
+    assert list(sampler) != grouped  # a new order each epoch
+
+
+def test_token_classification_entity_metrics(checkpoint, datasets_dir, tmp_path):
+    run(base_args(checkpoint, datasets_dir / "ner", "ner", "--epochs", "8"), tmp_path)
+    metrics = json.loads((tmp_path / "ner" / "metrics.json").read_text())
+    assert metrics["task"] == "token-classification"
+    assert metrics["metrics"]["f1"] > 0.8
+    assert {"PER", "LOC"} <= set(metrics["details"])
+    config = json.loads((tmp_path / "ner" / "model" / "config.json").read_text())
+    assert set(config["label2id"]) == {"B-LOC", "B-PER", "O"}
+
+
+def test_fill_mask_domain_adaptation_perplexity(checkpoint, datasets_dir, tmp_path):
+    run(
+        base_args(
+            checkpoint,
+            datasets_dir / "corpus.txt",
+            "mlm",
+            "--max-length",
+            "32",
+            "--epochs",
+            "3",
+            "--whole-word-mask",
+        ),
+        tmp_path,
+    )
+    log = read_log(tmp_path / "mlm")
+    evals = [e["eval"]["perplexity"] for e in log if "eval" in e]
+    assert evals[-1] < evals[0] < 200  # it learns the little language
+    metrics = json.loads((tmp_path / "mlm" / "metrics.json").read_text())
+    assert metrics["task"] == "fill-mask" and metrics["metric_for_best"] == "perplexity"
+    assert metrics["metrics"]["perplexity"] == min(evals)
+
+
+def test_config_file_with_flags_winning(checkpoint, datasets_dir, tmp_path):
+    (tmp_path / "hubtool.yaml").write_text(
+        f"finetune:\n  model: {checkpoint}\n  dataset: {datasets_dir / 'cls'}\n"
+        "  max-steps: 4\n  batch_size: 8\n  lr: 0.001\n  seed: 7\n"
+    )
+    run(
+        [
+            "finetune",
+            "--config",
+            "hubtool.yaml",
+            "--seed",
+            "8",
+            "--output-dir",
+            "cfg",
+            "--no-progress",
+        ],
+        tmp_path,
+    )
+    resolved = json.loads((tmp_path / "cfg" / "run.json").read_text())["config"]
+    assert (resolved["max_steps"], resolved["batch_size"], resolved["seed"]) == (4, 8, 8)
+    (tmp_path / "hubtool.toml").write_text(
+        f'model = "{checkpoint}"\ndataset = "{datasets_dir / "cls"}"\nmax_steps = 3\n'
+    )
+    run(["finetune", "--config", "hubtool.toml", "--output-dir", "toml", "--no-progress"], tmp_path)
+    assert json.loads((tmp_path / "toml" / "run.json").read_text())["steps"]["done"] == 3
+
+
+def test_kill_9_then_resume_matches_an_uninterrupted_run(checkpoint, datasets_dir, tmp_path):
+    args = [
+        "--max-steps",
+        "60",
+        "--save-every",
+        "5",
+        "--eval-every",
+        "20",
+        "--seed",
+        "3",
+        "--keep-checkpoints",
+        "3",
+    ]
+    run(base_args(checkpoint, datasets_dir / "cls", "straight", *args), tmp_path)
+    env = client_env("http://127.0.0.1:9", tmp_path / "hf_home")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hubtool",
+            *base_args(checkpoint, datasets_dir / "cls", "broken", *args),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(
+        (tmp_path / "broken" / "checkpoints").glob("step-*/hubtool_state.json")
+    ):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = json.loads((tmp_path / "broken" / "run.json").read_text())
+    assert done["status"] == "running"  # it really was interrupted
+    refused = run(
+        base_args(checkpoint, datasets_dir / "cls", "broken", *args), tmp_path, check=False
+    )
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    run(base_args(checkpoint, datasets_dir / "cls", "broken", *args, "--resume"), tmp_path)
+    for name in ("model/model.safetensors",):
+        assert (tmp_path / "broken" / name).read_bytes() == (
+            tmp_path / "straight" / name
+        ).read_bytes()
+    a = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "broken" / "metrics.json").read_text())
+    assert a["metrics"] == b["metrics"] and a["step"] == b["step"]
+    assert [e for e in read_log(tmp_path / "broken") if "eval" in e] == [
+        e for e in read_log(tmp_path / "straight") if "eval" in e
+    ]
+    last = json.loads(
+        (tmp_path / "broken" / "checkpoints" / "step-60" / "hubtool_state.json").read_text()
+    )
+    assert last["step"] == 60
+
+
+def test_two_processes_count_each_validation_example_once(checkpoint, datasets_dir, tmp_path):
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    assert accelerate
+    env = client_env("http://127.0.0.1:9", tmp_path / "hf_home")
+    proc = subprocess.run(
+        [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "hubtool",
+            *base_args(
+                checkpoint, datasets_dir / "cls", "ddp", "--max-steps", "6", "--eval-every", "3"
+            ),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HEAVY_TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["examples"] == 60  # not 64: padding duplicates are dropped
+    info = json.loads((tmp_path / "ddp" / "run.json").read_text())
+    assert info["hardware"]["processes"] == 2
+    log = read_log(tmp_path / "ddp")
+    assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4, 5, 6]  # main process only
+
+
+def test_evaluate_command_with_bootstrap(checkpoint, datasets_dir, tmp_path):
+    run(base_args(checkpoint, datasets_dir / "cls", "run", "--epochs", "4"), tmp_path)
+    out = run(
+        [
+            "evaluate",
+            "run",
+            "--dataset",
+            str(datasets_dir / "cls"),
+            "--split",
+            "validation",
+            "--bootstrap",
+            "200",
+        ],
+        tmp_path,
+    )
+    assert out.stdout.strip() == "run/metrics.json"
+    doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    low, high = doc["confidence_intervals"]["accuracy"]
+    assert low <= doc["metrics"]["accuracy"] <= high
+    assert doc["examples"] == 60 and doc["dataset"]["split"] == "validation"
+    other = run(
+        ["evaluate", "run/model", "--dataset", str(datasets_dir / "cls"), "--split", "train"],
+        tmp_path,
+    )
+    assert json.loads(other.stdout)["examples"] == 240
+
+
+def test_finetune_from_a_hub_dataset_and_model(hub, alice, checkpoint, tmp_path):
+    home = tmp_path / "hf_home"
+    env = client_env(hub.url, home, alice.token)
+    rows = tiny.classification_rows(120)
+    code = f"""
+import datasets
+from huggingface_hub import HfApi
+feats = datasets.Features({{"text": datasets.Value("string"),
+                            "label": datasets.ClassLabel(names=["neg", "pos"])}})
+rows = {rows!r}
+ds = datasets.Dataset.from_list(rows, features=feats).train_test_split(test_size=0.25, seed=0)
+datasets.DatasetDict({{"train": ds["train"], "validation": ds["test"]}}).push_to_hub(
+    "{alice.name}/sentiment")
+HfApi().upload_folder(folder_path="{checkpoint}", repo_id="{alice.name}/tiny-bert",
+                      repo_type="model") if HfApi().create_repo("{alice.name}/tiny-bert") else 0
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run(
+        [
+            "finetune",
+            "--model",
+            f"{alice.name}/tiny-bert",
+            "--dataset",
+            f"{alice.name}/sentiment",
+            "--max-steps",
+            "6",
+            "--output-dir",
+            "hubrun",
+            "--no-progress",
+        ],
+        tmp_path,
+        env_extra={"HF_TOKEN": alice.token},
+        hub_url=hub.url,
+    )
+    info = json.loads((tmp_path / "hubrun" / "run.json").read_text())
+    sha = hub.api(alice).dataset_info(f"{alice.name}/sentiment").sha
+    assert info["dataset"]["id"] == f"{alice.name}/sentiment"
+    assert info["dataset"]["revision"] == sha
+    assert (
+        info["base_model"]["revision"] == hub.api(alice).model_info(f"{alice.name}/tiny-bert").sha
+    )
+    assert info["labels"] == ["neg", "pos"]
+    assert alice.token not in (tmp_path / "hubrun" / "run.json").read_text()
+
+
+# -- errors -----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def bad_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bad")
+    tiny.write_jsonl(root / "cls" / "train.jsonl", tiny.classification_rows(40))
+    tiny.write_jsonl(
+        root / "cls" / "validation.jsonl",
+        [{"text": "odd one", "label": "neutral"}, *tiny.classification_rows(5)],
+    )
+    tiny.write_jsonl(
+        root / "nontext.jsonl", [{"text": "fine", "label": 0}, {"text": 5, "label": 1}] * 10
+    )
+    (root / "empty").mkdir()
+    (root / "empty" / "train.csv").write_text("text,label\na b,0\nc d,1\n")
+    (root / "empty" / "validation.csv").write_text("text,label\n")
+    return root
+
+
+def test_errors_are_clear_and_leave_nothing_half_written(
+    checkpoint, datasets_dir, bad_data, tmp_path
+):
+    no_tokenizer = tmp_path / "no-tok"
+    shutil.copytree(checkpoint, no_tokenizer)
+    for f in no_tokenizer.glob("*token*"):
+        f.unlink()
+    cases = [
+        (["--text-column", "body"], datasets_dir / "cls", "'body' does not exist"),
+        ([], bad_data / "cls", "outside the training label set: neutral"),
+        ([], bad_data / "nontext.jsonl", "non-text value"),
+        ([], bad_data / "empty", "split is empty"),
+        (["--max-length", "4096"], datasets_dir / "cls", "beyond the model's limit of 64"),
+        (["--lr", "-1"], datasets_dir / "cls", "lr must be between 0 and 1"),
+        (["--eval-every", "often"], datasets_dir / "cls", "eval_every must be"),
+        (["--train-split", "nope"], datasets_dir / "cls", "no split 'nope'"),
+    ]
+    for i, (extra, dataset, needle) in enumerate(cases):
+        proc = run(base_args(checkpoint, dataset, f"e{i}", *extra), tmp_path, check=False)
+        assert proc.returncode == 2, (needle, proc.stderr[-2000:])
+        assert needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / f"e{i}" / "model").exists()
+    proc = run(base_args(no_tokenizer, datasets_dir / "cls", "notok"), tmp_path, check=False)
+    assert proc.returncode == 2 and "Cannot load a tokenizer" in proc.stderr
+
+
+def test_task_the_architecture_cannot_do(tmp_path, datasets_dir):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tests.tiny import build_checkpoint
+
+    folder = build_checkpoint(tmp_path / "gpt")
+    for f in folder.glob("model.safetensors"):
+        f.unlink()
+    (folder / "config.json").unlink()
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=150)).save_pretrained(
+        folder
+    )
+    proc = run(
+        base_args(folder, datasets_dir / "corpus.txt", "gpt", "--task", "fill-mask"),
+        tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 2 and "cannot be trained for fill-mask" in proc.stderr
