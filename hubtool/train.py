@@ -32,6 +32,10 @@ class LoopState:
     bad_evals: int = 0
     log_lines: int = 0
     last_eval_step: int | None = None
+    train_seconds: float = 0.0  # inside training steps only (this process)
+    samples: int = 0
+    real_tokens: int = 0  # attention-mask tokens (this process)
+    computed_tokens: int = 0  # batch positions, padding included (this process)
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +65,7 @@ class Run:
     state: LoopState
     metric_name: str
     started: float
+    tick: float = 0.0  # when the current training step began waiting for its batch
 
 
 # -- building blocks ---------------------------------------------------------------------------
@@ -334,6 +339,7 @@ def train(run: Run, progress: bool = True) -> dict[str, Any]:
         # set it, so a resumed run shuffles each epoch exactly as an uninterrupted one.
         loader.set_epoch(state.epoch)
         run.sampler.set_epoch(state.epoch)
+        run.tick = time.perf_counter()
         for batch in loader:
             loss = _train_step(run, batch)
             state.batch_in_epoch += 1
@@ -345,6 +351,7 @@ def train(run: Run, progress: bool = True) -> dict[str, Any]:
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
             log(run, {"step": state.step, "epoch": state.epoch, "loss": loss, "lr": lr})
             best = _after_step(run, best, step_end=True)
+            run.tick = time.perf_counter()  # evaluation and checkpoints are not training time
             if state.step >= run.total_steps or _stopped(run):
                 break
         else:
@@ -360,6 +367,20 @@ def train(run: Run, progress: bool = True) -> dict[str, Any]:
 
 
 def _train_step(run: Run, batch: dict[str, Any]) -> float:
+    state = run.state
+    ids = batch["input_ids"]
+    state.samples += int(ids.shape[0])
+    state.computed_tokens += int(ids.numel())
+    mask = batch.get("attention_mask")
+    state.real_tokens += int(mask.sum()) if mask is not None else int(ids.numel())
+    loss = _optimizer_step(run, batch)
+    now = time.perf_counter()  # since the previous step: batch loading included
+    state.train_seconds += now - run.tick
+    run.tick = now
+    return loss
+
+
+def _optimizer_step(run: Run, batch: dict[str, Any]) -> float:
     acc = run.accelerator
     with acc.accumulate(run.model):
         loss = run.model(**batch).loss
@@ -482,6 +503,22 @@ def metrics_document(run: Run, metrics: dict[str, Any], predictions: Any) -> dic
     }
 
 
+def throughput(run: Run) -> dict[str, Any]:
+    """Training speed of the main process (multiply samples by processes for the total)."""
+    st = run.state
+    seconds = st.train_seconds or float("nan")
+    return {
+        "train_seconds": round(st.train_seconds, 2),
+        "samples": st.samples,
+        "samples_per_second": round(st.samples / seconds, 2) if st.samples else None,
+        "real_tokens": st.real_tokens,
+        "computed_tokens": st.computed_tokens,
+        "real_tokens_per_second": round(st.real_tokens / seconds, 1) if st.samples else None,
+        "padding_ratio": round(st.computed_tokens / st.real_tokens, 3) if st.real_tokens else None,
+        "processes": run.accelerator.num_processes,
+    }
+
+
 def write_run_json(run: Run, status: str) -> None:
     from hubtool.hubclient import revision_of
 
@@ -504,6 +541,7 @@ def write_run_json(run: Run, status: str) -> None:
             "per_epoch": run.steps_per_epoch,
             "done": run.state.step,
         },
+        "throughput": throughput(run),
         "seed": run.cfg.seed,
         "hardware": rundir.hardware(acc.num_processes, str(acc.device)),
         "versions": rundir.versions(),
