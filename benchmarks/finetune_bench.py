@@ -153,51 +153,65 @@ COURSE = COMMON + textwrap.dedent("""
 """)
 
 
-def run_loop(name: str, model: Path, data: Path, steps: int, work: Path) -> dict:
-    env = {
+def bench_env(work: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "HF_HOME": str(work / "hf_home"),
         "TOKENIZERS_PARALLELISM": "false",
         "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     }
+
+
+def hubtool_finetune(
+    work: Path, out: Path, model: Path, dataset: Path, steps: int, *extra: str
+) -> tuple[dict, dict]:
+    """(run.json throughput, metrics.json metrics) of one `hubtool finetune` run."""
+    args = [
+        "--model",
+        str(model),
+        "--dataset",
+        str(dataset),
+        "--max-steps",
+        str(steps),
+        "--batch-size",
+        "16",
+        "--max-length",
+        "128",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "hubtool", "finetune", *args],
+        env=bench_env(work),
+        check=True,
+        capture_output=True,
+        cwd=work,
+    )
+    info = json.loads((out / "run.json").read_text())["throughput"]
+    return info, json.loads((out / "metrics.json").read_text())["metrics"]
+
+
+def run_loop(name: str, model: Path, data: Path, steps: int, work: Path) -> dict:
+    env = bench_env(work)
     if name == "hubtool":
-        out = work / f"run-{time.time_ns()}"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "hubtool",
-                "finetune",
-                "--model",
-                str(model),
-                "--dataset",
-                str(data),
-                "--max-steps",
-                str(steps),
-                "--batch-size",
-                "16",
-                "--max-length",
-                "128",
-                "--lr",
-                "5e-5",
-                "--scheduler",
-                "linear",
-                "--weight-decay",
-                "0",
-                "--seed",
-                "0",
-                "--output-dir",
-                str(out),
-                "--no-progress",
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-            cwd=work,
+        info, metrics = hubtool_finetune(
+            work,
+            work / f"run-{time.time_ns()}",
+            model,
+            data,
+            steps,
+            "--lr",
+            "5e-5",
+            "--scheduler",
+            "linear",
+            "--weight-decay",
+            "0",
+            "--seed",
+            "0",
         )
-        info = json.loads((out / "run.json").read_text())["throughput"]
-        metrics = json.loads((out / "metrics.json").read_text())["metrics"]
         return {
             "seconds": info["train_seconds"],
             "samples": info["samples"],
@@ -249,38 +263,10 @@ def mlm_timing(model: Path, work: Path, steps: int) -> str:
     corpus = work / "fr" / "train.txt"
     corpus.parent.mkdir(parents=True, exist_ok=True)
     corpus.write_text("\n".join(paragraphs) + "\n")
-    out = work / "mlm-run"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(work / "hf_home")}
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hubtool",
-            "finetune",
-            "--model",
-            str(model),
-            "--dataset",
-            str(corpus),
-            "--task",
-            "fill-mask",
-            "--max-steps",
-            str(steps),
-            "--batch-size",
-            "16",
-            "--max-length",
-            "128",
-            "--output-dir",
-            str(out),
-            "--no-progress",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        cwd=work,
+    t, metrics = hubtool_finetune(
+        work, work / "mlm-run", model, corpus, steps, "--task", "fill-mask"
     )
-    info = json.loads((out / "run.json").read_text())
-    t = info["throughput"]
-    ppl = json.loads((out / "metrics.json").read_text())["metrics"]["perplexity"]
+    ppl = metrics["perplexity"]
     return (
         f"masked-LM path (hubtool, {len(paragraphs)} French paragraphs, blocks of 128, "
         f"{steps} steps): {t['samples_per_second']:.1f} samples/s, "

@@ -443,3 +443,57 @@ def test_task_the_architecture_cannot_do(tmp_path, datasets_dir):
         check=False,
     )
     assert proc.returncode == 2 and "cannot be trained for fill-mask" in proc.stderr
+
+
+def test_schedule_accumulation_and_early_stopping(checkpoint, datasets_dir, tmp_path):
+    run(
+        base_args(
+            checkpoint,
+            datasets_dir / "cls",
+            "sched",
+            "--max-steps",
+            "40",
+            "--grad-accum",
+            "2",
+            "--scheduler",
+            "cosine",
+            "--warmup-ratio",
+            "0.25",
+            "--eval-every",
+            "2",
+            "--early-stopping",
+            "1",
+            "--metric-for-best",
+            "f1_macro",
+            "--lr",
+            "1e-6",
+        ),
+        tmp_path,
+    )
+    log = read_log(tmp_path / "sched")
+    steps = [e for e in log if "loss" in e]
+    lrs = [e["lr"] for e in steps]
+    assert lrs[0] < lrs[1]  # warming up
+    evals = [e for e in log if "eval" in e]
+    assert len(steps) < 40  # stopped early: f1_macro stopped improving at a tiny lr
+    assert steps[-1]["step"] == evals[-1]["step"]
+    metrics = json.loads((tmp_path / "sched" / "metrics.json").read_text())
+    assert metrics["metric_for_best"] == "f1_macro"
+    info = json.loads((tmp_path / "sched" / "run.json").read_text())
+    assert info["throughput"]["samples"] == len(steps) * 2 * 16  # two batches per step
+
+
+def test_unknown_config_key_and_missing_tensorboard(checkpoint, datasets_dir, tmp_path):
+    (tmp_path / "bad.yaml").write_text(f"model: {checkpoint}\ndataset: x\nlearning_rate: 1\n")
+    proc = run(["finetune", "--config", "bad.yaml"], tmp_path, check=False)
+    assert proc.returncode == 2 and "Unknown setting 'learning_rate'" in proc.stderr
+    assert "Did you mean" in proc.stderr or "Valid settings" in proc.stderr
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        proc = run(
+            base_args(checkpoint, datasets_dir / "cls", "tb", "--report-to", "tensorboard"),
+            tmp_path,
+            check=False,
+        )
+        assert proc.returncode == 2 and "pip install tensorboard" in proc.stderr
