@@ -91,13 +91,20 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"Cannot read config file {path}: {exc.strerror or exc}.") from None
     try:
         if path.suffix == ".toml":
-            import tomllib
-
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                raise ConfigError(
+                    "TOML config files need Python 3.11 or later.",
+                    "Use a YAML file (hubtool.yaml) instead.",
+                ) from None
             data: Any = tomllib.loads(text)
         else:
             import yaml
 
             data = yaml.safe_load(text) or {}
+    except ConfigError:
+        raise
     except Exception as exc:  # yaml and toml raise their own error types
         raise ConfigError(
             f"Config file {path} is not valid {path.suffix[1:].upper() or 'YAML'}: {exc}"

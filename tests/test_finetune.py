@@ -497,3 +497,28 @@ def test_unknown_config_key_and_missing_tensorboard(checkpoint, datasets_dir, tm
             check=False,
         )
         assert proc.returncode == 2 and "pip install tensorboard" in proc.stderr
+
+
+def test_roberta_checkpoint_and_csv_data(tmp_path):
+    checkpoint = tiny.build_checkpoint(tmp_path / "tiny-roberta", kind="roberta")
+    rows = tiny.classification_rows(80)
+    csv_path = tmp_path / "reviews.csv"
+    csv_path.write_text("review,sentiment\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows))
+    run(
+        base_args(
+            checkpoint,
+            csv_path,
+            "rob",
+            "--max-steps",
+            "4",
+            "--text-column",
+            "review",
+            "--label-column",
+            "sentiment",
+        ),
+        tmp_path,
+    )
+    info = json.loads((tmp_path / "rob" / "run.json").read_text())
+    assert info["config"]["max_length"] == 64  # 66 positions, 2 reserved by RoBERTa
+    assert info["columns"]["text"] == "review" and info["labels"] == ["neg", "pos"]
+    assert info["dataset"]["validation"]["stratified"] is False  # string labels
