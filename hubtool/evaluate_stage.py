@@ -21,7 +21,7 @@ def evaluate_model(
     """(metrics document, where it was written or None for stdout)."""
     from accelerate import Accelerator
 
-    from hubtool.train import load_model, load_tokenizer
+    from hubtool.train import load_tokenizer
 
     run_dir = Path(target) if (Path(target) / "model").is_dir() else None
     model_path = str(run_dir / "model") if run_dir else target
@@ -32,36 +32,13 @@ def evaluate_model(
     cfg = _data_config(model_path, task, options, run_dir)
     split_ds, source = _load_split(cfg, options["split"])
     prepared = _prepare_split(split_ds, cfg, task, labels, tokenizer)
-    model = load_model(model_path, task, labels)
     accelerator = Accelerator()
-    loader = _loader(cfg, prepared, task, tokenizer)
-    model, loader = accelerator.prepare(model, loader)
-    predictions = evaluation.predict(accelerator, model, loader, task)
+    predictions = _predict(accelerator, model_path, task, labels, cfg, prepared, tokenizer)
     metrics = evaluation.compute(predictions, labels)
-    for name in extra_metrics:
-        if task == "fill-mask":
-            raise UsageError(
-                "Extra metrics need predictions and references; fill-mask has only losses."
-            )
-        metrics.update(
-            evaluation.metric(name).compute(
-                predictions=predictions.predictions, references=predictions.references
-            )
-        )
+    metrics.update(_extra_metrics(extra_metrics, task, predictions))
     document = {
-        "task": task,
         "model": model_path,
-        "dataset": {
-            "id": source.get("id"),
-            "path": source.get("path"),
-            "config": source.get("config"),
-            "split": options["split"],
-            "revision": source.get("revision"),
-        },
-        "examples": len(predictions.predictions) or len(predictions.losses),
-        "metrics": evaluation.scalars(metrics),
-        "details": {k: v for k, v in metrics.items() if not isinstance(v, (int, float))},
-        "by_length": evaluation.by_length(predictions),
+        **evaluation.document(task, source, options["split"], predictions, metrics),
     }
     if bootstrap:
         document["confidence_intervals"] = {
@@ -73,6 +50,36 @@ def evaluate_model(
     if destination is not None and accelerator.is_main_process:
         rundir.write_json(destination, document)
     return document, destination
+
+
+def _predict(
+    accelerator: Any,
+    model_path: str,
+    task: str,
+    labels: list[str] | None,
+    cfg: FinetuneConfig,
+    prepared: Any,
+    tokenizer: Any,
+) -> evaluation.Predictions:
+    from hubtool.train import load_model
+
+    model = load_model(model_path, task, labels)
+    model, loader = accelerator.prepare(model, _loader(cfg, prepared, task, tokenizer))
+    return evaluation.predict(accelerator, model, loader, task)
+
+
+def _extra_metrics(names: list[str], task: str, p: evaluation.Predictions) -> dict[str, Any]:
+    """Any other evaluate modules the user asked for (Hub ids need the network)."""
+    if names and task == "fill-mask":
+        raise UsageError(
+            "Extra metrics need predictions and references; fill-mask has only losses."
+        )
+    out: dict[str, Any] = {}
+    for name in names:
+        out.update(
+            evaluation.metric(name).compute(predictions=p.predictions, references=p.references)
+        )
+    return out
 
 
 def _model_config(model_path: str) -> Any:

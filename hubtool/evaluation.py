@@ -174,3 +174,23 @@ def better(metric_name: str, new: float, old: float | None) -> bool:
     if old is None:
         return True
     return new > old if HIGHER_IS_BETTER.get(metric_name, True) else new < old
+
+
+def document(
+    task: str, source: dict[str, Any], split: str | None, p: Predictions, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """The metrics.json shape shared by finetune and evaluate."""
+    return {
+        "task": task,
+        "dataset": {
+            "id": source.get("id"),
+            "path": source.get("path"),
+            "config": source.get("config"),
+            "split": split,
+            "revision": source.get("revision"),
+        },
+        "examples": len(p.predictions) or len(p.losses),
+        "metrics": scalars(metrics),
+        "details": {k: v for k, v in metrics.items() if not isinstance(v, (int, float))},
+        "by_length": by_length(p),
+    }

@@ -484,22 +484,12 @@ def save_checkpoint(run: Run) -> None:
 
 def metrics_document(run: Run, metrics: dict[str, Any], predictions: Any) -> dict[str, Any]:
     source = run.data.source
+    doc = evaluation.document(run.data.task, source, source.get("split"), predictions, metrics)
     return {
-        "task": run.data.task,
-        "dataset": {
-            "id": source.get("id"),
-            "path": source.get("path"),
-            "config": source.get("config"),
-            "split": source.get("split"),
-            "revision": source.get("revision"),
-        },
+        **doc,
         "metric_for_best": run.metric_name,
         "step": run.state.step,
         "epoch": run.state.epoch,
-        "examples": len(predictions.predictions) or len(predictions.losses),
-        "metrics": evaluation.scalars(metrics),
-        "details": {k: v for k, v in metrics.items() if not isinstance(v, (int, float))},
-        "by_length": evaluation.by_length(predictions),
     }
 
 
