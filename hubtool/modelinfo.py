@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hubtool.hubclient import HubSettings, hub_errors, make_api
-from hubtool.search import row_languages
+from hubtool.search import card_license, row_languages
 from hubtool.tasks import fit_for_task
 
 TEXT_TASKS = (
@@ -100,9 +100,7 @@ def view(info: Any) -> ModelView:
     ]
     sizes = [f["size"] for f in files if f["size"] is not None]
     st = info.safetensors
-    license_ = card.get("license") or next(
-        (t.split(":", 1)[1] for t in tags if t.startswith("license:")), None
-    )
+    license_ = card_license(tags, card)
     datasets = _as_list(card.get("datasets")) or [t[8:] for t in tags if t.startswith("dataset:")]
     tasks = []
     for task in TEXT_TASKS:

@@ -117,7 +117,7 @@ def _card(row: Any) -> dict[str, Any]:
     return card.to_dict() if hasattr(card, "to_dict") else dict(card)
 
 
-def _license(tags: list[str], card: dict[str, Any]) -> str | None:
+def card_license(tags: list[str], card: dict[str, Any]) -> str | None:
     lic = card.get("license")
     if isinstance(lic, str):
         return lic
@@ -155,7 +155,7 @@ def to_result(row: Any, q: SearchQuery, source: str) -> SearchResult | None:
         languages=codes,
         multilingual=multilingual,
         language_count=len(codes) or None,
-        license=_license(tags, card),
+        license=card_license(tags, card),
         library=row.library_name,
         parameters=params,
         downloads=row.downloads or 0,
