@@ -10,6 +10,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -264,51 +265,75 @@ def info_command(model: str, revision: str | None, as_json: bool) -> None:
         click.echo(info_text(view))
 
 
+# name: (click type, help). Defaults come from FinetuneConfig; a config file may set any.
+FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
+    "model": (str, "Checkpoint: Hub id or local folder."),
+    "dataset": (str, "Hub dataset id, or a csv/tsv/json/jsonl/parquet/txt file or folder."),
+    "dataset_config": (str, "Dataset configuration name."),
+    "dataset_revision": (str, "Dataset branch, tag or commit."),
+    "task": (
+        click.Choice(["auto", "text-classification", "fill-mask", "token-classification"]),
+        "The task; auto infers it from columns.",
+    ),
+    "text_column": (str, "Text column (default: text, sentence, sentence1, …; tokens)."),
+    "text_pair_column": (str, "Second text of a pair (default: sentence2 with sentence1)."),
+    "label_column": (str, "Label column (default: label, labels, …; ner_tags, tags)."),
+    "train_split": (str, "Training split."),
+    "validation_split": (str, "Validation split, or auto (else a share of train)."),
+    "validation_share": (float, "Share of train carved off when there is no validation."),
+    "epochs": (float, "Training epochs."),
+    "max_steps": (int, "Optimizer steps (overrides --epochs)."),
+    "batch_size": (int, "Examples per batch and process."),
+    "eval_batch_size": (int, "Examples per evaluation batch (default: 2 × batch size)."),
+    "grad_accum": (int, "Batches per optimizer step."),
+    "lr": (float, "Peak learning rate."),
+    "weight_decay": (float, "AdamW weight decay (never on biases and norms)."),
+    "warmup_ratio": (float, "Share of steps spent warming up."),
+    "scheduler": (str, "linear, cosine, cosine_with_restarts, polynomial, constant, …"),
+    "max_grad_norm": (float, "Gradient clipping norm."),
+    "max_length": (int, "Tokens per example (default: 128, or the model's limit)."),
+    "mixed_precision": (click.Choice(["no", "bf16", "fp16"]), "Mixed precision."),
+    "seed": (int, "Random seed (data order, masking, initialisation)."),
+    "eval_every": (str, "'epoch' or a number of steps."),
+    "save_every": (str, "Checkpoint every 'epoch' or N steps."),
+    "keep_checkpoints": (int, "Checkpoints kept (the last ones)."),
+    "early_stopping": (int, "Stop after N evaluations without improvement."),
+    "metric_for_best": (
+        str,
+        "Metric that picks the best model (default: accuracy, f1 or perplexity).",
+    ),
+    "report_to": (click.Choice(["tensorboard"]), "Also log to this tracker."),
+    "output_dir": (str, "The run directory (default: runs/MODEL-DATASET)."),
+    "mlm_probability": (float, "fill-mask: share of tokens masked."),
+    "whole_word_mask": (bool, "fill-mask: mask whole words."),
+    "label_all_subwords": (bool, "token-classification: label every sub-word."),
+    "group_by_length": (bool, "Batch examples of similar lengths (less padding)."),
+}
+
+
 def finetune_options(fn):
-    """The training options, shared by `finetune` (each may also come from --config)."""
-    opts = [
-        click.option("--model", help="Checkpoint: Hub id or local folder."),
-        click.option(
-            "--dataset", help="Hub dataset id, or a csv/json/jsonl/parquet/txt file or folder."
-        ),
-        click.option("--dataset-config", help="Dataset configuration name."),
-        click.option("--dataset-revision", help="Dataset branch, tag or commit."),
-        click.option(
-            "--task",
-            type=click.Choice(["auto", "text-classification", "fill-mask", "token-classification"]),
-        ),
-        click.option("--text-column"),
-        click.option("--text-pair-column"),
-        click.option("--label-column"),
-        click.option("--train-split"),
-        click.option("--validation-split", help="A split name, or auto (carve from train)."),
-        click.option("--epochs", type=float),
-        click.option("--max-steps", type=int),
-        click.option("--batch-size", type=int),
-        click.option("--grad-accum", type=int),
-        click.option("--lr", type=float),
-        click.option("--weight-decay", type=float),
-        click.option("--warmup-ratio", type=float),
-        click.option("--scheduler"),
-        click.option("--max-length", type=int),
-        click.option("--mixed-precision", type=click.Choice(["no", "bf16", "fp16"])),
-        click.option("--seed", type=int),
-        click.option("--eval-every", help="'epoch' or a number of steps."),
-        click.option("--save-every", help="'epoch' or a number of steps."),
-        click.option("--keep-checkpoints", type=int),
-        click.option(
-            "--early-stopping", type=int, help="Stop after N evaluations without improvement."
-        ),
-        click.option("--metric-for-best"),
-        click.option("--report-to", type=click.Choice(["tensorboard"])),
-        click.option("--output-dir", help="The run directory (default runs/MODEL-DATASET)."),
-        click.option("--mlm-probability", type=float),
-        click.option("--whole-word-mask/--no-whole-word-mask", default=None),
-        click.option("--label-all-subwords/--label-first-subword", default=None),
-        click.option("--group-by-length/--no-group-by-length", default=None),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
+    """Every FinetuneConfig field as an option (None when not given, so files can set it)."""
+    from dataclasses import MISSING, fields
+
+    from hubtool.config import FinetuneConfig
+
+    defaults = {f.name: None if f.default is MISSING else f.default for f in fields(FinetuneConfig)}
+    for name, (kind, text) in reversed(FINETUNE_OPTIONS.items()):
+        flag = name.replace("_", "-")
+        default = defaults.get(name)
+        shown = (
+            f" [default: {default}]"
+            if default not in (None, "") and not isinstance(default, bool)
+            else ""
+        )
+        if kind is bool:
+            fn = click.option(
+                f"--{flag}/--no-{flag}",
+                default=None,
+                help=f"{text} [default: {'on' if default else 'off'}]",
+            )(fn)
+        else:
+            fn = click.option(f"--{flag}", name, type=kind, help=text + shown)(fn)
     return fn
 
 

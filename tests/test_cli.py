@@ -39,6 +39,9 @@ def test_version_from_console_script_and_module():
         ["hub", "--help"],
         ["hub", "serve", "--help"],
         ["hub", "token", "create", "--help"],
+        ["finetune", "--help"],
+        ["evaluate", "--help"],
+        ["demo", "--help"],
     ],
 )
 def test_help_imports_no_heavy_library(argv):
