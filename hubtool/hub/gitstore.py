@@ -66,10 +66,6 @@ def parse_lfs_pointer(data: bytes) -> tuple[str, int] | None:
     return (m.group(1).decode(), int(m.group(2))) if m else None
 
 
-def blob_oid(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
 class _LRU(OrderedDict):
     def __init__(self, size: int) -> None:
         super().__init__()

@@ -407,7 +407,7 @@ def commit(c: Ctx) -> Response:
     return Response.json(body)
 
 
-def _new_ref_name(c: Ctx, name: str) -> str:
+def _new_ref_name(name: str) -> str:
     check_path(name)
     if name.startswith(("refs/", "-")) or not re.fullmatch(r"[A-Za-z0-9._/\-]{1,200}", name):
         raise bad_request(f"Invalid reference name {name!r}")
@@ -418,7 +418,7 @@ def _new_ref_name(c: Ctx, name: str) -> str:
 def create_tag(c: Ctx) -> Response:
     row = c.svc.writable(c.who, c.ref)
     body = c.req.json_object()
-    tag = _new_ref_name(c, str(body.get("tag") or ""))
+    tag = _new_ref_name(str(body.get("tag") or ""))
     sha = c.svc.resolve(row, c.params["rev"])
     repo = c.svc.git(row)
     if repo.resolve(f"refs/tags/{tag}"):
@@ -447,7 +447,7 @@ def delete_tag(c: Ctx) -> Response:
 @route("POST", f"/api/{T}/{ID}/branch/(?P<branch>[^/]+)")
 def create_branch(c: Ctx) -> Response:
     row = c.svc.writable(c.who, c.ref)
-    branch = _new_ref_name(c, c.params["branch"])
+    branch = _new_ref_name(c.params["branch"])
     body = c.req.json() or {}
     start = body.get("startingPoint") if isinstance(body, dict) else None
     repo = c.svc.git(row)
