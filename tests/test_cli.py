@@ -171,3 +171,29 @@ def test_github_workflows_are_pinned_and_least_privilege():
             if "uses" in step:  # every action pinned to a full commit SHA
                 ref = step["uses"].split("@", 1)[1]
                 assert len(ref) == 40 and all(c in "0123456789abcdef" for c in ref), step
+
+
+def test_readme_shows_every_command():
+    """Every command and subcommand appears in the README with an example line."""
+    import click
+
+    from hubtool.cli import cli
+
+    readme = (ROOT / "README.md").read_text()
+
+    def walk(group: click.Group, prefix: str) -> list[str]:
+        names = []
+        for name, command in group.commands.items():
+            path = f"{prefix} {name}"
+            if isinstance(command, click.Group):
+                names += walk(command, path)
+            else:
+                names.append(path)
+        return names
+
+    missing = [
+        c
+        for c in walk(cli, "hubtool")
+        if c not in readme and c.replace("hubtool ", "make ") not in readme
+    ]
+    assert missing == []
