@@ -67,7 +67,7 @@ def run_demo(workdir: Path, echo: Callable[[str], None]) -> None:
             TOKENIZERS_PARALLELISM="false",
         )
         echo(f"1/4 Local Hub running at {hub.url} (data in {workdir / 'hub'})")
-        _publish(workdir, echo)
+        _publish(echo)
         _show_listed(echo)
         _load_back(echo)
         _clone(hub.url, workdir, echo)
@@ -83,15 +83,15 @@ def _demo_token(service) -> str:
     return service.create_token(DEMO_USER, write=True, name="demo")
 
 
-def _publish(workdir: Path, echo: Callable[[str], None]) -> None:
+def _publish(echo: Callable[[str], None]) -> None:
     import torch
     from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
     echo(f"2/4 Publishing {REPO} with transformers' push_to_hub")
-    files = workdir / "tiny-bert-fr"
-    files.mkdir(parents=True, exist_ok=True)
-    (files / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    tokenizer = BertTokenizer(vocab_file=str(files / "vocab.txt"), do_lower_case=True)
+    # transformers 5 takes the vocabulary itself (a vocab_file argument is silently ignored)
+    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(VOCAB)}, do_lower_case=True)
+    if len(tokenizer) != len(VOCAB):
+        raise HubtoolError(f"The demo tokenizer has {len(tokenizer)} tokens, not {len(VOCAB)}.")
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=len(VOCAB),

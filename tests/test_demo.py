@@ -25,3 +25,8 @@ def test_demo_runs_twice(tmp_path, hub):
         assert "Cloned with git" in proc.stderr
     assert "hf_" not in proc.stderr + proc.stdout  # the token is never shown
     assert (tmp_path / "demo" / "clone" / "model.safetensors").exists()
+    assert "guess for [MASK]: None" not in proc.stderr
+    from hubtool.train import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tmp_path / "demo" / "clone"))  # a real one, not empty
+    assert tokenizer.tokenize("paris est la capitale") == ["paris", "est", "la", "capitale"]
