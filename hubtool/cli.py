@@ -167,13 +167,12 @@ def _count(value: str | None) -> int | None:
     """'110M' -> 110_000_000."""
     if value is None:
         return None
-    import re
+    from hubtool.output import parse_count
 
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmMbBtT]?)", value.strip())
-    if not m:
+    count = parse_count(value)
+    if count is None:
         raise UsageError(f"Invalid count {value!r}.", "Use a number like 500000, 110M or 1.5B.")
-    scale = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}[m.group(2).lower()]
-    return int(float(m.group(1)) * scale)
+    return count
 
 
 @cli.command("search")

@@ -279,20 +279,36 @@ def _natural(value: str) -> tuple[int, Any]:
     return (0, int(value)) if value.lstrip("-").isdigit() else (1, value)
 
 
-def encode_labels(ds: Any, column: str, names: list[str], task: str) -> Any:
-    """Labels as class indices in a ``labels`` column (ClassLabel ints pass through)."""
+def encode_labels(
+    ds: Any, column: str, names: list[str], task: str, label_set: str = "training"
+) -> Any:
+    """Labels as indices into ``names`` in a ``labels`` column.
+
+    ClassLabel ids are read through their own names, so a data set whose label order differs
+    from ``names`` (a model's labels, say) is still mapped correctly; a value outside
+    ``names`` is a UsageError naming the ``label_set``.
+    """
     import datasets
 
-    is_class = isinstance(_inner_feature(ds.features[column]), datasets.ClassLabel)
+    inner = _inner_feature(ds.features[column])
+    own = inner.names if isinstance(inner, datasets.ClassLabel) else None
+
+    def name(v: Any) -> str:
+        return str(own[v]) if own is not None else str(v)
+
+    unknown = sorted({name(v) for v in _flat(ds[column], task)} - set(names), key=_natural)
+    if unknown:
+        raise UsageError(
+            f"Labels outside the {label_set} label set: {', '.join(unknown[:10])}.",
+            f"Known labels: {', '.join(names[:20])}.",
+        )
     index = {n: i for i, n in enumerate(names)}
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        values = batch[column]
-        if is_class:
-            return {"labels": values}
+        rows = batch[column]
         if task == "token-classification":
-            return {"labels": [[index[str(v)] for v in row] for row in values]}
-        return {"labels": [index[str(v)] for v in values]}
+            return {"labels": [[index[name(v)] for v in row] for row in rows]}
+        return {"labels": [index[name(v)] for v in rows]}
 
     return ds.map(encode, batched=True, desc="Encoding labels")
 

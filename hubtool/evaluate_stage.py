@@ -153,39 +153,13 @@ def _prepare_split(
     text, pair, label = data.pick_columns(list(ds.column_names), task, cfg)
     data.check_texts(ds, text, "evaluation", task)
     if label is not None and labels is not None:
-        ds = _encode_with_model_labels(ds, label, labels, task)
+        ds = data.encode_labels(ds, label, labels, task, label_set="model's")
     tokenize = {
         "text-classification": tokenize_classification,
         "token-classification": tokenize_tokens,
         "fill-mask": tokenize_mlm,
     }[task]
     return tokenize(ds, tokenizer, cfg, text, pair)[0]
-
-
-def _encode_with_model_labels(ds: Any, column: str, labels: list[str], task: str) -> Any:
-    import datasets
-
-    inner = data._inner_feature(ds.features[column])
-    names = inner.names if isinstance(inner, datasets.ClassLabel) else None
-    values = {str(names[v]) if names else str(v) for v in data._flat(ds[column], task)}
-    unknown = sorted(values - set(labels))
-    if unknown:
-        raise UsageError(
-            f"Labels outside the model's label set: {', '.join(unknown[:10])}.",
-            f"The model knows: {', '.join(labels[:20])}.",
-        )
-    index = {name: i for i, name in enumerate(labels)}
-
-    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        def one(v: Any) -> int:
-            return index[str(names[v]) if names else str(v)]
-
-        rows = batch[column]
-        if task == "token-classification":
-            return {"labels": [[one(v) for v in row] for row in rows]}
-        return {"labels": [one(v) for v in rows]}
-
-    return ds.map(encode, batched=True, desc="Encoding labels")
 
 
 def _loader(cfg: FinetuneConfig, prepared: Any, task: str, tokenizer: Any) -> Any:

@@ -20,6 +20,17 @@ def human(n: int | float | None, unit: str = "") -> str:
     return f"{n:.0f}{unit}" if isinstance(n, float) else f"{n}{unit}"
 
 
+def parse_count(text: str) -> int | None:
+    """'110M' -> 110_000_000, '1.5B', '10k', '500000'; None when it is not a count."""
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmMbBtT]?)", text.strip())
+    if not m:
+        return None
+    scale = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
 def size(n: int | None) -> str:
     if n is None:
         return "-"

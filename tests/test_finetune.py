@@ -306,7 +306,7 @@ def test_two_processes_count_each_validation_example_once(checkpoint, datasets_d
     assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4, 5, 6]  # main process only
 
 
-def test_evaluate_command_with_bootstrap(checkpoint, datasets_dir, tmp_path):
+def test_evaluate_command_with_bootstrap(checkpoint, datasets_dir, bad_data, tmp_path):
     run(base_args(checkpoint, datasets_dir / "cls", "run", "--epochs", "4"), tmp_path)
     out = run(
         [
@@ -331,6 +331,9 @@ def test_evaluate_command_with_bootstrap(checkpoint, datasets_dir, tmp_path):
         tmp_path,
     )
     assert json.loads(other.stdout)["examples"] == 240
+
+    odd = run(["evaluate", "run", "--dataset", str(bad_data / "cls")], tmp_path, check=False)
+    assert odd.returncode == 2 and "outside the model's label set: neutral" in odd.stderr
 
 
 def test_finetune_from_a_hub_dataset_and_model(hub, alice, checkpoint, tmp_path):

@@ -304,7 +304,7 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path):
     assert b"stopped" in proc.stderr.read()  # type: ignore[union-attr]
 
 
-def test_upload_through_client_is_retried_on_412_by_datasets_style_parent(hub, alice, repo_id):
+def test_commit_with_the_current_head_as_parent_succeeds(hub, alice, repo_id):
     api = hub.api(alice)
     api.create_repo(repo_id)
     head = api.model_info(repo_id).sha

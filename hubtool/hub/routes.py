@@ -20,6 +20,7 @@ from hubtool.hub.db import ListQuery
 from hubtool.hub.protocol import ApiError, Request, Response, bad_request
 from hubtool.hub.service import REPO_TYPES, URL_PREFIX, HubService, RepoRef
 from hubtool.hub.validate import validate_card
+from hubtool.output import parse_count
 
 Handler = Callable[["Ctx"], Response]
 ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
@@ -228,11 +229,10 @@ def repo_info(c: Ctx) -> Response:
 
 
 def _count(value: str) -> int:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMBT]?)", value.strip(), re.I)
-    if not m:
+    count = parse_count(value)
+    if count is None:
         raise bad_request(f"Invalid parameter count {value!r}")
-    scale = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}[m.group(2).upper()]
-    return int(float(m.group(1)) * scale)
+    return count
 
 
 def _list_query(c: Ctx, repo_type: str, offset: int, limit: int) -> ListQuery:
