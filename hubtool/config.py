@@ -85,6 +85,19 @@ FIELD_NAMES = [f.name for f in fields(FinetuneConfig)]
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """The finetune settings in a YAML or TOML file (top level, or under ``finetune:``)."""
+    data = read_raw_config(path)
+    section = data.get("finetune", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"The 'finetune' section of {path} must be a mapping.")
+    known = {k: v for k, v in section.items() if k not in OTHER_SECTIONS}
+    return {str(k).replace("-", "_"): v for k, v in known.items()}
+
+
+OTHER_SECTIONS = ("card", "push", "publish")
+
+
+def read_raw_config(path: Path) -> dict[str, Any]:
+    """The whole config file as a mapping (YAML, or TOML by its suffix)."""
     try:
         text = path.read_text()
     except OSError as exc:
@@ -111,11 +124,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"Config file {path} must hold a mapping of settings.")
-    section = data.get("finetune", data)
-    if not isinstance(section, dict):
-        raise ConfigError(f"The 'finetune' section of {path} must be a mapping.")
-    known = {k: v for k, v in section.items() if k not in ("card", "push", "publish")}
-    return {str(k).replace("-", "_"): v for k, v in known.items()}
+    return data
 
 
 def resolve_config(file_values: dict[str, Any], flags: dict[str, Any]) -> FinetuneConfig:

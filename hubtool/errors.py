@@ -6,7 +6,9 @@
     ├── HubConnectionError       exit 3   the Hub (or the local Hub) cannot be reached
     ├── HubAuthError             exit 4   a missing, wrong or read-only token
     ├── NotFoundError            exit 5   a repo, user, revision or file that does not exist
-    └── LocalHubError            exit 6   the local Hub's data directory or server cannot be used
+    ├── LocalHubError            exit 6   the local Hub's data directory or server cannot be used
+    ├── CheckFailed              exit 7   a card (or a push's metadata) fails its checks
+    └── GateFailed               exit 8   a release requirement (accuracy>=0.9) is not met
 
 Library code raises these with a message (what happened) and a hint (what to do next).
 ``render_error`` in this module is the one place that turns them into text; the CLI
@@ -49,6 +51,14 @@ class NotFoundError(HubtoolError):
 
 class LocalHubError(HubtoolError):
     exit_code = 6
+
+
+class CheckFailed(HubtoolError):
+    exit_code = 7
+
+
+class GateFailed(HubtoolError):
+    exit_code = 8
 
 
 def render_error(err: HubtoolError) -> str:

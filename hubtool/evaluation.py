@@ -72,12 +72,33 @@ def predict(accelerator: Any, model: Any, loader: Any, task: str) -> Predictions
             preds = accelerator.pad_across_processes(preds, dim=1, pad_index=-100)
             labels = accelerator.pad_across_processes(labels, dim=1, pad_index=-100)
         lengths = batch["attention_mask"].sum(dim=-1)
-        preds, labels, lengths = accelerator.gather_for_metrics((preds, labels, lengths))
+        losses = example_losses(outputs.logits, batch["labels"])
+        preds, labels, lengths, losses = accelerator.gather_for_metrics(
+            (preds, labels, lengths, losses)
+        )
         out.predictions += preds.tolist()
         out.references += labels.tolist()
         out.lengths += lengths.tolist()
+        out.losses += losses.float().tolist()
     model.train()
     return out
+
+
+def example_losses(logits: Any, labels: Any) -> Any:
+    """Mean cross-entropy of each example (over its labelled tokens for token tasks)."""
+    import torch.nn.functional as F
+
+    if logits.dim() == 2:
+        return F.cross_entropy(logits.float(), labels, reduction="none").detach()
+    flat = F.cross_entropy(
+        logits.float().transpose(1, 2), labels, reduction="none", ignore_index=-100
+    )
+    kept = (labels != -100).sum(dim=-1).clamp(min=1)
+    return (flat.sum(dim=-1) / kept).detach()
+
+
+def _mean_loss(p: Predictions) -> dict[str, float]:
+    return {"loss": float(np.mean(p.losses))} if p.losses else {}
 
 
 def compute(p: Predictions, label_names: list[str] | None) -> dict[str, Any]:
@@ -88,7 +109,7 @@ def compute(p: Predictions, label_names: list[str] | None) -> dict[str, Any]:
         names = label_names or []
         pred_tags, ref_tags = _tag_sequences(p.predictions, p.references, names)
         result = metric("seqeval_entities").compute(predictions=pred_tags, references=ref_tags)
-        return result
+        return {**result, **_mean_loss(p)}
     n = len(label_names) if label_names else None
     result = dict(metric("accuracy").compute(predictions=p.predictions, references=p.references))
     prf = metric("prf").compute(predictions=p.predictions, references=p.references, num_labels=n)
@@ -107,7 +128,7 @@ def compute(p: Predictions, label_names: list[str] | None) -> dict[str, Any]:
         for i in range(len(names))
     }
     result["confusion_matrix"] = {"labels": names, "matrix": prf["confusion_matrix"]}
-    return result
+    return {**result, **_mean_loss(p)}
 
 
 def _tag_sequences(

@@ -32,7 +32,11 @@ def prepare_data(cfg: FinetuneConfig, tokenizer: Any) -> data.PreparedData:
         names = data.label_names_for(train, validation, label, task)
         train = data.encode_labels(train, label, names, task)
         validation = data.encode_labels(validation, label, names, task)
-    stats: dict[str, Any] = {"train_rows": len(train), "validation_rows": len(validation)}
+    stats: dict[str, Any] = {
+        "train_rows": len(train),
+        "validation_rows": len(validation),
+        "language_guess": _language_of(train, text),
+    }
     if names:
         stats["label_distribution"] = {
             "train": data.label_distribution(train, names, task),
@@ -48,6 +52,14 @@ def prepare_data(cfg: FinetuneConfig, tokenizer: Any) -> data.PreparedData:
     stats["truncated"] = {"train": train_stats, "validation": val_stats}
     source = {**source, "split": how["split"], "validation": how}
     return data.PreparedData(task, train, validation, names, text, pair, label, source, stats)
+
+
+def _language_of(ds: Any, column: str) -> str | None:
+    """The language of the first few hundred texts (for the card when nobody says)."""
+    from hubtool.languages import guess_language
+
+    sample = ds.select(range(min(300, len(ds))))[column]
+    return guess_language([" ".join(t) if isinstance(t, list) else str(t) for t in sample])
 
 
 def _lengths(batch: dict[str, list[Any]]) -> list[int]:

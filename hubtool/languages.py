@@ -183,3 +183,29 @@ def language_of_tag(tag: str) -> Language | None:
     if len(tag) not in (2, 3):
         return None
     return LANGUAGES.get(tag)
+
+
+# Frequent function words, enough to tell these languages apart in a few hundred sentences.
+_STOPWORDS = {
+    "en": "the of and to is in that it was for with as on are this be at by not you",
+    "fr": "le la les de des et est une un du que qui dans pour pas sur au avec il elle",
+    "de": "der die das und ist nicht ein eine zu den mit von sich auf für dem ich es",
+    "es": "el la los las de que y en un una es por con para no se del al lo",
+    "it": "il la di che e un una per non sono con del della gli le si è da",
+    "pt": "o a os as de que e um uma do da em para com não se por é no na",
+    "nl": "de het een en van is dat niet op te zijn met voor die er ik",
+}
+_STOPSETS = {code: frozenset(words.split()) for code, words in _STOPWORDS.items()}
+
+
+def guess_language(texts: list[str], minimum: int = 20) -> str | None:
+    """The language most of ``texts`` is written in, by function-word counts; None when the
+    sample is too small or no language stands out (at least twice the runner-up)."""
+    counts = dict.fromkeys(_STOPSETS, 0)
+    for text in texts:
+        for word in text.lower().replace("'", " ").replace("’", " ").split():
+            for code, words in _STOPSETS.items():
+                counts[code] += word in words
+    ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)
+    (best, top), (_, second) = ranked[0], ranked[1]
+    return best if top >= minimum and top >= 2 * second else None

@@ -96,3 +96,32 @@ def _parameters(v: ModelView) -> str:
         return "-"
     by_dtype = ", ".join(f"{k} {human(n)}" for k, n in v.parameters_by_dtype.items())
     return f"{human(v.parameters)} ({by_dtype})"
+
+
+def push_plan_text(plan) -> str:
+    """The dry run's report: what a push would do, the card's diff, the check's verdict."""
+    opts = plan.options
+    if not plan.repo_exists:
+        where = f"would create {'private' if opts.private else 'public'} repo {opts.repo_id}"
+    else:
+        where = f"{opts.repo_id} ({'private' if plan.repo_private else 'public'})"
+    target = f"a pull request against {opts.revision}" if opts.create_pr else opts.revision
+    lines = [f"Push plan: {where}, one commit to {target}"]
+    width = max([len(c.path) for c in plan.changes] + [4])
+    for c in sorted(plan.changes, key=lambda c: (c.status == "same", c.path)):
+        lines.append(f"  {c.status:<7} {c.path:<{width}} {size(c.size):>9}")
+    sent = plan.to_send
+    total = sum(c.size for c in sent if c.status != "delete")
+    lines.append(
+        f"{len(sent)} file(s) to send ({size(total)}), "
+        f"{len(plan.changes) - len(sent)} unchanged"
+        + (f", then tag {opts.tag}" if opts.tag else "")
+    )
+    lines += [f"  never uploaded: {path} ({why})" for path, why in plan.skipped]
+    lines.append("Card diff:" if plan.card_diff else "Card: unchanged")
+    if plan.card_diff:
+        lines.append(plan.card_diff.rstrip())
+    verdict = "passes" if plan.check.ok else "FAILS: " + "; ".join(plan.check.problems)
+    lines.append(f"Metadata check: {verdict}")
+    lines += [f"  note: {n}" for n in plan.check.warnings + plan.notes]
+    return "\n".join(lines)

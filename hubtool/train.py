@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ class Run:
     metric_name: str
     started: float
     tick: float = 0.0  # when the current training step began waiting for its batch
+    on_save: Callable[[int, Path], None] | None = None  # main process, after each checkpoint
 
 
 # -- building blocks ---------------------------------------------------------------------------
@@ -330,6 +332,7 @@ def train(run: Run, progress: bool = True) -> dict[str, Any]:
         disable=not (progress and acc.is_main_process),
     )
     best = _best_so_far(run)
+    run.model.train()  # from_pretrained returns the model in eval mode: dropout off
     epochs = math.ceil(run.total_steps / run.steps_per_epoch)
     while state.step < run.total_steps and state.epoch < epochs and not _stopped(run):
         loader = run.train_loader
@@ -479,6 +482,8 @@ def save_checkpoint(run: Run) -> None:
         rundir.write_json(tmp / "hubtool_state.json", state.state_dict())
         rundir.replace_dir(tmp, final)
         rundir.prune(run.run_dir, run.cfg.keep_checkpoints)
+        if run.on_save is not None:
+            run.on_save(state.step, final)
     acc.wait_for_everyone()
 
 
@@ -552,12 +557,18 @@ def quiet_libraries(progress: bool) -> None:
 
 
 def finetune(
-    cfg: FinetuneConfig, overwrite: bool = False, resume: str | None = None, progress: bool = True
+    cfg: FinetuneConfig,
+    overwrite: bool = False,
+    resume: str | None = None,
+    progress: bool = True,
+    on_save: Callable[[int, Path], None] | None = None,
 ) -> Path | None:
     """The whole stage: set up, train, write run.json; returns the run directory on the
-    main process (None on the others)."""
+    main process (None on the others). ``on_save`` is called after each checkpoint."""
     quiet_libraries(progress)
     run = setup(cfg, overwrite, resume)
+    if run.accelerator.is_main_process:
+        run.on_save = on_save
     train(run, progress)
     if not run.accelerator.is_main_process:
         return None

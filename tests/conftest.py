@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import tiny
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 _SESSION: dict[str, object] = {}
@@ -155,3 +157,22 @@ def tiny_folder(tmp_path: Path) -> Iterator[Path]:
     (folder / "model.safetensors").write_bytes(os.urandom(50_000))
     (folder / "sub" / "notes.txt").write_text("hello\n")
     yield folder
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    return tiny.build_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def datasets_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    tiny.write_jsonl(root / "cls" / "train.jsonl", tiny.classification_rows(240))
+    tiny.write_jsonl(root / "cls" / "validation.jsonl", tiny.classification_rows(60, seed=9))
+    tiny.write_jsonl(root / "pairs.jsonl", tiny.pair_rows(200))
+    tiny.write_jsonl(root / "ner" / "train.jsonl", tiny.token_rows(200))
+    tiny.write_jsonl(root / "ner" / "validation.jsonl", tiny.token_rows(50, seed=3))
+    (root / "corpus.txt").write_text("\n".join(tiny.texts(300)) + "\n")
+    multi = [{"text": t, "label": i % 3} for i, t in enumerate(tiny.texts(150))]
+    tiny.write_jsonl(root / "multi.jsonl", multi)
+    return root

@@ -19,25 +19,6 @@ from tests.conftest import client_env
 HEAVY_TIMEOUT = 300
 
 
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> Path:
-    return tiny.build_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-bert")
-
-
-@pytest.fixture(scope="session")
-def datasets_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    tiny.write_jsonl(root / "cls" / "train.jsonl", tiny.classification_rows(240))
-    tiny.write_jsonl(root / "cls" / "validation.jsonl", tiny.classification_rows(60, seed=9))
-    tiny.write_jsonl(root / "pairs.jsonl", tiny.pair_rows(200))
-    tiny.write_jsonl(root / "ner" / "train.jsonl", tiny.token_rows(200))
-    tiny.write_jsonl(root / "ner" / "validation.jsonl", tiny.token_rows(50, seed=3))
-    (root / "corpus.txt").write_text("\n".join(tiny.texts(300)) + "\n")
-    multi = [{"text": t, "label": i % 3} for i, t in enumerate(tiny.texts(150))]
-    tiny.write_jsonl(root / "multi.jsonl", multi)
-    return root
-
-
 def run(
     args: list[str],
     cwd: Path,

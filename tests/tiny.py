@@ -20,7 +20,7 @@ def texts(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 14))) for _ in range(n)]
 
 
-def build_checkpoint(folder: Path, kind: str = "bert") -> Path:
+def build_checkpoint(folder: Path, kind: str = "bert", extra_words: list[str] = ()) -> Path:
     """A 2-layer model with its WordPiece tokenizer trained on the tiny vocabulary."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import (
@@ -36,7 +36,8 @@ def build_checkpoint(folder: Path, kind: str = "bert") -> Path:
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok.train_from_iterator(
-        texts(400) + list(WORDS), trainers.WordPieceTrainer(vocab_size=150, special_tokens=special)
+        texts(400) + list(WORDS) + list(extra_words) * 5,
+        trainers.WordPieceTrainer(vocab_size=150, special_tokens=special),
     )
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(

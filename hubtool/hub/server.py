@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from hubtool.hub import routes, transfer  # noqa: F401  (transfer registers its routes)
+from hubtool.hub import pages, routes, transfer  # noqa: F401  (they register their routes)
 from hubtool.hub.protocol import ApiError, Request, Response
 from hubtool.hub.service import HubService
 

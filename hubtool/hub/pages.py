@@ -1,0 +1,150 @@
+"""Model and dataset pages, as the Hub shows them: the rendered card, the metadata as tags,
+the evaluation results from the model-index, the widget example, the files with sizes, the
+commit history and the tags. HTML only, no script, nothing fetched from elsewhere (the page's
+Content-Security-Policy says so), so a card is seen exactly as it will look, offline.
+
+Registered after the API routes (``server`` imports this module last): ``/NS/NAME`` only
+matches what no API route took.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from hubtool.hub import transfer, views  # noqa: F401  (its routes must come before ours)
+from hubtool.hub.metadata import as_list, split_front_matter
+from hubtool.hub.protocol import ApiError, Response
+from hubtool.hub.routes import Ctx, route
+from hubtool.hub.service import REPO_TYPES, RepoRef
+from hubtool.output import size
+
+RESERVED = {"api", "datasets", "spaces", "lfs-cdn", "lfs-upload", "favicon.ico"}
+POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'"
+COMMITS_SHOWN = 20
+
+
+@functools.cache
+def _markdown() -> Any:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+
+
+@functools.cache
+def _templates() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("hubtool.templates", "."),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["size"] = size
+    return env
+
+
+def html(template: str, status: int = 200, **context: Any) -> Response:
+    body = _templates().get_template(template).render(**context)
+    headers = {"Content-Security-Policy": POLICY, "X-Content-Type-Options": "nosniff"}
+    return Response.text(body, status, headers, content_type="text/html; charset=utf-8")
+
+
+@route("GET", "/")
+def index_page(c: Ctx) -> Response:
+    from hubtool.hub.db import ListQuery
+
+    rows = c.svc.db.list_repos(ListQuery(repo_type="model", sort="lastModified", limit=100))
+    visible = [r for r in rows if not r.private]
+    return html("hub_index.html.j2", repos=visible, title="Models")
+
+
+@route("GET", r"/(?P<ns>[^/]+)/(?P<name>[^/]+)")
+def model_page(c: Ctx) -> Response:
+    if c.params["ns"] in RESERVED:
+        raise ApiError(404, "Sorry, we can't find the page you are looking for.")
+    return _repo_page(c, RepoRef("model", f"{c.params['ns']}/{c.params['name']}"))
+
+
+@route("GET", r"/(?P<t>datasets)/(?P<ns>[^/]+)/(?P<name>[^/]+)")
+def dataset_page(c: Ctx) -> Response:
+    return _repo_page(c, RepoRef(REPO_TYPES["datasets"], f"{c.params['ns']}/{c.params['name']}"))
+
+
+def _repo_page(c: Ctx, ref: RepoRef) -> Response:
+    try:
+        row = c.svc.readable(c.who, ref)
+    except ApiError:
+        return html("hub_missing.html.j2", 404, repo_id=ref.repo_id, title="Not found")
+    return html("hub_repo.html.j2", **page_context(c, row))
+
+
+def page_context(c: Ctx, row: Any) -> dict[str, Any]:
+    """Everything the repo page shows, read from the repo's head commit."""
+    has_git = bool(row.sha) and not row.metadata_only  # catalog rows have no files
+    repo = c.svc.git(row) if has_git else None
+    sha = row.sha
+    files = views.tree_entries(repo, repo.list_tree(sha, "", True)) if repo else []
+    files = [{"lfs": None, **f} for f in files if f["type"] == "file"]
+    readme_entry = next((f for f in files if f["path"] == "README.md"), None)
+    readme = ""
+    if repo is not None and readme_entry is not None:
+        readme = repo.read_blob(readme_entry["oid"]).decode(errors="replace")
+    _, body = split_front_matter(readme)
+    card = row.meta.get("cardData") or {}
+    refs = views.refs_view(repo.refs() if repo else [], False)
+    return {
+        "title": row.repo_id,
+        "repo": row,
+        "kind": row.repo_type,
+        "sha": sha,
+        "tags": page_tags(row, card),
+        "card_html": _markdown().render(body) if body.strip() else "",
+        "results": results(card),
+        "widget": row.meta.get("widgetData") or [],
+        "files": files,
+        "total_size": sum(f["size"] for f in files),
+        "commits": repo.log(sha, skip=0, limit=COMMITS_SHOWN) if repo else [],
+        "git_tags": refs["tags"],
+        "branches": refs["branches"],
+    }
+
+
+def page_tags(row: Any, card: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(kind, label, link) chips: task, library, languages, license, datasets, base model."""
+    chips: list[tuple[str, str, str | None]] = []
+    task = row.meta.get("pipeline_tag") or row.pipeline_tag
+    library = row.meta.get("library_name") or row.library_name
+    if row.repo_type == "model" and task:
+        chips.append(("task", task, None))
+    if row.repo_type == "model" and library:
+        chips.append(("library", library, None))
+    chips += [("language", code, None) for code in as_list(card.get("language"))]
+    chips += [("license", str(lic), None) for lic in as_list(card.get("license"))]
+    chips += [("dataset", d, f"/datasets/{d}") for d in as_list(card.get("datasets"))]
+    for base in as_list(card.get("base_model")):
+        relation = card.get("base_model_relation") or "base model"
+        chips.append(("base model", f"{relation}: {base}", f"/{base}"))
+    shown = {label for _, label, _ in chips}
+    chips += [("tag", t, None) for t in as_list(card.get("tags")) if t not in shown]
+    return chips
+
+
+def results(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the model-index: task, dataset, split, metric, value."""
+    rows = []
+    for entry in card.get("model-index") or []:
+        for result in (entry or {}).get("results") or []:
+            task = (result.get("task") or {}).get("name") or (result.get("task") or {}).get("type")
+            dataset = result.get("dataset") or {}
+            for metric in result.get("metrics") or []:
+                rows.append(
+                    {
+                        "task": task,
+                        "dataset": dataset.get("name") or dataset.get("type"),
+                        "split": dataset.get("split"),
+                        "metric": metric.get("name") or metric.get("type"),
+                        "value": metric.get("value"),
+                    }
+                )
+    return rows

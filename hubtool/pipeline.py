@@ -1,0 +1,168 @@
+"""The whole journey of ``hubtool finetune``: train (pushing in the background when asked),
+write the card, push the result. Each stage is its own module; this one only sequences them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hubtool.config import FinetuneConfig
+from hubtool.errors import ConfigError, HubtoolError, UsageError
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    repo_id: str
+    private: bool = False
+    strategy: str = "end"
+    revision: str = "main"
+
+
+def push_settings(section: dict[str, Any], flags: dict[str, Any]) -> PushSettings | None:
+    """From the ``push:`` section of hubtool.yaml (a section pushes unless ``enabled: false``)
+    and flags (``--push`` and the others win); None: no push."""
+    from hubtool.pushbg import STRATEGIES
+
+    merged = {str(k).replace("-", "_"): v for k, v in section.items()}
+    enabled = bool(flags.get("push")) or merged.pop("enabled", bool(section))
+    merged.pop("enabled", None)
+    merged.update({k: v for k, v in flags.items() if k != "push" and v not in (None, False)})
+    unknown = set(merged) - {"repo_id", "private", "strategy", "revision"}
+    if unknown:
+        raise ConfigError(f"Unknown push setting {sorted(unknown)[0]!r}.")
+    if not enabled:
+        return None
+    if not merged.get("repo_id"):
+        raise UsageError("--push needs a repo id.", "Pass --hub-model-id NS/NAME.")
+    if merged.get("strategy", "end") not in STRATEGIES:
+        raise ConfigError(f"push strategy must be one of {', '.join(STRATEGIES)}.")
+    return PushSettings(**merged)
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def run_finetune(
+    cfg: FinetuneConfig,
+    card_layers: list[dict[str, Any] | None],
+    push: PushSettings | None,
+    overwrite: bool = False,
+    resume: str | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> Path | None:
+    """Train, card, push. Returns the run directory (None on non-main processes)."""
+    from hubtool.train import finetune
+
+    if resume and resume.startswith("hub:"):
+        resume = (
+            fetch_hub_checkpoint(resume[4:], cfg.run_dir, overwrite)
+            if is_main_process()
+            else "latest"
+        )
+    pusher = _pusher(push) if push and push.strategy != "end" and is_main_process() else None
+    hook = None
+    if pusher is not None and push is not None:
+        from hubtool.pushbg import on_save_hook
+
+        hook = on_save_hook(pusher, push.strategy, cfg.run_dir)
+    try:
+        run_dir = finetune(cfg, overwrite=overwrite, resume=resume, progress=progress, on_save=hook)
+    finally:
+        if pusher is not None:
+            pusher.close()
+            for error in pusher.errors:
+                echo(f"Warning: a background push failed (the final push will retry): {error}")
+    if run_dir is None:
+        return None
+    _card(run_dir, card_layers, push, echo)
+    if push is not None:
+        final_push(run_dir, push, echo)
+    return run_dir
+
+
+def _pusher(push: PushSettings) -> Any:
+    from hubtool.hubclient import HubSettings, make_api
+    from hubtool.pushbg import BackgroundPusher
+
+    api = make_api(HubSettings.from_env())
+    return BackgroundPusher(api, push.repo_id, push.revision, push.private)
+
+
+def _card(
+    run_dir: Path,
+    layers: list[dict[str, Any] | None],
+    push: PushSettings | None,
+    echo: Callable[[str], None],
+) -> Any:
+    from hubtool.card import card_stage
+    from hubtool.hubclient import HubSettings
+
+    extra = [{"repo_id": push.repo_id}] if push else []
+    outcome = card_stage(run_dir, [*layers, *extra], HubSettings.from_env().endpoint)
+    for line in outcome.notes + outcome.report.warnings:
+        echo(f"Warning: {line}")
+    if not outcome.report.ok:
+        echo(
+            "Warning: the card was not written:"
+            + "".join(f"\n  - {p}" for p in outcome.report.problems)
+            + f"\nHint: fix these, then run `hubtool card {run_dir}`."
+        )
+    return outcome
+
+
+def final_push(run_dir: Path, push: PushSettings, echo: Callable[[str], None]) -> Any:
+    """The last push; when it fails the run stays complete and `hubtool push` finishes it."""
+    from hubtool.push import PushOptions, push_run
+
+    opts = PushOptions(push.repo_id, private=push.private, revision=push.revision)
+    try:
+        result = push_run(run_dir, opts)
+    except HubtoolError as exc:
+        exc.hint = (
+            f"The run is complete in {run_dir}; nothing needs retraining. Finish with "
+            f"`hubtool push {run_dir} --repo-id {push.repo_id}`. " + (exc.hint or "")
+        ).strip()
+        raise
+    echo(
+        f"Pushed to {result.repo_url}" + (f" ({str(result.commit)[:12]})" if result.commit else "")
+    )
+    return result
+
+
+def fetch_hub_checkpoint(repo_id: str, run_dir: Path, overwrite: bool) -> str:
+    """Download the ``hubtool-checkpoint`` branch into ``run_dir``; returns the resume value."""
+    from huggingface_hub import snapshot_download
+
+    from hubtool import rundir
+    from hubtool.hubclient import HubSettings, hub_errors
+    from hubtool.pushbg import CHECKPOINT_BRANCH
+
+    if run_dir.exists() and any((run_dir / f).exists() for f in rundir.RUN_FILES) and not overwrite:
+        raise UsageError(
+            f"{run_dir} already holds a run; resuming from the Hub would replace it.",
+            "Pass --overwrite, or another --output-dir.",
+        )
+    settings = HubSettings.from_env()
+    with tempfile.TemporaryDirectory(prefix="hubtool-resume-") as tmp:
+        with hub_errors(settings, f"Fetching the training state of {repo_id}"):
+            snapshot_download(repo_id, revision=CHECKPOINT_BRANCH, local_dir=tmp)
+        if not any(Path(tmp, "checkpoints").glob("step-*/hubtool_state.json")):
+            raise UsageError(
+                f"The {CHECKPOINT_BRANCH} branch of {repo_id} holds no hubtool checkpoint.",
+                "Train with --push --push-strategy checkpoint to write one.",
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("checkpoints", "model", "train_log.jsonl", "metrics.json"):
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            if Path(tmp, name).exists():
+                shutil.move(str(Path(tmp, name)), str(target))
+    return "latest"

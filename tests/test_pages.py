@@ -1,0 +1,123 @@
+"""The local Hub's model pages: what a user sees of their card before publishing."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.browser import Browser, chromium
+from tests.conftest import ROOT
+
+ARTIFACTS = Path(os.environ.get("HUBTOOL_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+
+
+def get(url: str) -> tuple[int, dict[str, str], str]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return answer.status, dict(answer.headers), answer.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read().decode()
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, hub) -> tuple[str, str]:
+    """A model repo holding a hubtool card (the golden run's), weights, a tag and two commits."""
+    import torch
+    from safetensors.torch import save_file
+
+    from hubtool.basecard import BaseCard
+    from hubtool.card import build_context, card_settings, read_run, render
+
+    tmp = tmp_path_factory.mktemp("page")
+    run = tmp / "run"
+    shutil.copytree(ROOT / "tests" / "data" / "golden-run", run)
+    save_file({"w": torch.zeros(64, 64)}, run / "model" / "model.safetensors")
+    user = hub.user("pages")
+    repo = f"{user.name}/reviews-bert"
+    settings = card_settings({"repo_id": repo, "intended_uses": "Sorting reviews."})
+    card = render(build_context(read_run(run), settings, BaseCard(license="mit"), hub.url))
+    (run / "model" / "README.md").write_text(card)
+    api = hub.api(user)
+    api.create_repo(repo)
+    api.upload_folder(repo_id=repo, folder_path=run / "model", commit_message="First version")
+    api.create_tag(repo, tag="v1.0.0")
+    return repo, (run / "model" / "model.safetensors").stat().st_size
+
+
+def test_model_page_shows_card_tags_results_files_history(hub, published):
+    from hubtool.output import size
+
+    repo, weights = published
+    status, headers, page = get(f"{hub.url}/{repo}")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    for section in ("Model details", "Training data", "Evaluation", "Bias, risks and limitations"):
+        assert f">{section}</h2>" in page, section
+    assert re.search(r"<table>\s*<thead>", page)  # Markdown tables rendered as tables
+    assert '<code class="language-python">' in page  # the snippet as code
+    for kind, label in (
+        ("task", "text-classification"),
+        ("language", "en"),
+        ("license", "mit"),
+        ("dataset", "alice/reviews"),
+        ("base model", "finetune: google-bert/bert-base-uncased"),
+    ):
+        assert re.search(rf"<b>{kind}</b>{re.escape(label)}<", page), (kind, label)
+    results = page.split('id="results"')[1].split("</section>")[0]
+    assert "Validation accuracy</td><td>0.86</td>" in results
+    assert "I really enjoyed this, it was great." in page.split('id="widget"')[1]
+    files = page.split('id="files"')[1].split("</section>")[0]
+    assert re.search(rf"model\.safetensors</span><span>{re.escape(size(weights))}", files)
+    assert "First version" in page and "v1.0.0" in page.split('id="git-tags"')[1]
+
+
+def test_page_never_runs_card_markup(hub, alice, tmp_path):
+    repo = f"{alice.name}/hostile-card"
+    (tmp_path / "README.md").write_text(
+        "---\nlicense: mit\n---\n# Hi\n<script>alert(1)</script>\n"
+        "[x](javascript:alert(1)) <img src=x onerror=alert(1)>\n"
+    )
+    api = hub.api(alice)
+    api.create_repo(repo)
+    api.upload_folder(repo_id=repo, folder_path=tmp_path)
+    _, _, page = get(f"{hub.url}/{repo}")
+    assert "<script>" not in page and "<img" not in page
+    assert 'href="javascript:' not in page
+
+
+def test_missing_and_private_repos_are_not_shown(hub, alice):
+    repo = f"{alice.name}/secret-page"
+    hub.api(alice).create_repo(repo, private=True)
+    for path in (f"/{repo}", "/nobody/nothing"):
+        status, _, page = get(f"{hub.url}{path}")
+        assert status == 404 and "secret" not in page.split("<main>")[1].split("No repository")[0]
+    status, _, _ = get(f"{hub.url}/api/whoami-v2")
+    assert status == 401  # API routes still answer as the API
+
+
+def test_index_lists_public_models(hub, published):
+    repo, _ = published
+    status, _, page = get(f"{hub.url}/")
+    assert status == 200 and f'href="/{repo}"' in page
+
+
+@pytest.mark.skipif(chromium() is None, reason="Debian chromium is not installed")
+def test_model_page_in_headless_chromium(hub, published):
+    repo, _ = published
+    browser = Browser()
+    try:
+        page = browser.load(f"{hub.url}/{repo}")
+    finally:
+        browser.close()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "model-page.png").write_bytes(page.png)
+    assert page.errors == [], page.errors
+    assert page.png.startswith(b"\x89PNG") and len(page.png) > 20_000
+    assert ">Evaluation results</h2>" in page.html and "<b>license</b>mit" in page.html
+    assert page.html.count("<h2") >= 10  # the card's sections, rendered
