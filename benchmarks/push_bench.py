@@ -36,8 +36,11 @@ def make_run(tmp: Path, weights_mb: int, endpoint: str) -> Path:
 
     run = tmp / "run"
     shutil.copytree(ROOT / "tests" / "data" / "golden-run", run)
+    import torch
+    from safetensors.torch import save_file
+
     model = run / "model"
-    (model / "model.safetensors").write_bytes(os.urandom(weights_mb << 20))
+    save_file({"w": torch.rand(weights_mb << 18)}, model / "model.safetensors")  # float32
     (model / "optimizer.pt").write_bytes(os.urandom(2 * weights_mb << 20))  # Adam: 2× weights
     (model / "training_args.bin").write_bytes(os.urandom(4096))
     card_stage(run, [{"license": "apache-2.0"}], endpoint)
@@ -77,7 +80,9 @@ def one_round(server, run: Path, way, repo: str) -> dict[str, tuple[float, int]]
     out["card"] = timed(server, lambda: way(run, repo))
     card.write_text(original)
     out["commits"] = (len(list(api.list_repo_commits(repo))) - 1, 0)
-    out["files"] = (len(api.list_repo_files(repo)), 0)
+    entries = [e for e in api.list_repo_tree(repo, recursive=True) if hasattr(e, "size")]
+    out["files"] = (len(entries), 0)
+    out["mb"] = (sum(e.size for e in entries) / 2**20, 0)
     return out
 
 
@@ -115,7 +120,7 @@ def report(results: dict[str, list[dict]], args) -> None:
     print(f"push of a run with {args.weights_mb} MB of weights, median of {args.runs}")
     print(
         f"{'':16}{'first s':>9}{'req':>5}{'same s':>9}{'req':>5}{'card s':>9}{'req':>5}"
-        f"{'commits':>9}{'files':>7}"
+        f"{'commits':>9}{'files':>7}{'repo MB':>9}"
     )
     for label, rounds in results.items():
 
@@ -126,7 +131,7 @@ def report(results: dict[str, list[dict]], args) -> None:
             f"{label:16}{med('first', 0):9.2f}{med('first', 1):5.0f}"
             f"{med('unchanged', 0):9.2f}{med('unchanged', 1):5.0f}"
             f"{med('card', 0):9.2f}{med('card', 1):5.0f}"
-            f"{med('commits', 0):9.0f}{med('files', 0):7.0f}"
+            f"{med('commits', 0):9.0f}{med('files', 0):7.0f}{med('mb', 0):9.1f}"
         )
 
 

@@ -181,8 +181,10 @@ def _parameters(model_dir: Path) -> int | None:
     for path in model_dir.glob("*.safetensors"):
         with open(path, "rb") as fh:
             prefix = fh.read(8)
-            header = prefix + fh.read(int.from_bytes(prefix, "little"))
-            total += sum(safetensors_parameters(header).values())
+            length = int.from_bytes(prefix, "little")
+            if len(prefix) < 8 or length > min(path.stat().st_size, 100 << 20):
+                return None  # not a safetensors file: the count is unknown, not wrong
+            total += sum(safetensors_parameters(prefix + fh.read(length)).values())
     return total or None
 
 

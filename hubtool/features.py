@@ -136,8 +136,11 @@ def tokenize_mlm(
     offsets = cfg.whole_word_mask
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        return tokenizer(
-            batch[text], return_special_tokens_mask=True, return_offsets_mapping=offsets
+        return tokenizer(  # long texts are expected: they are cut into blocks below
+            batch[text],
+            return_special_tokens_mask=True,
+            return_offsets_mapping=offsets,
+            verbose=False,
         )
 
     def group(batch: dict[str, list[Any]]) -> dict[str, Any]:

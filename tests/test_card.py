@@ -377,3 +377,9 @@ def test_wheel_renders_a_card(tmp_path, golden_run):
     )
     assert proc.returncode == 0, proc.stderr
     assert "## Bias, risks and limitations" in proc.stdout and "model-index" in proc.stdout
+
+
+def test_card_survives_a_corrupt_weights_file(golden_run: Path):
+    (golden_run / "model" / "model.safetensors").write_bytes(b"\xff" * 64)
+    meta, body = front(render_golden(golden_run))
+    assert "| Parameters | – |" in body and meta["license"] == "apache-2.0"

@@ -121,3 +121,19 @@ def test_model_page_in_headless_chromium(hub, published):
     assert page.png.startswith(b"\x89PNG") and len(page.png) > 20_000
     assert ">Evaluation results</h2>" in page.html and "<b>license</b>mit" in page.html
     assert page.html.count("<h2") >= 10  # the card's sections, rendered
+
+
+def test_dataset_page(hub, alice, tmp_path):
+    repo = f"{alice.name}/reviews-data"
+    (tmp_path / "README.md").write_text(
+        "---\nlicense: cc-by-4.0\nlanguage: [fr]\n---\n# Reviews\n\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |\n"
+    )
+    tiny_rows = tmp_path / "train.jsonl"
+    tiny_rows.write_text('{"text": "bon", "label": 1}\n')
+    api = hub.api(alice)
+    api.create_repo(repo, repo_type="dataset")
+    api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=tmp_path)
+    status, _, page = get(f"{hub.url}/datasets/{repo}")
+    assert status == 200 and "<b>license</b>cc-by-4.0" in page and "train.jsonl" in page
+    assert "<table>" in page and ">dataset</span>" in page

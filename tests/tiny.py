@@ -22,40 +22,13 @@ def texts(n: int, seed: int = 0) -> list[str]:
 
 def build_checkpoint(folder: Path, kind: str = "bert", extra_words: list[str] = ()) -> Path:
     """A 2-layer model with its WordPiece tokenizer trained on the tiny vocabulary."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import (
-        BertConfig,
-        BertForMaskedLM,
-        PreTrainedTokenizerFast,
-        RobertaConfig,
-        RobertaForMaskedLM,
-    )
+    from transformers import BertConfig, BertForMaskedLM, RobertaConfig, RobertaForMaskedLM
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(
-        texts(400) + list(WORDS) + list(extra_words) * 5,
-        trainers.WordPieceTrainer(vocab_size=150, special_tokens=special),
-    )
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=64,
-    )
+    from hubtool.wordpiece import train_wordpiece
+
+    fast = train_wordpiece(texts(400) + list(WORDS) + list(extra_words) * 5, 150, 64)
     common = {
-        "vocab_size": tok.get_vocab_size(),
+        "vocab_size": len(fast),
         "hidden_size": 32,
         "num_hidden_layers": 2,
         "num_attention_heads": 2,

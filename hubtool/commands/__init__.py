@@ -1,0 +1,1 @@
+"""The command modules; ``hubtool.cli`` assembles them into one group."""
