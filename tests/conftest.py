@@ -176,3 +176,18 @@ def datasets_dir(tmp_path_factory) -> Path:
     multi = [{"text": t, "label": i % 3} for i, t in enumerate(tiny.texts(150))]
     tiny.write_jsonl(root / "multi.jsonl", multi)
     return root
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """hubtool's wheel, built once from the checkout (as `pip wheel .` would for a user)."""
+    dist = tmp_path_factory.mktemp("dist")
+    build = ["wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", *build],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return next(dist.glob("hubtool-*.whl"))

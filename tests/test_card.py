@@ -325,27 +325,9 @@ def test_fill_mask_card_measures_gendered_completions(tmp_path, hub):
     assert "| nurse |" in body and "Mean male share" in body
 
 
-def test_wheel_renders_a_card(tmp_path, golden_run):
+def test_wheel_renders_a_card(tmp_path, golden_run, built_wheel):
     """The installed wheel (not the checkout) finds its templates and writes the card."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path / "dist"),
-            str(ROOT),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    wheel = next((tmp_path / "dist").glob("hubtool-*.whl"))
+    wheel = built_wheel
     target = tmp_path / "site"
     proc = subprocess.run(
         [
