@@ -6,9 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from hubtool.hub.metadata import as_list, split_front_matter
+from hubtool.hub.metadata import as_list, card_data, split_front_matter
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _FENCE = re.compile(r"^(```|~~~)")
@@ -48,14 +47,8 @@ def read_base_card(model: str, revision: str | None = None) -> BaseCard:
 
 
 def parse_card(text: str) -> BaseCard:
-    import yaml
-
-    raw, body = split_front_matter(text)
-    try:
-        meta: Any = yaml.safe_load(raw) if raw else {}
-    except yaml.YAMLError:
-        meta = {}
-    meta = meta if isinstance(meta, dict) else {}
+    _, body = split_front_matter(text)
+    meta = card_data(text) or {}
     license_ = meta.get("license")
     return BaseCard(
         found=True,

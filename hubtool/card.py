@@ -9,7 +9,6 @@ PyYAML. Jinja renders only the Markdown body, through filters that keep every va
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -18,9 +17,9 @@ from typing import Any
 from hubtool import rundir
 from hubtool.basecard import BaseCard, read_base_card
 from hubtool.errors import ConfigError, UsageError
+from hubtool.hubclient import REPO_ID
 
 TEMPLATE = "modelcard.md.j2"
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 TASK_NAMES = {
     "text-classification": "Text Classification",
     "token-classification": "Token Classification",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from hubtool.hub.metadata import as_list, split_front_matter
+from hubtool.hub.metadata import as_list, card_data, model_index_rows, split_front_matter
 from hubtool.hub.validate import ISO_639_1, validate_card
 
 PLACEHOLDERS = re.compile(
@@ -34,6 +34,10 @@ class Report:
     def ok(self) -> bool:
         return not self.problems
 
+    def listed(self) -> str:
+        """The problems as indented bullet lines, for an error message."""
+        return "".join(f"\n  - {p}" for p in self.problems)
+
 
 def check_card(
     text: str,
@@ -43,18 +47,13 @@ def check_card(
     strict: bool,
 ) -> Report:
     """Every problem of a rendered card (local rules; the server's are added by the caller)."""
-    import yaml
-
     report = Report()
     errors, _ = validate_card(text)
     report.problems += [f"front matter: {e}" for e in errors]
-    raw, body = split_front_matter(text)
-    try:
-        meta = yaml.safe_load(raw or "") or {}
-    except yaml.YAMLError:
+    meta = card_data(text)
+    if meta is None:  # validate_card has said why
         return report
-    if not isinstance(meta, dict):
-        return report
+    _, body = split_front_matter(text)
     report.problems += _language_problems(meta)
     report.problems += _index_problems(meta, metrics)
     report.problems += _text_problems(text, known_paths)
@@ -81,11 +80,7 @@ def _language_problems(meta: dict[str, Any]) -> list[str]:
 
 def _index_problems(meta: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
     """The model-index must hold exactly the run's metrics, with their values."""
-    found: dict[str, float] = {}
-    for entry in meta.get("model-index") or []:
-        for result in entry.get("results") or []:
-            for m in result.get("metrics") or []:
-                found[str(m.get("type"))] = m.get("value")
+    found = {row["type"]: row["value"] for row in model_index_rows(meta)}
     expected = metrics.get("metrics", {})
     out = [f"model-index lacks metric {k!r}" for k in expected if k not in found]
     out += [

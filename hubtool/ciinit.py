@@ -56,7 +56,7 @@ def init(root: Path, repo_id: str, model: str, dataset: str, task: str, force: b
     """Write the workflow and hubtool.yaml; returns what was written. Refuses, writing
     nothing, when either exists and ``force`` is off. The workflow installs the repository's
     requirements.txt, which must name hubtool and the test tools."""
-    from hubtool.push import REPO_ID
+    from hubtool.hubclient import REPO_ID
 
     for name, value in (("repo id", repo_id), ("model", model), ("dataset", dataset)):
         if not REPO_ID.match(value):

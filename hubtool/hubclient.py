@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Any
 from hubtool.errors import HubAuthError, HubConnectionError, NotFoundError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+# A Hub repo id as users write one: NAMESPACE/NAME.
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hubtool.hub.metadata import model_index_rows
 from hubtool.hubclient import HubSettings, hub_errors, make_api
 from hubtool.search import card_license, row_languages
 from hubtool.tasks import fit_for_task
@@ -61,29 +62,8 @@ def _as_list(value: Any) -> list[str]:
 
 def eval_results(card: dict[str, Any]) -> list[dict[str, Any]]:
     """Flat rows (task, dataset, split, metric, value) from a card's model-index."""
-    rows = []
-    for entry in card.get("model-index") or []:
-        if not isinstance(entry, dict):
-            continue
-        for result in entry.get("results") or []:
-            if not isinstance(result, dict):
-                continue
-            task = (result.get("task") or {}).get("type")
-            data = result.get("dataset") or {}
-            for metric in result.get("metrics") or []:
-                if isinstance(metric, dict):
-                    rows.append(
-                        {
-                            "task": task,
-                            "dataset": data.get("name") or data.get("type"),
-                            "dataset_id": data.get("type"),
-                            "config": data.get("config"),
-                            "split": data.get("split"),
-                            "metric": metric.get("name") or metric.get("type"),
-                            "value": metric.get("value"),
-                        }
-                    )
-    return rows
+    keys = ("task", "dataset", "dataset_id", "config", "split", "metric", "value")
+    return [{k: row[k] for k in keys} for row in model_index_rows(card)]
 
 
 def view(info: Any) -> ModelView:

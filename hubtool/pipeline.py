@@ -111,7 +111,7 @@ def _card(
     if not outcome.report.ok:
         echo(
             "Warning: the card was not written:"
-            + "".join(f"\n  - {p}" for p in outcome.report.problems)
+            + outcome.report.listed()
             + f"\nHint: fix these, then run `hubtool card {run_dir}`."
         )
     return outcome

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hubtool.errors import GateFailed, UsageError
+from hubtool.hub.metadata import card_data, model_index_rows
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -73,8 +74,6 @@ def previous_release(api: Any, repo_id: str, tag: str) -> tuple[str, dict[str, f
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
-    from hubtool.hub.metadata import split_front_matter
-
     try:
         tags = [t.name for t in api.list_repo_refs(repo_id).tags]
     except RepositoryNotFoundError:
@@ -89,21 +88,13 @@ def previous_release(api: Any, repo_id: str, tag: str) -> tuple[str, dict[str, f
         path = hf_hub_download(repo_id, "README.md", revision=last)
     except EntryNotFoundError:
         return last, {}
-    import yaml
-
-    raw, _ = split_front_matter(Path(path).read_text(errors="replace"))
-    meta = yaml.safe_load(raw or "") or {}
-    return last, index_metrics(meta if isinstance(meta, dict) else {})
+    return last, index_metrics(card_data(Path(path).read_text(errors="replace")) or {})
 
 
-def index_metrics(meta: dict[str, Any]) -> dict[str, float]:
-    found = {}
-    for entry in meta.get("model-index") or []:
-        for result in entry.get("results") or []:
-            for m in result.get("metrics") or []:
-                if isinstance(m.get("value"), (int, float)):
-                    found[str(m.get("type"))] = float(m["value"])
-    return found
+def index_metrics(card: dict[str, Any]) -> dict[str, float]:
+    """metric type -> value, from a card's model-index."""
+    rows = model_index_rows(card)
+    return {r["type"]: float(r["value"]) for r in rows if isinstance(r["value"], (int, float))}
 
 
 def comparison(

@@ -10,7 +10,6 @@ written twice; a push that fails leaves the run directory as it was, and runs ag
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,7 @@ from typing import Any
 
 from hubtool import pushfiles
 from hubtool.errors import CheckFailed, UsageError
-
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
+from hubtool.hubclient import REPO_ID
 
 
 @dataclass(frozen=True)
@@ -169,11 +167,7 @@ def execute_push(api: Any, run_dir: Path, opts: PushOptions) -> PushResult:
 def _execute(api: Any, plan: PushPlan) -> PushResult:
     opts = plan.options
     if not plan.check.ok:
-        raise CheckFailed(
-            "The card fails its checks; nothing was pushed:"
-            + "".join(f"\n  - {p}" for p in plan.check.problems),
-            "Fix the card (`hubtool card RUN_DIR`), then push again.",
-        )
+        _refuse(plan.check, "RUN_DIR")
     hints = {
         "public": "Change its visibility on the Hub yourself, or push without --private.",
         "tag": "Release under a new version tag.",
@@ -260,9 +254,12 @@ def card_for_repo(run_dir: Path, repo_id: str, endpoint: str, write: bool) -> st
         return None  # collect() explains what is missing
     outcome = card_stage(run_dir, [{"repo_id": repo_id}], endpoint, check_only=not write)
     if not outcome.report.ok:
-        raise CheckFailed(
-            "The card fails its checks; nothing was pushed:"
-            + "".join(f"\n  - {p}" for p in outcome.report.problems),
-            f"Fix the card (`hubtool card {run_dir}`), then push again.",
-        )
+        _refuse(outcome.report, str(run_dir))
     return outcome.text
+
+
+def _refuse(report: Any, run_dir: str) -> None:
+    raise CheckFailed(
+        "The card fails its checks; nothing was pushed:" + report.listed(),
+        f"Fix the card (`hubtool card {run_dir}`), then push again.",
+    )

@@ -143,7 +143,7 @@ def on_save_hook(pusher: BackgroundPusher, strategy: str, run_dir: Path) -> Any:
             pusher.submit(
                 Job(
                     pusher.revision,
-                    _model_snapshot(run_dir),
+                    snapshot({p.name: p for p in (run_dir / "model").iterdir()}),
                     f"Training in progress: best model at step {step}",
                 )
             )
@@ -159,12 +159,3 @@ def on_save_hook(pusher: BackgroundPusher, strategy: str, run_dir: Path) -> Any:
             )
 
     return hook
-
-
-def _model_snapshot(run_dir: Path) -> Path:
-    root = snapshot({"model": run_dir / "model"})
-    inner = root / "model"
-    for item in inner.iterdir():
-        item.rename(root / item.name)
-    inner.rmdir()
-    return root

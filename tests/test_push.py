@@ -51,6 +51,12 @@ def push(run_dir: Path, user, hub, *args: str, check: bool = True, url: str | No
     )
 
 
+def edit_card(run_dir: Path, line: str) -> None:
+    """A change only the card has (what a user does after reading it)."""
+    card = run_dir / "model" / "README.md"
+    card.write_text(card.read_text() + f"\n{line}\n")
+
+
 def commits(hub, user, repo: str, revision: str = "main") -> list:
     return list(hub.api(user).list_repo_commits(repo, revision=revision))
 
@@ -107,8 +113,7 @@ def test_unchanged_push_makes_no_commit_and_few_requests(run_dir, hub, alice):
 def test_changed_card_only_sends_one_small_file(run_dir, hub, alice):
     repo = f"{alice.name}/cardonly"
     push(run_dir, alice, hub, "--repo-id", repo)
-    readme = run_dir / "model" / "README.md"
-    readme.write_text(readme.read_text() + "\nOne more line.\n")
+    edit_card(run_dir, "One more line.")
     dry = push(run_dir, alice, hub, "--repo-id", repo, "--dry-run")
     assert re.search(r"change\s+README.md", dry.stdout)
     assert "1 file(s) to send" in dry.stdout and "+One more line." in dry.stdout
@@ -132,8 +137,7 @@ def test_dry_run_changes_nothing(run_dir, hub, alice):
 def test_pull_request_mode_leaves_main_alone(run_dir, hub, alice):
     repo = f"{alice.name}/pr"
     push(run_dir, alice, hub, "--repo-id", repo)
-    readme = run_dir / "model" / "README.md"
-    readme.write_text(readme.read_text() + "\nProposed.\n")
+    edit_card(run_dir, "Proposed.")
     proc = push(run_dir, alice, hub, "--repo-id", repo, "--create-pr")
     assert proc.stdout.strip().endswith("/discussions/1")
     api = hub.api(alice)
@@ -147,8 +151,7 @@ def test_existing_tag_and_public_repo_are_never_overwritten(run_dir, hub, alice)
     repo = f"{alice.name}/guarded"
     push(run_dir, alice, hub, "--repo-id", repo, "--tag", "v1.0.0")
     push(run_dir, alice, hub, "--repo-id", repo, "--tag", "v1.0.0")  # same commit: fine
-    readme = run_dir / "model" / "README.md"
-    readme.write_text(readme.read_text() + "\nChanged.\n")
+    edit_card(run_dir, "Changed.")
     proc = push(run_dir, alice, hub, "--repo-id", repo, "--tag", "v1.0.0", check=False)
     assert proc.returncode == 2 and "tag v1.0.0 already exists" in proc.stderr
     proc = push(run_dir, alice, hub, "--repo-id", repo, "--private", check=False)
@@ -394,8 +397,7 @@ def test_publish_gate_refuses_then_compares_with_the_last_release(run_dir, hub, 
     assert refused.returncode == 8
     assert f"accuracy>=1.01: {accuracy:.4f} FAILS" in refused.stderr
     assert [t.name for t in hub.api(alice).list_repo_refs(repo).tags] == ["v1.0.0"]
-    readme = run_dir / "model" / "README.md"
-    readme.write_text(readme.read_text() + "\nSecond release.\n")
+    edit_card(run_dir, "Second release.")
     proc = publish(run_dir, alice, hub, "--repo-id", repo, "--tag", "v1.1.0")
     assert "Compared with v1.0.0:" in proc.stderr
     assert f"accuracy: {accuracy:.4f} -> {accuracy:.4f} (+0.0000)" in proc.stderr

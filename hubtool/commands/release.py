@@ -71,7 +71,7 @@ def _report_card(outcome: Any) -> None:
         click.echo(f"Warning: {line}", err=True)
     if outcome.report.ok:
         return
-    problems = "".join(f"\n  - {p}" for p in outcome.report.problems)
+    problems = outcome.report.listed()
     raise CheckFailed(
         f"The card fails {len(outcome.report.problems)} check(s):{problems}",
         "Fix these (card: section of hubtool.yaml or flags), then run `hubtool card RUN_DIR`.",

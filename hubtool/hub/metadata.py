@@ -58,6 +58,32 @@ def card_data(readme: str | None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def model_index_rows(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flat rows of a card's model-index: task, dataset, split, metric (name and type), value."""
+    rows = []
+    for entry in card.get("model-index") or []:
+        for result in (entry.get("results") or []) if isinstance(entry, dict) else []:
+            if not isinstance(result, dict):
+                continue
+            task, data = result.get("task") or {}, result.get("dataset") or {}
+            for metric in result.get("metrics") or []:
+                if isinstance(metric, dict):
+                    rows.append(
+                        {
+                            "task": task.get("type"),
+                            "task_name": task.get("name") or task.get("type"),
+                            "dataset": data.get("name") or data.get("type"),
+                            "dataset_id": data.get("type"),
+                            "config": data.get("config"),
+                            "split": data.get("split"),
+                            "metric": metric.get("name") or metric.get("type"),
+                            "type": str(metric.get("type")),
+                            "value": metric.get("value"),
+                        }
+                    )
+    return rows
+
+
 def as_list(value: Any) -> list[str]:
     if value is None:
         return []

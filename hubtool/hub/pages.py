@@ -13,7 +13,7 @@ import functools
 from typing import Any
 
 from hubtool.hub import transfer, views  # noqa: F401  (its routes must come before ours)
-from hubtool.hub.metadata import as_list, split_front_matter
+from hubtool.hub.metadata import as_list, model_index_rows, split_front_matter
 from hubtool.hub.protocol import ApiError, Response
 from hubtool.hub.routes import Ctx, route
 from hubtool.hub.service import REPO_TYPES, RepoRef
@@ -100,7 +100,7 @@ def page_context(c: Ctx, row: Any) -> dict[str, Any]:
         "sha": sha,
         "tags": page_tags(row, card),
         "card_html": _markdown().render(body) if body.strip() else "",
-        "results": results(card),
+        "results": model_index_rows(card),
         "widget": row.meta.get("widgetData") or [],
         "files": files,
         "total_size": sum(f["size"] for f in files),
@@ -128,23 +128,3 @@ def page_tags(row: Any, card: dict[str, Any]) -> list[tuple[str, str, str | None
     shown = {label for _, label, _ in chips}
     chips += [("tag", t, None) for t in as_list(card.get("tags")) if t not in shown]
     return chips
-
-
-def results(card: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of the model-index: task, dataset, split, metric, value."""
-    rows = []
-    for entry in card.get("model-index") or []:
-        for result in (entry or {}).get("results") or []:
-            task = (result.get("task") or {}).get("name") or (result.get("task") or {}).get("type")
-            dataset = result.get("dataset") or {}
-            for metric in result.get("metrics") or []:
-                rows.append(
-                    {
-                        "task": task,
-                        "dataset": dataset.get("name") or dataset.get("type"),
-                        "split": dataset.get("split"),
-                        "metric": metric.get("name") or metric.get("type"),
-                        "value": metric.get("value"),
-                    }
-                )
-    return rows
