@@ -108,6 +108,23 @@ def card_settings(*layers: dict[str, Any] | None) -> CardSettings:
     return settings
 
 
+def check_settings(layers: Sequence[dict[str, Any] | None]) -> CardSettings:
+    """Card settings checked as far as they can be before a run exists: names, types, the
+    repo id, languages and the bias probe file."""
+    from hubtool.languages import find_language
+
+    settings = card_settings(*layers)
+    unknown = [name for name in settings.language if find_language(name) is None]
+    if unknown:
+        raise ConfigError(
+            f"Unknown language {unknown[0]!r} in the card settings.",
+            "Use an ISO 639 code (fr, en, de…) or a language name.",
+        )
+    if settings.bias_probe and not Path(settings.bias_probe).is_file():
+        raise ConfigError(f"card.bias_probe: no such file {settings.bias_probe!r}.")
+    return settings
+
+
 def _card_value(key: str, value: Any) -> Any:
     if key in ("authors", "language", "datasets", "tags"):
         items = value if isinstance(value, (list, tuple)) else [value]
@@ -297,6 +314,8 @@ def card_stage(
 
 def _base_ref(files: RunFiles) -> tuple[str, str | None]:
     base = files.run.get("base_model", {})
+    if base.get("from_scratch"):  # no weights came from it: its card says nothing of this model
+        return "", None
     return base.get("id") or "", base.get("revision")
 
 

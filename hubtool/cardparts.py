@@ -140,7 +140,10 @@ def model_facts(files: RunFiles, settings: CardSettings, base: BaseCard) -> dict
     run = files.run
     task = run["task"]
     base_id = run.get("base_model", {}).get("id")
-    hub_base = settings.base_model or (None if _local_path(base_id) else base_id)
+    scratch = bool(run.get("base_model", {}).get("from_scratch"))
+    hub_base = (
+        None if scratch else settings.base_model or (None if _local_path(base_id) else base_id)
+    )
     langs = languages(run, settings, base)
     mask = _mask_token(files.tokenizer_config)
     examples = EXAMPLES[task]
@@ -159,7 +162,8 @@ def model_facts(files: RunFiles, settings: CardSettings, base: BaseCard) -> dict
         "base_model": {
             "id": hub_base,
             "revision": run.get("base_model", {}).get("revision") if hub_base == base_id else None,
-            "local": hub_base is None,
+            "local": hub_base is None and not scratch,
+            "from_scratch": scratch,
         },
         "labels": run.get("labels") or [],
         "mask_token": mask,
@@ -249,6 +253,7 @@ def training_facts(run: dict[str, Any], log: list[dict[str, Any]]) -> dict[str, 
         "samples_per_second": speed.get("samples_per_second"),
         "padding_ratio": speed.get("padding_ratio"),
         "started": run.get("started"),
+        "seed": run.get("seed", cfg.get("seed")),
         "evaluations": _evaluations(log, steps.get("per_epoch") or 0),
     }
 

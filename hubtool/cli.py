@@ -10,24 +10,28 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Mapping
 
 import click
 
 from hubtool import __version__
 from hubtool.commands import find, hub, release, train
 from hubtool.errors import HubtoolError, render_error
+from hubtool.output import runnable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hubtool")
 @click.option(
-    "--debug", is_flag=True, envvar="HUBTOOL_DEBUG", help="Show tracebacks and debug logs."
+    "--debug",
+    is_flag=True,
+    help="Show tracebacks and debug logs (also HUBTOOL_DEBUG=1; 0, false or empty: off).",
 )
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """hubtool: find a checkpoint, fine-tune it, document it, publish it on the Hugging Face Hub."""
     ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
+    ctx.obj["debug"] = debug = debug or bool(ctx.obj.get("debug"))
     if debug:
         import logging
 
@@ -49,10 +53,18 @@ for command in (
     cli.add_command(command)
 
 
+OFF = ("", "0", "false", "no", "off")
+
+
+def debug_requested(argv: list[str], environ: Mapping[str, str]) -> bool:
+    """The one debug switch: ``--debug`` or HUBTOOL_DEBUG set to anything but 0/false/empty."""
+    return "--debug" in argv or environ.get("HUBTOOL_DEBUG", "").strip().lower() not in OFF
+
+
 def main(argv: list[str] | None = None) -> None:
-    debug = "--debug" in (argv or sys.argv[1:]) or bool(os.environ.get("HUBTOOL_DEBUG"))
+    debug = debug_requested(sys.argv[1:] if argv is None else argv, os.environ)
     try:
-        cli.main(args=argv, prog_name="hubtool", standalone_mode=False)
+        cli.main(args=argv, prog_name="hubtool", standalone_mode=False, obj={"debug": debug})
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -64,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     except HubtoolError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(render_error(exc), err=True)
+        click.echo(runnable(render_error(exc)), err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

@@ -63,6 +63,7 @@ class FinetuneConfig:
     mlm_probability: float = 0.15
     whole_word_mask: bool = False
     label_all_subwords: bool = False
+    from_scratch: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

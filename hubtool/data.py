@@ -3,7 +3,6 @@ labels and tokenize (batched, cached) into what the training loop consumes."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,14 +13,6 @@ from hubtool.config import FinetuneConfig
 from hubtool.errors import UsageError
 from hubtool.hubclient import revision_of
 
-DATA_EXTENSIONS = {
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".json": "json",
-    ".jsonl": "json",
-    ".parquet": "parquet",
-    ".txt": "text",
-}
 TEXT_COLUMNS = ("text", "sentence", "sentence1", "content", "review", "document", "question")
 PAIR_COLUMNS = {
     "sentence1": "sentence2",
@@ -55,35 +46,35 @@ def load_raw(cfg: FinetuneConfig) -> tuple[Any, dict[str, Any]]:
     import datasets
 
     path = Path(cfg.dataset)
+    ds, source = _load_local(path, cfg.dataset) if path.exists() else _load_hub(cfg)
+    if not isinstance(ds, datasets.DatasetDict):
+        ds = datasets.DatasetDict({"train": ds})
+    return ds, source
+
+
+def _load_local(path: Path, shown: str) -> tuple[Any, dict[str, Any]]:
+    """A local file or folder, its splits found as the Hub finds a repository's (datafiles)."""
+    from hubtool import datafiles
+
+    files = datafiles.resolve(path, shown)
+    revision = datafiles.fingerprint(files)  # also refuses empty and non-UTF-8 text files
+    ds = datafiles.load(files)
+    source = {"id": None, "path": str(path.resolve()), "config": None, "revision": revision}
+    return ds, source
+
+
+def _load_hub(cfg: FinetuneConfig) -> tuple[Any, dict[str, Any]]:
+    import datasets
+
     try:
-        if path.exists():
-            files = _local_files(path)
-            builder = DATA_EXTENSIONS[next(iter(files.values()))[0].suffix]
-            kwargs: dict[str, Any] = (
-                {"delimiter": "\t"}
-                if any(f.suffix == ".tsv" for fs in files.values() for f in fs)
-                else {}
-            )
-            ds = datasets.load_dataset(
-                builder, data_files={k: [str(f) for f in v] for k, v in files.items()}, **kwargs
-            )
-            source = {
-                "id": None,
-                "path": str(path.resolve()),
-                "config": None,
-                "revision": _fingerprint(files),
-            }
-        else:
-            ds = datasets.load_dataset(
-                cfg.dataset, cfg.dataset_config, revision=cfg.dataset_revision
-            )
-            source = {
-                "id": cfg.dataset,
-                "path": None,
-                "config": cfg.dataset_config,
-                "revision": revision_of(cfg.dataset, "dataset", cfg.dataset_revision),
-            }
-    except (FileNotFoundError, ValueError) as exc:
+        ds = datasets.load_dataset(cfg.dataset, cfg.dataset_config, revision=cfg.dataset_revision)
+    # DatasetNotFoundError is a FileNotFoundError: it must be caught first
+    except datasets.exceptions.DatasetNotFoundError as exc:
+        raise UsageError(
+            f"Dataset {cfg.dataset!r} was not found: {exc}",
+            "Check the id and HF_ENDPOINT, or give a local path.",
+        ) from None
+    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetGenerationError) as exc:
         empty = re.search(r'Instruction "([^"]+)" corresponds to no data', str(exc))
         if empty:
             raise UsageError(
@@ -91,51 +82,15 @@ def load_raw(cfg: FinetuneConfig) -> tuple[Any, dict[str, Any]]:
             ) from None
         raise UsageError(
             f"Cannot load dataset {cfg.dataset!r}: {exc}",
-            "Give a Hub dataset id, or a csv/json/jsonl/parquet/txt file or folder.",
+            "Give a Hub dataset id, or a csv/tsv/json/jsonl/parquet/txt file or folder.",
         ) from None
-    except datasets.exceptions.DatasetNotFoundError as exc:
-        raise UsageError(
-            f"Dataset {cfg.dataset!r} was not found: {exc}",
-            "Check the id and HF_ENDPOINT, or give a local path.",
-        ) from None
-    if not isinstance(ds, datasets.DatasetDict):
-        ds = datasets.DatasetDict({"train": ds})
+    source = {
+        "id": cfg.dataset,
+        "path": None,
+        "config": cfg.dataset_config,
+        "revision": revision_of(cfg.dataset, "dataset", cfg.dataset_revision),
+    }
     return ds, source
-
-
-def _local_files(path: Path) -> dict[str, list[Path]]:
-    if path.is_file():
-        if path.suffix not in DATA_EXTENSIONS:
-            raise UsageError(
-                f"Unsupported data file {path.name}.", f"Use one of: {', '.join(DATA_EXTENSIONS)}."
-            )
-        return {"train": [path]}
-    found = sorted(p for p in path.rglob("*") if p.suffix in DATA_EXTENSIONS and p.is_file())
-    if not found:
-        raise UsageError(
-            f"No data files in {path}.", f"Expected files ending in {', '.join(DATA_EXTENSIONS)}."
-        )
-    splits: dict[str, list[Path]] = {}
-    for f in found:
-        stem = f.stem.lower().split("-")[0]
-        split = (
-            "validation"
-            if stem in VALIDATION_NAMES
-            else stem
-            if stem in ("train", "test")
-            else "train"
-        )
-        splits.setdefault(split, []).append(f)
-    return splits
-
-
-def _fingerprint(files: dict[str, list[Path]]) -> str:
-    digest = hashlib.sha256()
-    for split in sorted(files):
-        for f in files[split]:
-            digest.update(f"{split}:{f.name}:".encode())
-            digest.update(f.read_bytes())
-    return "sha256:" + digest.hexdigest()[:16]
 
 
 # -- splits, task and columns -------------------------------------------------------------------

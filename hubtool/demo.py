@@ -12,6 +12,7 @@ real ``hubtool`` command, as a user would. Safe to run again: runs are replaced,
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 from hubtool import demoassets
 from hubtool.errors import HubtoolError
+from hubtool.output import invocation
 
 USER = "demo"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -210,6 +212,7 @@ def _pretrain_french(workdir: Path, env: dict[str, str], steps: Steps, echo: Ech
                 "model": str(init),
                 "dataset": FRENCH_TEXT,
                 "task": "fill-mask",
+                "from_scratch": True,
                 "max_steps": steps.pretrain,
                 "batch_size": 32,
                 "lr": 1e-3,
@@ -234,15 +237,14 @@ def _pretrain_french(workdir: Path, env: dict[str, str], steps: Steps, echo: Ech
 
 
 def _fresh_french_checkpoint(corpus: Path, folder: Path) -> Path:
-    """A randomly initialised 3-layer BERT with a WordPiece vocabulary learnt on the corpus."""
-    import torch
-    from transformers import BertConfig, BertForMaskedLM
+    """A 3-layer BERT architecture (config only: `finetune --from-scratch` initialises the
+    weights with the run's seed) and a sub-word vocabulary learnt on the corpus."""
+    from transformers import BertConfig
 
-    from hubtool.wordpiece import train_wordpiece
+    from hubtool.subwords import train_tokenizer
 
     lines = corpus.read_text().splitlines()
-    fast = train_wordpiece(lines, vocab_size=8000, max_length=128, strip_accents=False)
-    torch.manual_seed(0)
+    fast = train_tokenizer(lines, vocab_size=8000, max_length=128, strip_accents=False)
     config = BertConfig(
         vocab_size=len(fast),
         hidden_size=192,
@@ -250,8 +252,13 @@ def _fresh_french_checkpoint(corpus: Path, folder: Path) -> Path:
         num_attention_heads=3,
         intermediate_size=768,
         max_position_embeddings=128,
+        architectures=["BertForMaskedLM"],
     )
-    BertForMaskedLM(config).save_pretrained(folder)
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    config.save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
 
@@ -349,7 +356,8 @@ def _where_to_look(url: str, workdir: Path, serve: bool, echo: Echo) -> None:
     echo("7/7 Done. Where to look:")
     base = url if serve else "http://127.0.0.1:8000"
     if not serve:
-        echo(f"    start the Hub again: hubtool hub serve --data-dir {workdir / 'hub'} --port 8000")
+        data_dir = shlex.quote(str(workdir / "hub"))
+        echo(f"    start the Hub again: {invocation()} hub serve --data-dir {data_dir} --port 8000")
     for repo, what in (
         (CLASSIFIER, "the tweet classifier: card, evaluation results, files, history"),
         (FRENCH_MODEL, "the French masked-LM pretrained here"),

@@ -63,7 +63,7 @@ def _predict(
 ) -> evaluation.Predictions:
     from hubtool.train import load_model
 
-    model = load_model(model_path, task, labels)
+    model = load_model(cfg, task, labels)
     model, loader = accelerator.prepare(model, _loader(cfg, prepared, task, tokenizer))
     return evaluation.predict(accelerator, model, loader, task)
 
@@ -85,6 +85,7 @@ def _extra_metrics(names: list[str], task: str, p: evaluation.Predictions) -> di
 def _model_config(model_path: str) -> Any:
     from transformers import AutoConfig
 
+    rundir.refuse_lfs_pointers(Path(model_path))
     try:
         return AutoConfig.from_pretrained(model_path)
     except (OSError, ValueError) as exc:

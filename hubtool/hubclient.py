@@ -99,9 +99,16 @@ def hub_errors(settings: HubSettings, what: str) -> Iterator[None]:
 
 def _http_error(settings: HubSettings, what: str, exc: Any) -> Exception:
     status = exc.response.status_code if exc.response is not None else None
+    if status == 401 and not has_token(settings):
+        return HubAuthError(
+            f"{what}: {settings.endpoint} needs a token, and none was found "
+            "(no HF_TOKEN, and no token stored by `hf auth login`).",
+            LOGIN_HINT,
+        )
     if status == 401:
         return HubAuthError(
-            f"{what}: {settings.endpoint} refused the credentials (401).",
+            f"{what}: {settings.endpoint} refused the credentials (401): the token is "
+            "wrong or expired.",
             "Check HF_TOKEN or log in again with `hf auth login`.",
         )
     if status == 403:
@@ -121,6 +128,21 @@ def _http_error(settings: HubSettings, what: str, exc: Any) -> Exception:
         f"{what}: the Hub answered with an error: {first}",
         "Try again later, or run with --debug for details.",
     )
+
+
+LOGIN_HINT = (
+    "Log in with `hf auth login`, or export HF_TOKEN=<a write token>; for a local Hub, "
+    "`hubtool hub token create USER --write` prints one."
+)
+
+
+def has_token(settings: HubSettings) -> bool:
+    """Whether a request will carry a token: the settings' own, or the client's lookup."""
+    if settings.token:
+        return True
+    from huggingface_hub import get_token
+
+    return bool(get_token())
 
 
 def revision_of(repo_id: str, repo_type: str = "model", revision: str | None = None) -> str | None:

@@ -1,12 +1,20 @@
-"""Terminal output: compact numbers, tables that fit 80 columns, a spinner on stderr."""
+"""Terminal output: compact numbers, tables that fit the terminal, a spinner, and the one
+way talk reaches the user: ``note`` and ``warn`` (on stderr, each on its own line, above a
+progress bar), with every `hubtool …` command written so that it runs as printed."""
 
 from __future__ import annotations
 
 import itertools
+import os
+import re
+import shlex
+import shutil
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
 
 
 def human(n: int | float | None, unit: str = "") -> str:
@@ -87,3 +95,47 @@ def spinner(message: str, enabled: bool = True) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+
+
+def terminal_width() -> int:
+    """The terminal's width; 80 when stdout is not a terminal."""
+    if not sys.stdout.isatty():
+        return 80
+    return max(shutil.get_terminal_size((80, 24)).columns, 40)
+
+
+@cache
+def invocation() -> str:
+    """How the user runs this hubtool: ``hubtool`` when that is on PATH and is this one,
+    else this environment's script (``.venv/bin/hubtool``), else ``python -m hubtool``."""
+    script = Path(sys.executable).parent / "hubtool"
+    found = shutil.which("hubtool")
+    if found and (not script.exists() or os.path.samefile(found, script)):
+        return "hubtool"
+    if not script.exists():
+        return f"{shlex.quote(sys.executable)} -m hubtool"
+    try:
+        return shlex.quote(str(script.relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(script))
+
+
+COMMAND = re.compile(r"`hubtool(?= |`)")
+
+
+def runnable(text: str) -> str:
+    """Text whose `hubtool …` commands run as printed where hubtool is not on PATH."""
+    name = invocation()
+    return text if name == "hubtool" else COMMAND.sub(f"`{name}", text)
+
+
+def note(message: str) -> None:
+    """A line of talk on stderr, on its own line even while a progress bar is drawn."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(runnable(message), file=sys.stderr)
+
+
+def warn(message: str) -> None:
+    """A warning the user can act on: ``Warning: …`` on its own line of stderr."""
+    note(f"Warning: {message}")

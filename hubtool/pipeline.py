@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from hubtool.config import FinetuneConfig
-from hubtool.errors import ConfigError, HubtoolError, UsageError
+from hubtool.errors import ConfigError, HubConnectionError, HubtoolError, UsageError
+from hubtool.output import note, warn
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,61 @@ def push_settings(section: dict[str, Any], flags: dict[str, Any]) -> PushSetting
     return PushSettings(**merged)
 
 
+def preflight(layers: list[dict[str, Any] | None], push: PushSettings | None) -> None:
+    """Everything about the card and the push that can be checked before the first step, so
+    that a bad repo id, section or token does not fail after the training."""
+    from hubtool.card import check_settings
+
+    extra = [{"repo_id": push.repo_id}] if push else []
+    check_settings([*layers, *extra])
+    if push is not None:
+        check_push_target(push)
+
+
+def check_push_target(push: PushSettings) -> None:
+    """The repo id and branch are well formed, and the token may write to the namespace."""
+    from hubtool.hubclient import LOGIN_HINT, HubSettings, has_token, hub_errors, make_api
+    from hubtool.push import PushOptions, check_options
+
+    check_options(PushOptions(push.repo_id, private=push.private, revision=push.revision))
+    settings = HubSettings.from_env()
+    if not has_token(settings):
+        from hubtool.errors import HubAuthError
+
+        raise HubAuthError(
+            f"--push to {push.repo_id} needs a write token for {settings.endpoint}, and none "
+            "was found (no HF_TOKEN, and no token stored by `hf auth login`).",
+            LOGIN_HINT,
+        )
+    try:
+        with hub_errors(settings, f"Checking the token for {push.repo_id}"):
+            who = make_api(settings).whoami()
+    except HubConnectionError as exc:  # transient: the run can still be pushed at its end
+        warn(f"{exc.message} Training anyway; the push at the end will try again.")
+        return
+    _check_write_access(who, push.repo_id, settings.endpoint)
+
+
+def _check_write_access(who: dict[str, Any], repo_id: str, endpoint: str) -> None:
+    from hubtool.errors import HubAuthError
+
+    role = ((who.get("auth") or {}).get("accessToken") or {}).get("role")
+    namespace = repo_id.split("/")[0]
+    names = {who.get("name"), *(o.get("name") for o in who.get("orgs") or [])}
+    if role == "read":
+        raise HubAuthError(
+            f"The token for {who.get('name')} on {endpoint} is read-only: it cannot push "
+            f"{repo_id}.",
+            "Use a write token (HF_TOKEN or `hf auth login`).",
+        )
+    if role != "fineGrained" and namespace not in names:
+        raise HubAuthError(
+            f"The token for {who.get('name')} cannot write to the namespace {namespace!r} "
+            f"(it can write to: {', '.join(sorted(n for n in names if n))}).",
+            "Push to your own namespace or an organization you belong to (--hub-model-id).",
+        )
+
+
 def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
@@ -55,11 +111,12 @@ def run_finetune(
     overwrite: bool = False,
     resume: str | None = None,
     progress: bool = True,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] = note,
 ) -> Path | None:
     """Train, card, push. Returns the run directory (None on non-main processes)."""
     from hubtool.train import finetune
 
+    preflight(card_layers, push)
     if resume and resume.startswith("hub:"):
         resume = (
             fetch_hub_checkpoint(resume[4:], cfg.run_dir, overwrite)
@@ -78,9 +135,10 @@ def run_finetune(
         if pusher is not None:
             pusher.close()
             for error in pusher.errors:
-                echo(f"Warning: a background push failed (the final push will retry): {error}")
+                warn(f"a background push failed (the final push will retry): {error}")
     if run_dir is None:
         return None
+    run_dir = run_dir.resolve()  # printed in hints: it must work from any folder
     _card(run_dir, card_layers, push, echo)
     if push is not None:
         final_push(run_dir, push, echo)
@@ -107,10 +165,10 @@ def _card(
     extra = [{"repo_id": push.repo_id}] if push else []
     outcome = card_stage(run_dir, [*layers, *extra], HubSettings.from_env().endpoint)
     for line in outcome.notes + outcome.report.warnings:
-        echo(f"Warning: {line}")
+        warn(line)
     if not outcome.report.ok:
-        echo(
-            "Warning: the card was not written:"
+        warn(
+            "the card was not written:"
             + outcome.report.listed()
             + f"\nHint: fix these, then run `hubtool card {run_dir}`."
         )

@@ -1,12 +1,12 @@
-"""Human-readable views of search results and model info (80 columns)."""
+"""Human-readable views of search results and model info, as wide as the terminal (80
+columns when not a terminal). Ids, paths and values are never cut: they are what the user
+copies next; only descriptions are clipped to the width."""
 
 from __future__ import annotations
 
 from hubtool.modelinfo import ModelView
-from hubtool.output import clip, human, size, table
+from hubtool.output import clip, human, size, table, terminal_width
 from hubtool.search import SearchResult
-
-WIDTH = 80
 
 
 def languages_cell(languages: list[str], multilingual: bool) -> str:
@@ -15,9 +15,10 @@ def languages_cell(languages: list[str], multilingual: bool) -> str:
     return ",".join(languages) or "-"
 
 
-def search_table(results: list[SearchResult]) -> str:
+def search_table(results: list[SearchResult], width: int | None = None) -> str:
+    width = width or terminal_width()
     headers = ["MODEL", "FIT", "LANG", "LICENSE", "PARAMS", "DL", "LIKES"]
-    widths = [28, 5, 8, 10, 6, 6, 5]
+    widths = [max([28, *(len(r.id) for r in results)]), 5, 8, 10, 6, 6, 5]
     lines = [table(headers, [], widths)]
     for r in results:
         row = [
@@ -32,12 +33,13 @@ def search_table(results: list[SearchResult]) -> str:
         lines.append(table(headers, [row], widths, [False] * 4 + [True] * 3).split("\n")[1])
         updated = (r.last_modified or "")[:10] or "-"
         detail = f"    {r.library or '-'} · updated {updated} · {'; '.join(r.why)}"
-        lines.append(clip(detail, WIDTH))
+        lines.append(clip(detail, width))
     return "\n".join(lines)
 
 
-def info_text(v: ModelView) -> str:
-    out = [v.id, "=" * min(len(v.id), WIDTH)]
+def info_text(v: ModelView, width: int | None = None) -> str:
+    width = width or terminal_width()
+    out = [v.id, "=" * min(len(v.id), width)]
     facts = [
         (
             "revision",
@@ -72,22 +74,19 @@ def info_text(v: ModelView) -> str:
                 ("private " if v.private else "") + (f"gated ({v.gated})" if v.gated else ""),
             )
         )
-    out += [clip(f"{k:<13}{val}", WIDTH) for k, val in facts]
+    out += [f"{k:<13}{val}" for k, val in facts]  # ids and values: never cut
     if v.eval_results:
         out += ["", "Evaluation results (model-index):"]
         for e in v.eval_results:
             split = f" [{e['split']}]" if e.get("split") else ""
-            out.append(
-                clip(f"  {e['task']} · {e['dataset']}{split} · {e['metric']} = {e['value']}", WIDTH)
-            )
+            value = f"  {e['metric']} = {e['value']}"  # never cut; the context may be
+            out.append(value + clip(f"  ({e['task']} · {e['dataset']}{split})", width - len(value)))
     out += ["", "Can serve:"]
     for t in v.tasks:
-        out.append(clip(f"  {t['fit']:<6}{t['task']:<22}{t['how']}", WIDTH))
+        out.append(clip(f"  {t['fit']:<6}{t['task']:<22}{t['how']}", width))
     out += ["", f"Files ({len(v.files)}, {size(v.total_size)}):"]
     for f in v.files:
-        out.append(
-            clip(f"  {size(f['size']):>10}  {f['path']}{'  (LFS)' if f['lfs'] else ''}", WIDTH)
-        )
+        out.append(f"  {size(f['size']):>10}  {f['path']}{'  (LFS)' if f['lfs'] else ''}")
     return "\n".join(out)
 
 

@@ -69,6 +69,29 @@ def prepare(run_dir: Path, overwrite: bool, resume: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+
+
+def refuse_lfs_pointers(folder: Path) -> None:
+    """A checkpoint cloned without git-lfs holds ~130-byte pointer files where the weights
+    should be; say so instead of letting a loader fail on them."""
+    if not folder.is_dir():
+        return
+    pointers = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.stat().st_size < 1024:
+            with open(path, "rb") as fh:
+                if fh.read(len(LFS_POINTER)) == LFS_POINTER:
+                    pointers.append(path.name)
+    if pointers:
+        raise UsageError(
+            f"{folder} holds git-lfs pointer files instead of their content: "
+            f"{', '.join(pointers[:5])}. It was cloned without git-lfs.",
+            f"Install git-lfs (apt-get install git-lfs, then git lfs install) and run "
+            f"`git lfs pull` in {folder}.",
+        )
+
+
 def checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints, oldest first."""
     root = run_dir / "checkpoints"

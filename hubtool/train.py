@@ -98,37 +98,56 @@ def load_tokenizer(model_id: str) -> Any:
     return tokenizer
 
 
-def load_model(model_id: str, task: str, labels: list[str] | None) -> Any:
+AUTO_CLASSES = {
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "fill-mask": "AutoModelForMaskedLM",
+}
+
+
+def load_model(cfg: FinetuneConfig, task: str, labels: list[str] | None) -> Any:
+    """The checkpoint's weights with the task's head, or (``from_scratch``) a seeded random
+    initialisation of its architecture."""
     import transformers
 
-    auto = {
-        "text-classification": transformers.AutoModelForSequenceClassification,
-        "token-classification": transformers.AutoModelForTokenClassification,
-        "fill-mask": transformers.AutoModelForMaskedLM,
-    }[task]
+    auto = getattr(transformers, AUTO_CLASSES[task])
     kwargs: dict[str, Any] = {}
     if labels is not None:
         kwargs = {
             "num_labels": len(labels),
             "id2label": dict(enumerate(labels)),
             "label2id": {name: i for i, name in enumerate(labels)},
-            "ignore_mismatched_sizes": True,
         }
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report; we say what matters ourselves
     try:
-        return auto.from_pretrained(model_id, **kwargs)
+        if cfg.from_scratch:
+            config = transformers.AutoConfig.from_pretrained(cfg.model, **kwargs)
+            return auto.from_config(config)
+        return auto.from_pretrained(cfg.model, ignore_mismatched_sizes=bool(kwargs), **kwargs)
     except ValueError as exc:
         raise UsageError(
-            f"{model_id} cannot be trained for {task}: {str(exc).splitlines()[0]}",
+            f"{cfg.model} cannot be trained for {task}: {str(exc).splitlines()[0]}",
             "Choose a checkpoint whose architecture serves the task (`hubtool search --task …`).",
         ) from None
     except OSError as exc:
-        raise UsageError(f"Cannot load {model_id}: {str(exc).splitlines()[0]}") from None
+        raise UsageError(
+            f"Cannot load {cfg.model}: {str(exc).splitlines()[0]}", _weights_hint(cfg.model)
+        ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def _weights_hint(model_id: str) -> str | None:
+    folder = Path(model_id)
+    if folder.is_dir() and (folder / "config.json").exists():
+        return (
+            "The folder has a config but no weights. To train this architecture from "
+            "random weights with the tokenizer it holds, pass --from-scratch."
+        )
+    return None
 
 
 def build_optimizer(model: Any, cfg: FinetuneConfig) -> Any:
@@ -248,20 +267,24 @@ def setup(cfg: FinetuneConfig, overwrite: bool, resume: str | None) -> Run:
     tokenizer = load_tokenizer(cfg.model)
     with accelerator.main_process_first():
         data = prepare_data(cfg, tokenizer)
-    model = load_model(cfg.model, data.task, data.label_names)
+    model = load_model(cfg, data.task, data.label_names)
     sampler, train_loader, eval_loader = build_loaders(cfg, data, tokenizer)
-    steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
-    total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
     optimizer = build_optimizer(model, cfg)
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(
+        model, optimizer, train_loader, eval_loader
+    )
+    # Sized from the prepared loader: with N processes each one sees 1/N of the batches.
+    steps_per_epoch = max(math.ceil(len(train_loader) / cfg.grad_accum), 1)
+    total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
+    # Not prepared: Accelerate would step it once per process at every optimizer step.
+    # The loop steps it once per optimizer step, so the schedule is the same for any N.
     scheduler = get_scheduler(
         cfg.scheduler,
         optimizer,
         num_warmup_steps=int(cfg.warmup_ratio * total),
         num_training_steps=total,
     )
-    model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
-        model, optimizer, train_loader, eval_loader, scheduler
-    )
+    accelerator.register_for_checkpointing(scheduler)
     state = LoopState()
     accelerator.register_for_checkpointing(state)
     metric_name = cfg.metric_for_best or evaluation.DEFAULT_BEST[data.task]
@@ -278,7 +301,7 @@ def setup(cfg: FinetuneConfig, overwrite: bool, resume: str | None) -> Run:
         eval_loader,
         sampler,
         total,
-        max(math.ceil(len(train_loader) / cfg.grad_accum), 1),
+        steps_per_epoch,
         state,
         metric_name,
         time.time(),
@@ -291,6 +314,7 @@ def setup(cfg: FinetuneConfig, overwrite: bool, resume: str | None) -> Run:
 def _config_limit(model_id: str) -> int | None:
     from transformers import AutoConfig
 
+    rundir.refuse_lfs_pointers(Path(model_id))
     try:
         config = AutoConfig.from_pretrained(model_id)
     except (OSError, ValueError) as exc:
@@ -311,8 +335,9 @@ def restore(run: Run, given: str) -> None:
     if run.accelerator.is_main_process and log.exists():
         lines = log.read_text().splitlines(keepends=True)[: run.state.log_lines]
         log.write_text("".join(lines))
-    run.accelerator.print(
-        f"Resumed from {checkpoint} (step {run.state.step}, epoch {run.state.epoch})."
+    say(
+        run,
+        f"Resumed from {checkpoint.resolve()} (step {run.state.step}, epoch {run.state.epoch}).",
     )
 
 
@@ -391,7 +416,8 @@ def _optimizer_step(run: Run, batch: dict[str, Any]) -> float:
         if acc.sync_gradients:
             acc.clip_grad_norm_(run.model.parameters(), run.cfg.max_grad_norm)
         run.optimizer.step()
-        run.scheduler.step()
+        if acc.sync_gradients and not acc.optimizer_step_was_skipped:
+            run.scheduler.step()
         run.optimizer.zero_grad()
     return float(loss.detach())
 
@@ -433,9 +459,10 @@ def _evaluate_and_keep(run: Run, best: dict[str, Any] | None) -> dict[str, Any] 
         )
     state.last_eval_step = state.step
     log(run, {"step": state.step, "epoch": state.epoch, "eval": evaluation.scalars(metrics)})
-    acc.print(
+    say(
+        run,
         f"step {state.step}: "
-        + ", ".join(f"{k} {v:.4f}" for k, v in evaluation.scalars(metrics).items())
+        + ", ".join(f"{k} {v:.4f}" for k, v in evaluation.scalars(metrics).items()),
     )
     if evaluation.better(run.metric_name, value, state.best_metric):
         state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
@@ -450,6 +477,14 @@ def _evaluate_and_keep(run: Run, best: dict[str, Any] | None) -> dict[str, Any] 
 
 
 # -- writing -------------------------------------------------------------------------------------
+def say(run: Run, line: str) -> None:
+    """A line for the user from the main process, above the progress bar."""
+    if run.accelerator.is_main_process:
+        from hubtool.output import note
+
+        note(line)
+
+
 def log(run: Run, entry: dict[str, Any]) -> None:
     run.state.log_lines += 1
     if run.accelerator.is_main_process:
@@ -528,7 +563,11 @@ def write_run_json(run: Run, status: str) -> None:
             "text_pair": run.data.text_pair_column,
             "label": run.data.label_column,
         },
-        "base_model": {"id": run.cfg.model, "revision": revision_of(run.cfg.model)},
+        "base_model": {
+            "id": run.cfg.model,
+            "revision": revision_of(run.cfg.model),
+            "from_scratch": run.cfg.from_scratch,  # only the architecture and tokenizer used
+        },
         "dataset": run.data.source,
         "data": run.data.stats,
         "steps": {
@@ -546,11 +585,20 @@ def write_run_json(run: Run, status: str) -> None:
     rundir.write_json(run.run_dir / "run.json", document)
 
 
+# Loggers whose warnings the user can do nothing about (Accelerate's "Removed shared tensor"
+# for tied weights, which from_pretrained ties again).
+QUIET_LOGGERS = ("accelerate.utils.other", "accelerate.checkpointing", "accelerate.accelerator")
+
+
 def quiet_libraries(progress: bool) -> None:
     """transformers' per-file bars are noise here; datasets' bars only when progress is on."""
+    import logging
+
     import datasets
     from transformers.utils import logging as hf_logging
 
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     hf_logging.disable_progress_bar()
     if not progress:
         datasets.disable_progress_bars()

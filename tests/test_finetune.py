@@ -506,3 +506,74 @@ def test_roberta_checkpoint_and_csv_data(tmp_path):
     assert info["config"]["max_length"] == 64  # 66 positions, 2 reserved by RoBERTa
     assert info["columns"]["text"] == "review" and info["labels"] == ["neg", "pos"]
     assert info["dataset"]["validation"]["stratified"] is False  # string labels
+
+
+def launch_two(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`accelerate launch` with two CPU processes (gloo), as a user runs it."""
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    assert accelerate
+    launch = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    proc = subprocess.run(
+        [*launch, "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hubtool", *args],
+        cwd=cwd,
+        env=client_env("http://127.0.0.1:9", cwd / "hf_home"),
+        capture_output=True,
+        text=True,
+        timeout=HEAVY_TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def test_two_processes_train_the_epochs_asked_with_the_same_schedule(
+    checkpoint, datasets_dir, tmp_path
+):
+    """Same global batch (1 × 16 vs 2 × 8), --epochs 1: the same steps per epoch, one epoch,
+    and a learning rate that reaches 0 only at the last step."""
+    common = ["--epochs", "1", "--seed", "5"]
+    one = base_args(checkpoint, datasets_dir / "cls", "one", *common)
+    run(one, tmp_path)
+    launch_two(
+        base_args(checkpoint, datasets_dir / "cls", "two", *common, "--batch-size", "8"), tmp_path
+    )
+    steps = {}
+    for name in ("one", "two"):
+        info = json.loads((tmp_path / name / "run.json").read_text())
+        steps[name] = info["steps"]
+        log = [e for e in read_log(tmp_path / name) if "loss" in e]
+        assert [e["step"] for e in log] == list(range(1, info["steps"]["per_epoch"] + 1))
+        assert {e["epoch"] for e in log} == {0}  # one epoch, not two
+        assert all(e["lr"] > 0 for e in log[:-1]) and log[-1]["lr"] == 0
+    assert steps["one"] == steps["two"] == {"total": 15, "per_epoch": 15, "done": 15}
+    lrs = [[e["lr"] for e in read_log(tmp_path / n) if "loss" in e] for n in ("one", "two")]
+    assert lrs[0] == pytest.approx(lrs[1])
+
+
+def test_fill_mask_from_scratch_is_reproducible_and_carded_as_such(datasets_dir, tmp_path):
+    """Two runs with one seed, each with a tokenizer learnt anew and whole-word masking:
+    the same weights and metrics. The card says the model was trained from scratch."""
+    args = ["--task", "fill-mask", "--max-length", "32", "--max-steps", "12", "--eval-every", "6"]
+    for name in ("a", "b"):
+        init = tiny.build_checkpoint(tmp_path / f"init-{name}", weights=False)
+        extra = [*args, "--whole-word-mask", "--from-scratch", "--seed", "11"]
+        run(base_args(init, datasets_dir / "corpus.txt", name, *extra), tmp_path)
+    a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("a", "b"))
+    assert a["metrics"] == b["metrics"]
+    weights = [(tmp_path / n / "model" / "model.safetensors").read_bytes() for n in ("a", "b")]
+    assert weights[0] == weights[1]
+    card = (tmp_path / "a" / "model" / "README.md").read_text()
+    head, body = card.split("---\n")[1], card.split("---\n", 2)[2]
+    assert "base_model" not in head
+    assert "trained from scratch" in body and "fine-tuned version" not in body
+    assert "a local checkpoint" not in body
+
+
+def test_weights_missing_suggests_from_scratch(datasets_dir, tmp_path):
+    init = tiny.build_checkpoint(tmp_path / "init", weights=False)
+    proc = run(
+        base_args(init, datasets_dir / "corpus.txt", "x", "--task", "fill-mask"),
+        tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 2 and "--from-scratch" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr

@@ -20,13 +20,17 @@ def texts(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 14))) for _ in range(n)]
 
 
-def build_checkpoint(folder: Path, kind: str = "bert", extra_words: list[str] = ()) -> Path:
-    """A 2-layer model with its WordPiece tokenizer trained on the tiny vocabulary."""
+def build_checkpoint(
+    folder: Path, kind: str = "bert", extra_words: list[str] = (), weights: bool = True
+) -> Path:
+    """A 2-layer model with its sub-word tokenizer trained on the tiny vocabulary (with
+    ``weights=False`` only its config and tokenizer, for ``--from-scratch`` runs)."""
+    import torch
     from transformers import BertConfig, BertForMaskedLM, RobertaConfig, RobertaForMaskedLM
 
-    from hubtool.wordpiece import train_wordpiece
+    from hubtool.subwords import train_tokenizer
 
-    fast = train_wordpiece(texts(400) + list(WORDS) + list(extra_words) * 5, 150, 64)
+    fast = train_tokenizer(texts(400) + list(WORDS) + list(extra_words) * 5, 150, 64)
     common = {
         "vocab_size": len(fast),
         "hidden_size": 32,
@@ -34,13 +38,18 @@ def build_checkpoint(folder: Path, kind: str = "bert", extra_words: list[str] = 
         "num_attention_heads": 2,
         "intermediate_size": 64,
     }
+    torch.manual_seed(0)
     if kind == "roberta":
         model = RobertaForMaskedLM(
             RobertaConfig(**common, max_position_embeddings=66, pad_token_id=0)
         )
     else:
         model = BertForMaskedLM(BertConfig(**common, max_position_embeddings=64))
-    model.save_pretrained(folder)
+    if weights:
+        model.save_pretrained(folder)
+    else:
+        model.config.architectures = [type(model).__name__]
+        model.config.save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
 

@@ -66,9 +66,10 @@ def card_command(run_dir, config_file, template, output, check_only, strict, **f
 
 def _report_card(outcome: Any) -> None:
     from hubtool.errors import CheckFailed
+    from hubtool.output import warn
 
     for line in outcome.notes + outcome.report.warnings:
-        click.echo(f"Warning: {line}", err=True)
+        warn(line)
     if outcome.report.ok:
         return
     problems = outcome.report.listed()

@@ -52,6 +52,10 @@ FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
     "whole_word_mask": (bool, "fill-mask: mask whole words."),
     "label_all_subwords": (bool, "token-classification: label every sub-word."),
     "group_by_length": (bool, "Batch examples of similar lengths (less padding)."),
+    "from_scratch": (
+        bool,
+        "Train the checkpoint's architecture from random (seeded) weights, with its tokenizer.",
+    ),
 }
 
 
@@ -113,6 +117,7 @@ def finetune_command(config_file, resume, overwrite, no_progress, **flags) -> No
     """Fine-tune a checkpoint with an Accelerate loop, evaluate it, write its card, push it."""
     from hubtool.card import card_section
     from hubtool.config import read_config_file, read_raw_config, resolve_config
+    from hubtool.output import note
     from hubtool.pipeline import push_settings, run_finetune
 
     push_flags = {k: flags.pop(k) for k in ("push", "repo_id", "strategy", "private")}
@@ -127,7 +132,7 @@ def finetune_command(config_file, resume, overwrite, no_progress, **flags) -> No
         overwrite=overwrite,
         resume=resume,
         progress=not no_progress,
-        echo=lambda line: click.echo(line, err=True),
+        echo=note,
     )
     if run_dir is not None:  # the main process reports; the others stay quiet
         click.echo(str(run_dir))
@@ -202,5 +207,6 @@ def demo_command(workdir: Path, assets: Path, quick: bool, serve: bool, port: in
     """The whole journey on a local Hub seeded with real models and data: search, fine-tune,
     evaluate, card and push a classifier and a French masked-LM, then show where to look."""
     from hubtool.demo import run_demo
+    from hubtool.output import note
 
-    run_demo(workdir, assets, lambda msg: click.echo(msg, err=True), quick, serve, port)
+    run_demo(workdir, assets, note, quick, serve, port)
