@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hubtool import boundedyaml
 from hubtool.errors import ConfigError
 
 PROBES_DIR = Path(__file__).resolve().parent / "probes"
@@ -25,7 +26,7 @@ def load_probe(language: str | None, path: Path | None = None) -> dict[str, Any]
         if not language or not path.is_file():
             return None
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = boundedyaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"Cannot read bias probe {path}: {exc}") from None
     required = ("groups", "templates", "occupations")

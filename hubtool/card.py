@@ -17,7 +17,7 @@ from typing import Any
 from hubtool import rundir
 from hubtool.basecard import BaseCard, read_base_card
 from hubtool.errors import ConfigError, UsageError
-from hubtool.hubclient import REPO_ID
+from hubtool.hubclient import valid_repo_id
 
 TEMPLATE = "modelcard.md.j2"
 TASK_NAMES = {
@@ -101,7 +101,7 @@ def card_settings(*layers: dict[str, Any] | None) -> CardSettings:
                 merged[key] = value
     values = {k: _card_value(k, v) for k, v in merged.items()}
     settings = CardSettings(**values)
-    if settings.repo_id and not REPO_ID.match(settings.repo_id):
+    if settings.repo_id and not valid_repo_id(settings.repo_id):
         raise ConfigError(
             f"{settings.repo_id!r} is not a Hub repo id.", "Use NAMESPACE/NAME, e.g. alice/model."
         )
@@ -261,9 +261,40 @@ def render(ctx: dict[str, Any], template: Path | None = None) -> str:
     from hubtool import cardparts
 
     env = cardparts.environment(template.parent if template else None)
-    body = env.get_template(template.name if template else TEMPLATE).render(**ctx)
+    body = _render_body(env, template, ctx)
     head = yaml.safe_dump(ctx["metadata"], sort_keys=False, allow_unicode=True, width=1000)
     return f"---\n{head}---\n\n{body.strip()}\n"
+
+
+MAX_TEMPLATE_BYTES = 1 << 20
+
+
+def _render_body(env: Any, template: Path | None, ctx: dict[str, Any]) -> str:
+    """The body from the shipped template or the user's; a template that cannot render is
+    a ConfigError naming it (and the line), never a traceback."""
+    import jinja2
+    from jinja2.sandbox import SecurityError
+
+    if template is None:
+        return str(env.get_template(TEMPLATE).render(**ctx))
+    if not template.is_file():
+        raise ConfigError(f"--template {template}: no such file.")
+    if template.stat().st_size > MAX_TEMPLATE_BYTES:
+        raise ConfigError(f"--template {template} is larger than 1 MiB.")
+    try:
+        return str(env.get_template(template.name).render(**ctx))
+    except SecurityError as exc:
+        raise ConfigError(
+            f"--template {template} tried something templates may not do: {exc}.",
+            "Templates read the documented context (templates/README.md); they run in "
+            "Jinja's sandbox.",
+        ) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"--template {template}, line {exc.lineno}: {exc.message}.") from None
+    except (jinja2.TemplateError, TypeError, ValueError) as exc:
+        raise ConfigError(f"--template {template} cannot be rendered: {exc}.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--template {template} is not UTF-8 text.") from None
 
 
 @dataclass

@@ -11,9 +11,10 @@ from urllib.parse import urlsplit
 from hubtool.hub.metadata import as_list, card_data, model_index_rows, split_front_matter
 from hubtool.hub.validate import ISO_639_1, validate_card
 
+# Escaped text (``\{%``, ``\[``) is a value hubtool wrote inert, not a placeholder or link.
 PLACEHOLDERS = re.compile(
-    r"more information needed|\bTODO\b|\bTBD\b|\bFIXME\b|lorem ipsum|\{\{|\{%|<placeholder>|"
-    r"\[your[ _-]",
+    r"more information needed|\bTODO\b|\bTBD\b|\bFIXME\b|lorem ipsum|(?<!\\)\{(?<!\\)\{|"
+    r"(?<!\\)\{%|<placeholder>|(?<!\\)\[your[ _-]",
     re.I,
 )
 LOCAL_PATH = re.compile(
@@ -21,7 +22,7 @@ LOCAL_PATH = re.compile(
     r"|\b[A-Za-z]:\\|file://"
 )
 TOKEN_LIKE = re.compile(r"\b(?:hf|api\\?_org)\\?_[A-Za-z0-9]{30,}")
-LINK = re.compile(r"\[[^\]]*\]\(([^)\s]*)[^)]*\)")
+LINK = re.compile(r"(?<!\\)\[(?:[^\]\\]|\\.)*\]\(([^)\s]*)[^)]*\)")
 RESTRICTIVE = re.compile(r"-nc|-nd|^other$|^unknown$|research|noncommercial", re.I)
 
 

@@ -94,12 +94,15 @@ def value(v: Any) -> str:
 
 
 def environment(user_dir: Path | None) -> Any:
+    """Jinja's immutable sandbox for every template, the shipped ones and the user's: a
+    template reads the context; it cannot reach Python internals, run code or change data."""
     import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     loaders: list[Any] = [jinja2.PackageLoader("hubtool.templates", ".")]
     if user_dir is not None:
         loaders.insert(0, jinja2.FileSystemLoader(str(user_dir)))
-    env = jinja2.Environment(
+    env = ImmutableSandboxedEnvironment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=False,
         undefined=jinja2.StrictUndefined,
@@ -254,6 +257,7 @@ def training_facts(run: dict[str, Any], log: list[dict[str, Any]]) -> dict[str, 
         "padding_ratio": speed.get("padding_ratio"),
         "started": run.get("started"),
         "seed": run.get("seed", cfg.get("seed")),
+        "resumes": run.get("resumes") or [],
         "evaluations": _evaluations(log, steps.get("per_epoch") or 0),
     }
 

@@ -56,10 +56,10 @@ def init(root: Path, repo_id: str, model: str, dataset: str, task: str, force: b
     """Write the workflow and hubtool.yaml; returns what was written. Refuses, writing
     nothing, when either exists and ``force`` is off. The workflow installs the repository's
     requirements.txt, which must name hubtool and the test tools."""
-    from hubtool.hubclient import REPO_ID
+    from hubtool.hubclient import valid_repo_id
 
     for name, value in (("repo id", repo_id), ("model", model), ("dataset", dataset)):
-        if not REPO_ID.match(value):
+        if not valid_repo_id(value):
             raise UsageError(f"{value!r} is not a Hub {name} (NAMESPACE/NAME).")
     files = {
         root / WORKFLOW: workflow(repo_id),

@@ -81,4 +81,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except Exception as exc:  # a bug: still one paragraph, the traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        click.echo(
+            f"Error: hubtool failed unexpectedly ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:300]}).\nHint: this is a bug in hubtool; run again "
+            "with --debug for the traceback and report it.",
+            err=True,
+        )
+        sys.exit(1)
     sys.exit(0)

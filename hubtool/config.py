@@ -7,6 +7,7 @@ code never meets a nonsensical hyperparameter.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -98,11 +99,8 @@ OTHER_SECTIONS = ("card", "push", "publish")
 
 
 def read_raw_config(path: Path) -> dict[str, Any]:
-    """The whole config file as a mapping (YAML, or TOML by its suffix)."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"Cannot read config file {path}: {exc.strerror or exc}.") from None
+    """The whole config file as a mapping (YAML, or TOML by its suffix), read with bounds."""
+    text = _config_text(path)
     try:
         if path.suffix == ".toml":
             try:
@@ -114,18 +112,43 @@ def read_raw_config(path: Path) -> dict[str, Any]:
                 ) from None
             data: Any = tomllib.loads(text)
         else:
-            import yaml
+            from hubtool import boundedyaml
 
-            data = yaml.safe_load(text) or {}
+            data = boundedyaml.safe_load(text) or {}
     except ConfigError:
         raise
     except Exception as exc:  # yaml and toml raise their own error types
+        detail = " ".join(str(exc).split())
         raise ConfigError(
-            f"Config file {path} is not valid {path.suffix[1:].upper() or 'YAML'}: {exc}"
+            f"Config file {path} is not valid {path.suffix[1:].upper() or 'YAML'}: {detail}"
         ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"Config file {path} must hold a mapping of settings.")
     return data
+
+
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _config_text(path: Path) -> str:
+    """The file's text: at most 1 MiB of UTF-8."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc.strerror or exc}.") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"Config file {path} is larger than 1 MiB: it is not a config file.")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+        raise ConfigError(
+            f"Config file {path} is {'UTF-16' if utf16 else 'not UTF-8'} (byte {exc.start} "
+            "cannot be read as UTF-8).",
+            f"Save it as UTF-8, e.g. `iconv -f {'utf-16' if utf16 else 'latin1'} -t utf-8 "
+            f"{path} > {path}.utf8`.",
+        ) from None
 
 
 def resolve_config(file_values: dict[str, Any], flags: dict[str, Any]) -> FinetuneConfig:
@@ -151,49 +174,87 @@ def resolve_config(file_values: dict[str, Any], flags: dict[str, Any]) -> Finetu
     return cfg
 
 
+BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True}
+BOOL_WORDS |= {"false": False, "no": False, "off": False, "0": False}
+
+
 def _coerce(name: str, value: Any) -> Any:
-    kind = next(f.type for f in fields(FinetuneConfig) if f.name == name)
+    """The value as the field's type; a value of another type is refused, never guessed
+    (``batch_size: true`` is not 1). Numbers may be written as strings ("5e-5": PyYAML reads
+    exponents without a dot as text)."""
+    kind = str(next(f.type for f in fields(FinetuneConfig) if f.name == name))
     if value is None:
         return None
-    if "float" in str(kind):
-        return float(value)
-    if "int" in str(kind):
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"{name} must be a whole number, not {value}")
-        return int(value)
-    if "bool" in str(kind):
-        if isinstance(value, str):
-            return value.strip().lower() in ("1", "true", "yes", "on")
-        return bool(value)
-    return str(value)
+    if "bool" in kind:
+        word = value.strip().lower() if isinstance(value, str) else None
+        if isinstance(value, bool) or word in BOOL_WORDS:
+            return value if isinstance(value, bool) else BOOL_WORDS[word or ""]
+        raise ValueError(f"{name} must be true or false, not {value!r:.40}")
+    if "float" in kind or "int" in kind:
+        return _number(name, value, whole="int" in kind)
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"{name} must be text, not {type(value).__name__} {value!r:.40}")
+
+
+def _number(name: str, value: Any, whole: bool) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{name} must be a number, not {value!r:.40}")
+    try:
+        number = float(value) if isinstance(value, str) else value
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {value!r:.40}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, not {value!r:.40}")
+    if whole:
+        if isinstance(number, int):
+            return number
+        if not float(number).is_integer():
+            raise ValueError(f"{name} must be a whole number, not {value!r:.40}")
+        return int(number)
+    return float(number)
+
+
+# (field, low, high, what): every number has a range; None means unbounded on that side.
+RANGES: list[tuple[str, float | None, float | None, str]] = [
+    ("lr", 0, 1, "between 0 and 1 (exclusive)"),
+    ("epochs", 0, 100_000, "between 0 (exclusive) and 100,000"),
+    ("max_steps", 1, 100_000_000, "between 1 and 100,000,000"),
+    ("batch_size", 1, 65_536, "between 1 and 65,536"),
+    ("eval_batch_size", 1, 65_536, "between 1 and 65,536"),
+    ("grad_accum", 1, 65_536, "between 1 and 65,536"),
+    ("weight_decay", 0, 10, "between 0 and 10"),
+    ("warmup_ratio", 0, 1, "in [0, 1)"),
+    ("max_grad_norm", 0, 1e6, "between 0 (exclusive) and 1,000,000"),
+    ("max_length", 8, 65_536, "between 8 and 65536"),
+    ("seed", 0, 2**32 - 1, "between 0 and 4,294,967,295"),
+    ("validation_share", 0, 1, "in (0, 1)"),
+    ("keep_checkpoints", 1, 10_000, "between 1 and 10,000"),
+    ("early_stopping", 1, 1_000_000, "≥ 1"),
+    ("mlm_probability", 0, 1, "in (0, 1)"),
+]
+OPEN_LOW = {"lr", "epochs", "max_grad_norm", "validation_share", "mlm_probability"}
+OPEN_HIGH = {"lr", "warmup_ratio", "validation_share", "mlm_probability"}
+
+
+def _in_range(cfg: FinetuneConfig, name: str, low: float | None, high: float | None) -> bool:
+    value = getattr(cfg, name)
+    if value is None:
+        return True
+    above = low is None or (value > low if name in OPEN_LOW else value >= low)
+    below = high is None or (value < high if name in OPEN_HIGH else value <= high)
+    return above and below
 
 
 def check(cfg: FinetuneConfig) -> None:
     """Refuse nonsensical values with one clear message each."""
+    for name, low, high, what in RANGES:
+        if not _in_range(cfg, name, low, high):
+            raise ConfigError(f"Invalid setting: {name} must be {what} (got {getattr(cfg, name)}).")
     rules: list[tuple[bool, str]] = [
         (cfg.task in TASKS, f"task must be one of {', '.join(TASKS)}"),
-        (0 < cfg.lr < 1, f"lr must be between 0 and 1 (got {cfg.lr})"),
-        (cfg.epochs > 0, f"epochs must be positive (got {cfg.epochs})"),
-        (cfg.max_steps is None or cfg.max_steps > 0, "max_steps must be positive"),
-        (cfg.batch_size >= 1, "batch_size must be at least 1"),
-        (
-            cfg.eval_batch_size is None or cfg.eval_batch_size >= 1,
-            "eval_batch_size must be at least 1",
-        ),
-        (cfg.grad_accum >= 1, "grad_accum must be at least 1"),
-        (cfg.weight_decay >= 0, "weight_decay must not be negative"),
-        (0 <= cfg.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
         (cfg.scheduler in SCHEDULERS, f"scheduler must be one of {', '.join(SCHEDULERS)}"),
-        (cfg.max_grad_norm > 0, "max_grad_norm must be positive"),
-        (
-            cfg.max_length is None or 8 <= cfg.max_length <= 65536,
-            "max_length must be between 8 and 65536",
-        ),
         (cfg.mixed_precision in PRECISIONS, f"mixed_precision must be one of {PRECISIONS}"),
-        (0 < cfg.validation_share < 1, "validation_share must be in (0, 1)"),
-        (cfg.keep_checkpoints >= 1, "keep_checkpoints must be at least 1"),
-        (cfg.early_stopping is None or cfg.early_stopping >= 1, "early_stopping must be ≥ 1"),
-        (0 < cfg.mlm_probability < 1, "mlm_probability must be in (0, 1)"),
         (_every_ok(cfg.eval_every), "eval_every must be 'epoch' or a positive number of steps"),
         (_every_ok(cfg.save_every), "save_every must be 'epoch' or a positive number of steps"),
         (cfg.report_to in (None, "tensorboard"), "report_to must be 'tensorboard'"),
@@ -204,7 +265,8 @@ def check(cfg: FinetuneConfig) -> None:
 
 
 def _every_ok(value: str) -> bool:
-    return value == "epoch" or (value.isdigit() and int(value) > 0)
+    digits = value.isascii() and value.isdigit() and len(value) < 10
+    return value == "epoch" or (digits and int(value) > 0)
 
 
 DEFAULT_MAX_LENGTH = 128

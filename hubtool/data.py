@@ -199,13 +199,20 @@ def label_names_for(train: Any, validation: Any, column: str, task: str) -> list
     """The label set, from ClassLabel names or the values seen in train."""
     import datasets
 
-    inner = _inner_feature(train.features[column])
-    if isinstance(inner, datasets.ClassLabel):
-        return list(inner.names)
     values = _flat(train[column], task)
     if any(v is None for v in values):
         raise UsageError(f"The label column {column!r} has empty values.")
-    names = sorted({str(v) for v in values}, key=_natural)
+    present = {str(v) for v in values}
+    if len(present) < 2:
+        raise UsageError(
+            f"The label column {column!r} has a single value ({next(iter(present), 'none')})"
+            " in the training split: a classifier needs at least two classes.",
+            "Check --label-column, or the data: every row has the same label.",
+        )
+    inner = _inner_feature(train.features[column])
+    if isinstance(inner, datasets.ClassLabel):
+        return list(inner.names)
+    names = sorted(present, key=_natural)
     unseen = sorted({str(v) for v in _flat(validation[column], task)} - set(names), key=_natural)
     if unseen:
         raise UsageError(
@@ -266,6 +273,18 @@ def encode_labels(
         return {"labels": [index[name(v)] for v in rows]}
 
     return ds.map(encode, batched=True, desc="Encoding labels")
+
+
+def check_tags(ds: Any, tokens: str, tags: str, split: str) -> None:
+    """Every row of a token-classification split has one tag per token."""
+    for i, (words, labels) in enumerate(zip(ds[tokens], ds[tags], strict=True)):
+        if not isinstance(labels, list) or len(labels) != len(words):
+            got = len(labels) if isinstance(labels, list) else type(labels).__name__
+            raise UsageError(
+                f"Row {i} of split {split!r} has {len(words)} tokens but {got} tags in "
+                f"column {tags!r}.",
+                "Give every token exactly one tag (and every row a list of tags).",
+            )
 
 
 def check_texts(ds: Any, column: str, split: str, task: str) -> None:

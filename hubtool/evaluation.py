@@ -30,11 +30,22 @@ DEFAULT_BEST = {
 
 @functools.cache
 def metric(name: str) -> Any:
-    """A shipped evaluate module by name; any other evaluate id is loaded as evaluate does."""
+    """A shipped evaluate module by name; any other evaluate id is loaded as evaluate does
+    (from the Hub, or a local script path); one that cannot be loaded is a UsageError."""
     import evaluate
 
+    from hubtool.errors import UsageError
+
     local = METRICS_DIR / name
-    return evaluate.load(str(local) if local.is_dir() else name)
+    try:
+        return evaluate.load(str(local) if local.is_dir() else name)
+    except Exception as exc:  # evaluate raises connection, file and import errors alike
+        shipped = ", ".join(sorted(p.name for p in METRICS_DIR.iterdir() if p.is_dir()))
+        raise UsageError(
+            f"The evaluate module {name!r} cannot be loaded: {str(exc).splitlines()[0][:200]}",
+            f"Shipped modules (always available): {shipped}. Others come from the Hub "
+            "(HF_ENDPOINT must reach one that has them) or a local folder with the script.",
+        ) from None
 
 
 @dataclass

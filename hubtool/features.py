@@ -20,13 +20,12 @@ def prepare_data(cfg: FinetuneConfig, tokenizer: Any) -> data.PreparedData:
     columns = list(first.column_names)
     task = data.infer_task(columns, first.features, cfg)
     text, pair, label = data.pick_columns(columns, task, cfg)
-    train, validation, how = data.choose_splits(raw, cfg, label)
-    for split, ds in (("train", train), (how["split"], validation)):
-        if len(ds) == 0:
+    used = {cfg.train_split, cfg.validation_split, *data.VALIDATION_NAMES}
+    for split, ds in ((s, d) for s, d in raw.items() if s in used):  # before any carving:
+        if len(ds) == 0:  # so that row numbers are the file's
             raise UsageError(f"The {split} split is empty.")
-        data.check_texts(ds, text, split, task)
-        if pair:
-            data.check_texts(ds, pair, split, task)
+        _check_rows(ds, split, task, text, pair, label)
+    train, validation, how = data.choose_splits(raw, cfg, label)
     names = None
     if label is not None:
         names = data.label_names_for(train, validation, label, task)
@@ -52,6 +51,16 @@ def prepare_data(cfg: FinetuneConfig, tokenizer: Any) -> data.PreparedData:
     stats["truncated"] = {"train": train_stats, "validation": val_stats}
     source = {**source, "split": how["split"], "validation": how}
     return data.PreparedData(task, train, validation, names, text, pair, label, source, stats)
+
+
+def _check_rows(
+    ds: Any, split: str, task: str, text: str, pair: str | None, label: str | None
+) -> None:
+    data.check_texts(ds, text, split, task)
+    if task == "token-classification" and label:
+        data.check_tags(ds, text, label, split)
+    if pair:
+        data.check_texts(ds, pair, split, task)
 
 
 def _language_of(ds: Any, column: str) -> str | None:

@@ -19,8 +19,36 @@ from typing import Any
 from hubtool.errors import HubAuthError, HubConnectionError, NotFoundError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-# A Hub repo id as users write one: NAMESPACE/NAME.
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
+# One part of a Hub repo id (huggingface_hub's rules, in ASCII): letters, digits, - _ .,
+# not starting or ending with - or ., at most 96 characters.
+_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?", re.ASCII)
+
+
+def valid_repo_id(value: object, namespace: bool = True) -> bool:
+    """NAMESPACE/NAME as the Hub accepts it: no ``--`` or ``..``, not ending in ``.git``
+    (``namespace=False`` also accepts a bare NAME, as legacy ids like ``gpt2``)."""
+    if not isinstance(value, str) or value.count("/") not in ((1,) if namespace else (0, 1)):
+        return False
+    parts = value.split("/")
+    return (
+        all(_PART.fullmatch(p) for p in parts)
+        and "--" not in value
+        and ".." not in value
+        and not value.endswith(".git")
+    )
+
+
+def check_repo_id(value: str, what: str = "repo id", namespace: bool = True) -> str:
+    """``value`` when it is a valid repo id; a UsageError saying why not otherwise."""
+    if not valid_repo_id(value, namespace):
+        from hubtool.errors import UsageError
+
+        raise UsageError(
+            f"{value!r} is not a Hub repo id ({what}).",
+            "Use NAMESPACE/NAME with ASCII letters, digits, '-', '_' or '.' (not at the "
+            "ends, no '--' or '..', not ending in .git), e.g. alice/my-model.",
+        )
+    return value
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,9 @@ def view(info: Any) -> ModelView:
 
 
 def model_view(settings: HubSettings, repo_id: str, revision: str | None = None) -> ModelView:
+    from hubtool.hubclient import check_repo_id
+
+    check_repo_id(repo_id, "the model to show", namespace=False)
     api = make_api(settings)
     with hub_errors(settings, f"Reading {repo_id}"):
         info = api.model_info(repo_id, revision=revision, files_metadata=True)

@@ -30,8 +30,10 @@ def push_settings(section: dict[str, Any], flags: dict[str, Any]) -> PushSetting
     from hubtool.pushbg import STRATEGIES
 
     merged = {str(k).replace("-", "_"): v for k, v in section.items()}
-    enabled = bool(flags.get("push")) or merged.pop("enabled", bool(section))
-    merged.pop("enabled", None)
+    enabled_value = merged.pop("enabled", bool(section))
+    if not isinstance(enabled_value, bool):
+        raise ConfigError(f"push.enabled must be true or false, not {enabled_value!r:.40}.")
+    enabled = bool(flags.get("push")) or enabled_value
     merged.update({k: v for k, v in flags.items() if k != "push" and v not in (None, False)})
     unknown = set(merged) - {"repo_id", "private", "strategy", "revision"}
     if unknown:
@@ -42,6 +44,12 @@ def push_settings(section: dict[str, Any], flags: dict[str, Any]) -> PushSetting
         raise UsageError("--push needs a repo id.", "Pass --hub-model-id NS/NAME.")
     if merged.get("strategy", "end") not in STRATEGIES:
         raise ConfigError(f"push strategy must be one of {', '.join(STRATEGIES)}.")
+    for key, kind in (("repo_id", str), ("private", bool), ("strategy", str), ("revision", str)):
+        if key in merged and not isinstance(merged[key], kind):
+            raise ConfigError(
+                f"push.{key} must be {'true or false' if kind is bool else 'text'}, "
+                f"not {merged[key]!r:.40}."
+            )
     return PushSettings(**merged)
 
 
@@ -118,6 +126,9 @@ def run_finetune(
 
     preflight(card_layers, push)
     if resume and resume.startswith("hub:"):
+        from hubtool.hubclient import check_repo_id
+
+        check_repo_id(resume[4:], "--resume hub:NS/NAME")
         resume = (
             fetch_hub_checkpoint(resume[4:], cfg.run_dir, overwrite)
             if is_main_process()
@@ -128,7 +139,7 @@ def run_finetune(
     if pusher is not None and push is not None:
         from hubtool.pushbg import on_save_hook
 
-        hook = on_save_hook(pusher, push.strategy, cfg.run_dir)
+        hook = on_save_hook(pusher, push.strategy)
     try:
         run_dir = finetune(cfg, overwrite=overwrite, resume=resume, progress=progress, on_save=hook)
     finally:

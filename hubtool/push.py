@@ -17,7 +17,7 @@ from typing import Any
 
 from hubtool import pushfiles
 from hubtool.errors import CheckFailed, UsageError
-from hubtool.hubclient import REPO_ID
+from hubtool.hubclient import check_repo_id
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,7 @@ class PushResult:
 
 
 def check_options(opts: PushOptions) -> None:
-    if not REPO_ID.match(opts.repo_id):
-        raise UsageError(f"{opts.repo_id!r} is not a Hub repo id.", "Use NAMESPACE/NAME.")
+    check_repo_id(opts.repo_id, "the repo to push to")
     if opts.tag and not pushfiles.TAG.match(opts.tag):
         raise UsageError(f"{opts.tag!r} is not a valid tag name.", "Use a tag like v1.2.3.")
     if opts.create_pr and opts.tag:

@@ -135,10 +135,12 @@ def _link(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def on_save_hook(pusher: BackgroundPusher, strategy: str, run_dir: Path) -> Any:
-    """The callback the training loop calls after each checkpoint is written."""
+def on_save_hook(pusher: BackgroundPusher, strategy: str) -> Any:
+    """The callback the training loop calls after each checkpoint is written (the run's
+    folder is the checkpoint's grandparent: RUN/checkpoints/step-N)."""
 
     def hook(step: int, checkpoint: Path) -> None:
+        run_dir = checkpoint.parent.parent
         if (run_dir / "model").is_dir():
             pusher.submit(
                 Job(

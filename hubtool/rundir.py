@@ -12,14 +12,17 @@ new one, never half a file; the model folder is replaced the same way.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hubtool.errors import UsageError
+from hubtool.errors import StorageError, UsageError
 
 RUN_FILES = ("run.json", "train_log.jsonl", "metrics.json", "model", "checkpoints")
 
@@ -45,10 +48,28 @@ def replace_dir(tmp: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def prepare(run_dir: Path, overwrite: bool, resume: bool) -> None:
-    """Refuse a folder that holds another run unless resuming or overwriting."""
-    holds_run = run_dir.exists() and any((run_dir / f).exists() for f in RUN_FILES)
-    if holds_run and not (overwrite or resume):
+# What a run writes into its folder (other files there are the user's and are kept).
+RUN_ARTIFACTS = (*RUN_FILES, "logs", "bias.json", "card_settings.json")
+
+
+def holds_run(run_dir: Path) -> bool:
+    return run_dir.is_dir() and any((run_dir / f).exists() for f in RUN_FILES)
+
+
+def work_dir(run_dir: Path, overwrite: bool, resume: bool) -> Path:
+    """Where a run writes: its folder, or, when it overwrites a run there, a staging folder
+    beside it, so the old run stays whole until the new one completes (``swap_in``)."""
+    if overwrite and not resume and holds_run(run_dir):
+        return run_dir.with_name(f".{run_dir.name}.new")
+    return run_dir
+
+
+def prepare(run_dir: Path, overwrite: bool, resume: bool) -> Path:
+    """Refuse a folder that holds another run unless resuming or overwriting; make the folder
+    the run writes to (see ``work_dir``) and return it."""
+    _check_usable(run_dir)
+    holds = holds_run(run_dir)
+    if holds and not (overwrite or resume):
         raise UsageError(
             f"{run_dir} already holds a run.",
             "Pass --resume to continue it, --overwrite to replace it, or choose "
@@ -59,14 +80,78 @@ def prepare(run_dir: Path, overwrite: bool, resume: bool) -> None:
             f"Nothing to resume in {run_dir}: it has no checkpoints/.",
             "Start a new run without --resume.",
         )
-    if holds_run and overwrite and not resume:
-        for name in RUN_FILES:
-            path = run_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    work = work_dir(run_dir, overwrite, resume)
+    if work != run_dir:
+        shutil.rmtree(work, ignore_errors=True)  # a staging folder an interrupted run left
+    with storage(f"Creating the run directory {work}"):
+        work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def _check_usable(run_dir: Path) -> None:
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise UsageError(
+                    f"--output-dir {run_dir}: {folder} is a file, not a folder.",
+                    "Choose another --output-dir.",
+                )
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise StorageError(
+                    f"--output-dir {run_dir}: {folder} is not writable.",
+                    "Choose a folder you can write to (--output-dir).",
+                )
+            return
+
+
+def swap_in(work: Path, run_dir: Path) -> None:
+    """Replace the run in ``run_dir`` with the completed one in ``work``. The old artefacts
+    are moved aside first and removed last, so a crash leaves one whole run."""
+    if work == run_dir:
+        return
+    aside = run_dir / ".previous-run"
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir()
+    for name in RUN_ARTIFACTS:
+        if (run_dir / name).exists():
+            os.replace(run_dir / name, aside / name)
+    for entry in work.iterdir():
+        os.replace(entry, run_dir / entry.name)
+    shutil.rmtree(aside, ignore_errors=True)
+    work.rmdir()
+
+
+@contextmanager
+def storage(what: str, folder: Path | None = None) -> Iterator[None]:
+    """Turn a failed write (disk full, read-only, permissions) into a StorageError. torch's
+    writer reports a full disk as a RuntimeError ("unexpected pos"), so a RuntimeError
+    while ``folder``'s file system is (nearly) full counts too."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        if not _storage_failure(exc, folder):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "disk full"
+        raise StorageError(
+            f"{what} failed: {reason}.",
+            "Free space or choose another --output-dir; complete checkpoints are kept and "
+            "`hubtool finetune … --resume` continues from the last one.",
+        ) from None
+
+
+def _storage_failure(exc: BaseException, folder: Path | None) -> bool:
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        return True
+    if folder is None or (isinstance(exc, OSError) and exc.errno is not None):
+        return False
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL
+    except OSError:
+        return False
+
+
+NEARLY_FULL = 16 << 20  # bytes free below which a failed write is taken for a full disk
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"

@@ -12,13 +12,13 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hubtool import evaluation, rundir
 from hubtool.config import FinetuneConfig, with_max_length
-from hubtool.errors import ConfigError, UsageError
+from hubtool.errors import ConfigError, TrainingFailed, UsageError
 
 
 @dataclass
@@ -68,6 +68,7 @@ class Run:
     started: float
     tick: float = 0.0  # when the current training step began waiting for its batch
     on_save: Callable[[int, Path], None] | None = None  # main process, after each checkpoint
+    resumes: list[dict[str, Any]] = field(default_factory=list)  # [{step, changed}]
 
 
 # -- building blocks ---------------------------------------------------------------------------
@@ -85,10 +86,10 @@ def load_tokenizer(model_id: str) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id)
         vocab = getattr(AutoConfig.from_pretrained(model_id), "vocab_size", None)
-    except (OSError, ValueError, TypeError) as exc:
+    except Exception as exc:  # OSError, ValueError, and the tokenizers library's own errors
         raise UsageError(
-            f"Cannot load a tokenizer for {model_id}: {str(exc).splitlines()[0]}", TOKENIZER_HINT
-        ) from None
+            f"Cannot load a tokenizer for {model_id}: {_first_line(exc)}", TOKENIZER_HINT
+        ) from exc
     if vocab and len(tokenizer) < min(vocab // 2, 1000):
         raise UsageError(
             f"Cannot load a tokenizer for {model_id}: the checkpoint has no "
@@ -136,8 +137,18 @@ def load_model(cfg: FinetuneConfig, task: str, labels: list[str] | None) -> Any:
         raise UsageError(
             f"Cannot load {cfg.model}: {str(exc).splitlines()[0]}", _weights_hint(cfg.model)
         ) from None
+    except Exception as exc:  # safetensors/torch errors on a truncated or corrupt file
+        raise UsageError(
+            f"The weights of {cfg.model} cannot be read: {_first_line(exc)}",
+            "The file is truncated or corrupt: download or copy the checkpoint again.",
+        ) from exc
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def _weights_hint(model_id: str) -> str | None:
@@ -258,10 +269,10 @@ def setup(cfg: FinetuneConfig, overwrite: bool, resume: str | None) -> Run:
     from hubtool.features import prepare_data
 
     cfg = with_max_length(cfg, _config_limit(cfg.model))
-    run_dir = cfg.run_dir
+    run_dir = rundir.work_dir(cfg.run_dir, overwrite, resume is not None)
     accelerator = make_accelerator(cfg, run_dir)
     if accelerator.is_main_process:
-        rundir.prepare(run_dir, overwrite, resume is not None)
+        rundir.prepare(cfg.run_dir, overwrite, resume is not None)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
@@ -329,16 +340,28 @@ def _config_limit(model_id: str) -> int | None:
 
 
 def restore(run: Run, given: str) -> None:
+    from hubtool import resume
+
     checkpoint = rundir.latest_checkpoint(run.run_dir, given)
-    run.accelerator.load_state(str(checkpoint))
+    saved = resume.saved_config(checkpoint, run.run_dir)
+    step = int(rundir.read_json(checkpoint / "hubtool_state.json").get("step", 0))
+    changed = resume.changes(saved, run.cfg, step)
+    try:
+        run.accelerator.load_state(str(checkpoint))
+    except Exception as exc:  # torch/safetensors/pickle errors on a damaged checkpoint
+        raise UsageError(
+            f"The checkpoint {checkpoint} cannot be loaded: {str(exc).splitlines()[0][:200]}",
+            "Resume from an earlier one (--resume RUN_DIR/checkpoints/step-N) or start again.",
+        ) from None
+    run.resumes = resume.history(run.run_dir, run.state.step, changed)
     log = run.run_dir / "train_log.jsonl"
     if run.accelerator.is_main_process and log.exists():
         lines = log.read_text().splitlines(keepends=True)[: run.state.log_lines]
         log.write_text("".join(lines))
-    say(
-        run,
-        f"Resumed from {checkpoint.resolve()} (step {run.state.step}, epoch {run.state.epoch}).",
-    )
+    where = f"step {run.state.step}, epoch {run.state.epoch}"
+    say(run, f"Resumed from {checkpoint.resolve()} ({where}).")
+    for name, (before, now) in changed.items():
+        say(run, f"  {name}: {before} -> {now} from step {run.state.step} (recorded in run.json)")
 
 
 # -- the loop ------------------------------------------------------------------------------------
@@ -412,6 +435,7 @@ def _optimizer_step(run: Run, batch: dict[str, Any]) -> float:
     acc = run.accelerator
     with acc.accumulate(run.model):
         loss = run.model(**batch).loss
+        _refuse_non_finite(run, loss)
         acc.backward(loss)
         if acc.sync_gradients:
             acc.clip_grad_norm_(run.model.parameters(), run.cfg.max_grad_norm)
@@ -420,6 +444,31 @@ def _optimizer_step(run: Run, batch: dict[str, Any]) -> float:
             run.scheduler.step()
         run.optimizer.zero_grad()
     return float(loss.detach())
+
+
+def _refuse_non_finite(run: Run, loss: Any) -> None:
+    """Stop before a NaN/inf loss reaches the weights (on every process at once)."""
+    import torch
+
+    finite = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
+    if run.accelerator.num_processes > 1:
+        finite = run.accelerator.reduce(finite, reduction="min")
+    if bool(finite.item()):
+        return
+    raise _diverged(run, f"the training loss is {float(loss.detach())}")
+
+
+def _diverged(run: Run, what: str) -> TrainingFailed:
+    from hubtool.output import invocation
+
+    kept = rundir.checkpoints(run.run_dir)
+    where = f"the last checkpoint ({kept[-1].name}) and " if kept else ""
+    return TrainingFailed(
+        f"Training diverged at step {run.state.step + 1}: {what}. Nothing after it was "
+        f"written; {where}the best model so far (model/) are kept.",
+        "Lower --lr or --weight-decay, keep --max-grad-norm small, or use "
+        f"--mixed-precision no; then start again with `{invocation()} finetune … --overwrite`.",
+    )
 
 
 def _after_step(run: Run, best: dict[str, Any] | None, step_end: bool) -> dict | None:
@@ -452,6 +501,9 @@ def _evaluate_and_keep(run: Run, best: dict[str, Any] | None) -> dict[str, Any] 
     predictions = evaluation.predict(acc, run.model, run.eval_loader, run.data.task)
     metrics = evaluation.compute(predictions, run.data.label_names)
     value = float(metrics[run.metric_name]) if run.metric_name in metrics else None
+    broken = [k for k, v in evaluation.scalars(metrics).items() if not math.isfinite(float(v))]
+    if broken:
+        raise _diverged(run, f"the validation {', '.join(broken)} is not a finite number")
     if value is None:
         raise ConfigError(
             f"metric_for_best {run.metric_name!r} is not computed for {run.data.task}.",
@@ -514,6 +566,9 @@ def save_checkpoint(run: Run) -> None:
     acc.save_state(str(tmp))
     acc.wait_for_everyone()
     if acc.is_main_process:
+        from hubtool.resume import save_config
+
+        save_config(tmp, run.cfg)
         rundir.write_json(tmp / "hubtool_state.json", state.state_dict())
         rundir.replace_dir(tmp, final)
         rundir.prune(run.run_dir, run.cfg.keep_checkpoints)
@@ -576,6 +631,7 @@ def write_run_json(run: Run, status: str) -> None:
             "done": run.state.step,
         },
         "throughput": throughput(run),
+        "resumes": run.resumes,
         "seed": run.cfg.seed,
         "hardware": rundir.hardware(acc.num_processes, str(acc.device)),
         "versions": rundir.versions(),
@@ -617,8 +673,16 @@ def finetune(
     run = setup(cfg, overwrite, resume)
     if run.accelerator.is_main_process:
         run.on_save = on_save
-    train(run, progress)
+    try:
+        with rundir.storage(f"Writing the run in {run.run_dir}", run.run_dir):
+            train(run, progress)
+    except TrainingFailed:
+        if run.accelerator.is_main_process:
+            write_run_json(run, "failed")
+        raise
     if not run.accelerator.is_main_process:
         return None
-    write_run_json(run, "complete")
-    return run.run_dir
+    with rundir.storage(f"Writing the run in {run.run_dir}", run.run_dir):
+        write_run_json(run, "complete")
+        rundir.swap_in(run.run_dir, cfg.run_dir)  # an overwritten run is replaced only now
+    return cfg.run_dir

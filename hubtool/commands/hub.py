@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -19,6 +20,15 @@ def hub() -> None:
     """
 
 
+def _size(value: str) -> int:
+    from hubtool.hub.limits import parse_size
+
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @hub.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option(
@@ -33,12 +43,48 @@ def hub() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the endpoint URL to this file (for scripts).",
 )
+@click.option(
+    "--public-url",
+    help="The URL clients use, for the URLs the Hub returns (default: http://HOST:PORT).",
+)
+@click.option(
+    "--workers",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1, 4096),
+    help="Requests served at once.",
+)
+@click.option(
+    "--body-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a request body (or an answer) may stall.",
+)
+@click.option(
+    "--max-lfs-object",
+    default="50G",
+    show_default=True,
+    callback=lambda _ctx, _param, value: _size(value),
+    help="Largest LFS object accepted, in bytes (binary k, M, G, T suffixes).",
+)
 @data_dir_option
-def hub_serve(host: str, port: int, url_file: Path | None, data_dir: Path) -> None:
+def hub_serve(
+    host: str,
+    port: int,
+    url_file: Path | None,
+    public_url: str | None,
+    workers: int,
+    body_timeout: float,
+    max_lfs_object: int,
+    data_dir: Path,
+) -> None:
     """Serve the local Hub until interrupted (Ctrl-C or SIGTERM)."""
+    from hubtool.hub.limits import HubLimits
     from hubtool.hub.server import make_server, serve_forever
 
-    server = open_service(lambda: make_server(data_dir, host, port), data_dir)
+    limits = HubLimits(workers=workers, body_timeout=body_timeout, max_lfs_object=max_lfs_object)
+    server = open_service(lambda: make_server(data_dir, host, port, limits, public_url), data_dir)
     click.echo(server.url)
     if url_file is not None:
         write_atomic(url_file, server.url + "\n")
@@ -50,6 +96,34 @@ def hub_serve(host: str, port: int, url_file: Path | None, data_dir: Path) -> No
     sys.stdout.flush()
     serve_forever(server)
     click.echo("Local Hub stopped.", err=True)
+
+
+@hub.command("gc")
+@click.option("--dry-run", is_flag=True, help="Report only; remove nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@data_dir_option
+def hub_gc(dry_run: bool, as_json: bool, data_dir: Path) -> None:
+    """Show the data directory's space and remove temporaries left by interrupted writes."""
+    from hubtool.hub import storage
+    from hubtool.output import size, table
+
+    before = storage.usage(data_dir)
+    done = storage.reclaim(data_dir, dry_run=dry_run)
+    if as_json:
+        reclaimed = {"bytes": done.bytes, "count": done.count, "kept": done.kept}
+        click.echo(json.dumps({**before.as_dict(), "reclaimed": reclaimed, "dry_run": dry_run}))
+        return
+    rows = [
+        ["repos", size(before.repos), f"{before.repo_count} repositories"],
+        ["lfs", size(before.lfs), f"{before.lfs_objects} objects"],
+        ["temporaries", size(before.temporaries), f"{before.temporary_count} files"],
+        ["database", size(before.database), ""],
+        ["total", size(before.total), ""],
+    ]
+    click.echo(table(["part", "size", "count"], rows, [12, 10, 20], [False, True, False]))
+    verb = "Would reclaim" if dry_run else "Reclaimed"
+    kept = f"; kept {len(done.kept)} in use" if done.kept else ""
+    click.echo(f"{verb} {size(done.bytes)} ({done.count} temporaries){kept}.", err=True)
 
 
 @hub.group("user")

@@ -44,10 +44,12 @@ def new_token() -> str:
 
 
 def check_name(name: str, what: str) -> None:
-    if not NAME.match(name) or ".." in name or "--" in name:
+    """huggingface_hub's ``validate_repo_id`` rules, for a namespace or a repo name."""
+    if not NAME.fullmatch(name) or ".." in name or "--" in name or name.lower().endswith(".git"):
         raise UsageError(
-            f"{what} {name!r} is not valid: use letters, digits, '-', '_' and '.', "
-            "starting and ending with a letter or digit (at most 96 characters)"
+            f"{what} {name[:200]!r} is not valid: use letters, digits, '-', '_' and '.', "
+            "starting and ending with a letter or digit, without '--', '..' or a '.git' "
+            "ending (at most 96 characters)"
         )
 
 

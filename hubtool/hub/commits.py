@@ -10,16 +10,20 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
-import json
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from hubtool.hub.auth import Identity
 from hubtool.hub.db import RepoRow
 from hubtool.hub.gitstore import GitRepo, RefConflict, lfs_pointer, parse_lfs_pointer
 from hubtool.hub.lfs import valid_oid
-from hubtool.hub.protocol import ApiError, bad_request, revision_not_found
-from hubtool.hub.service import HubService, RepoRef, now_iso
+from hubtool.hub.metadata import unsafe_card
+from hubtool.hub.protocol import ApiError, bad_request, parse_json, revision_not_found
+from hubtool.hub.service import HubService, RepoRef, now_iso, storage_error
+
+log = logging.getLogger(__name__)
 
 MAX_REGULAR_FILE = 10 * 1024 * 1024
 MAX_PATH = 1024
@@ -59,35 +63,56 @@ class CommitRequest:
     deleted_folders: list[str] = field(default_factory=list)
 
 
-def parse_commit(body: bytes) -> CommitRequest:
-    """The ndjson body of ``POST …/commit/{rev}``."""
-    req: CommitRequest | None = None
-    ops: list[tuple[str, dict[str, Any]]] = []
-    for n, line in enumerate(body.splitlines(), 1):
+def parse_commit(body: bytes | Iterable[bytes]) -> CommitRequest:
+    """The ndjson body of ``POST …/commit/{rev}`` (bytes, or its lines as they arrive).
+
+    Each operation is checked as its line arrives, so a bad one is refused before the rest of
+    a large commit is read.
+    """
+    req = CommitRequest("", "", None)
+    has_header = False
+    lines = body.splitlines() if isinstance(body, bytes) else body
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            item = parse_json(line)
             key, value = item["key"], item["value"]
-            if not isinstance(value, dict):
+            if not isinstance(value, dict) or not isinstance(key, str):
                 raise TypeError
-        except (ValueError, KeyError, TypeError):
+        except ApiError as err:
+            raise bad_request(f"Line {n} of the commit is not valid JSON: {err.message}") from None
+        except (KeyError, TypeError, IndexError):
             raise bad_request(f"Line {n} of the commit is not a {{key, value}} object") from None
         if key == "header":
-            req = CommitRequest(
-                str(value.get("summary") or "").strip(),
-                str(value.get("description") or ""),
-                value.get("parentCommit"),
-            )
+            has_header = True
+            req.summary = str(value.get("summary") or "").strip()
+            req.description = str(value.get("description") or "")
+            req.parent = value.get("parentCommit")
         else:
-            ops.append((key, value))
-    if req is None:
+            _add_operation(req, key, value)
+    if not has_header:
         raise bad_request("The commit has no header line")
     if not req.summary:
         raise bad_request("The commit summary must not be empty")
-    for key, value in ops:
-        _add_operation(req, key, value)
+    if "\0" in req.summary or "\0" in req.description:
+        raise bad_request("The commit message must not contain a NUL character")
+    if "README.md" in req.adds:
+        check_card(req.adds["README.md"])
     return req
+
+
+def check_card(readme: bytes) -> None:
+    """400 for a card whose front matter cannot be parsed within bounds (an alias bomb…).
+
+    Plain invalid YAML is accepted, as before: the repo's metadata just leaves the card out.
+    """
+    problem = unsafe_card(readme.decode("utf-8", errors="replace"))
+    if problem is not None:
+        raise bad_request(
+            f"README.md was refused: its YAML metadata cannot be read safely ({problem}). "
+            "Write the values out instead of using anchors and aliases."
+        )
 
 
 def _add_operation(req: CommitRequest, key: str, value: dict[str, Any]) -> None:
@@ -97,7 +122,10 @@ def _add_operation(req: CommitRequest, key: str, value: dict[str, Any]) -> None:
     path = check_path(raw)
     if key == "file":
         try:
-            content = base64.b64decode(value.get("content") or "", validate=True)
+            encoded = value.get("content") or ""
+            if not isinstance(encoded, str):
+                raise ValueError
+            content = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise bad_request(f"The content of {path!r} is not valid base64") from None
         if len(content) > MAX_REGULAR_FILE:
@@ -110,7 +138,7 @@ def _add_operation(req: CommitRequest, key: str, value: dict[str, Any]) -> None:
         oid, size = value.get("oid"), value.get("size")
         if value.get("algo", "sha256") != "sha256" or not valid_oid(oid):
             raise bad_request(f"lfsFile {path!r} needs a sha256 'oid'")
-        if size is not None and (not isinstance(size, int) or size < 0):
+        if size is not None and (not _is_int(size) or size < 0):
             raise bad_request(f"lfsFile {path!r} has an invalid size")
         req.lfs[path] = (oid, size)
     elif key == "deletedFile":
@@ -119,6 +147,10 @@ def _add_operation(req: CommitRequest, key: str, value: dict[str, Any]) -> None:
         req.deleted_folders.append(path)
     else:
         raise bad_request(f"Unknown commit operation {key!r}")
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _resolve_lfs(svc: HubService, row: RepoRow, req: CommitRequest) -> None:
@@ -189,7 +221,12 @@ def apply_commit(
         else:
             raise ApiError(409, "another conflicting operation is in progress")
     if ref == "refs/heads/main":
-        svc.refresh(row)
+        try:
+            svc.refresh(row)
+        except Exception as exc:  # the commit is in git: report it, heal the index at start
+            if not storage_error(exc):
+                raise
+            log.error("Commit %s is in git but its index row is stale: %s", commit[:12], exc)
     return commit, pr_num
 
 
@@ -242,10 +279,13 @@ def preupload(
             raise bad_request("Each entry of 'files' must be an object")
         path = check_path(item.get("path"))
         size = item.get("size")
-        if not isinstance(size, int) or size < 0:
+        if not _is_int(size) or size < 0:
             raise bad_request(f"File {path!r} needs an integer 'size'")
         try:
-            sample = base64.b64decode(item.get("sample") or "")
+            encoded = item.get("sample") or ""
+            if not isinstance(encoded, str):
+                raise ValueError
+            sample = base64.b64decode(encoded)
         except (binascii.Error, ValueError):
             raise bad_request(f"The sample of {path!r} is not valid base64") from None
         mode = upload_mode(path, size, sample, patterns)

@@ -10,6 +10,8 @@ and harmless).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -29,8 +31,39 @@ _LFS_POINTER = re.compile(
 _SAFE_REV = re.compile(r"^[A-Za-z0-9._/\-]{1,255}$")
 
 
+_WRITES = {
+    "config",
+    "read-tree",
+    "update-index",
+    "write-tree",
+    "commit-tree",
+    "mktag",
+    "update-ref",
+}
+_DISK_FULL = ("No space left on device", "Disk quota exceeded", "Out of diskspace")
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
 class GitError(Exception):
     """A git command failed in a way the caller did not expect."""
+
+
+def ref_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid branch or tag name (git check-ref-format --branch), or None."""
+    if not name:
+        return "it is empty"
+    if name in ("HEAD", "@") or name.startswith("-"):
+        return "it is reserved ('HEAD', '@') or starts with '-'"
+    if _BAD_REF_CHARS.search(name):
+        return "it contains a space, a control character or one of ~ ^ : ? * [ \\"
+    if ".." in name or "@{" in name or "//" in name:
+        return "it contains '..', '@{' or '//'"
+    if name.startswith("/") or name.endswith(("/", ".")):
+        return "it starts with '/' or ends with '/' or '.'"
+    for part in name.split("/"):
+        if part.startswith(".") or part.endswith(".lock"):
+            return "a component starts with '.' or ends with '.lock'"
+    return None
 
 
 class RefConflict(Exception):
@@ -110,9 +143,22 @@ class GitRepo:
         proc = subprocess.run(
             ["git", *args], input=input, env=full_env, capture_output=True, check=False
         )
-        if check and proc.returncode != 0:
-            raise GitError(f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
+        if proc.returncode != 0:
+            stderr = proc.stderr.decode(errors="replace").strip()
+            writes = args[0] in _WRITES
+            if writes and (any(text in stderr for text in _DISK_FULL) or self._disk_full()):
+                raise OSError(errno.ENOSPC, f"git {args[0]}: {stderr}")  # a 507, not a bug
+            if check:
+                raise GitError(f"git {args[0]} failed: {stderr}")
         return proc
+
+    def _disk_full(self) -> bool:
+        """Whether the repository's file system is out of space (git does not always say)."""
+        try:
+            fs = os.statvfs(self.path)
+        except (OSError, AttributeError):
+            return False
+        return fs.f_bavail * fs.f_frsize < 64 * 1024 or fs.f_favail == 0
 
     @classmethod
     def init(
@@ -142,10 +188,15 @@ class GitRepo:
             return oid
         target.parent.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix="tmp_obj_")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(zlib.compress(header + data, 1))
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, target)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(zlib.compress(header + data, 1))
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, target)
+        except BaseException:  # a full disk, most likely: leave no half-written temporary
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return oid
 
     def read_blob(self, oid: str) -> bytes:
@@ -195,10 +246,20 @@ class GitRepo:
         return refs
 
     def update_ref(self, ref: str, new: str, old: str) -> None:
-        """Move ``ref`` to ``new`` only if it is at ``old`` (ZERO_SHA: must not exist)."""
+        """Move ``ref`` to ``new`` only if it is at ``old`` (ZERO_SHA: must not exist).
+
+        ``RefConflict`` only when the ref really moved (or exists); any other failure is a
+        ``GitError`` (a full disk an ``OSError``), so callers never retry a lost cause.
+        """
         proc = self._git("update-ref", ref, new, old, check=False)
-        if proc.returncode != 0:
-            raise RefConflict(proc.stderr.decode(errors="replace").strip())
+        if proc.returncode == 0:
+            return
+        stderr = proc.stderr.decode(errors="replace").strip()
+        current = self._git("rev-parse", "-q", "--verify", ref, check=False)
+        now = current.stdout.decode().strip() if current.returncode == 0 else ZERO_SHA
+        if now != old:
+            raise RefConflict(stderr)
+        raise GitError(f"git update-ref {ref} failed: {stderr}")
 
     def delete_ref(self, ref: str) -> None:
         self._git("update-ref", "-d", ref)
@@ -219,6 +280,8 @@ class GitRepo:
         return list(_TREE_CACHE.get_or(key, lambda: self._list_tree(commit, path, recursive)))
 
     def _list_tree(self, commit: str, path: str, recursive: bool) -> tuple[TreeEntry, ...]:
+        if "\0" in path or "\0" in commit:  # no such path; and no argument can hold one
+            return ()
         args = ["ls-tree", "-z", "-l"]
         if recursive:
             args += ["-r", "-t"]

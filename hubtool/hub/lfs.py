@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, TypeGuard
 
+from hubtool.hub import storage
+
 _OID = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 20
 
@@ -45,11 +47,15 @@ class LfsStore:
         return actual is not None and (size is None or actual == size)
 
     def put(self, oid: str, size: int, stream: BinaryIO) -> None:
-        """Store ``size`` bytes read from ``stream``; raises LfsMismatch on a wrong hash."""
+        """Store ``size`` bytes read from ``stream``; raises LfsMismatch on a wrong hash.
+
+        The temporary is locked while it is written (``storage.in_use``) and removed whatever
+        happens: a wrong hash, a body that stops (the server's read timeout), a full disk.
+        """
         target = self.path(oid)
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        fd, tmp = _locked_temp(target.parent)
         received = 0
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -64,13 +70,24 @@ class LfsStore:
                         break
                     digest.update(chunk)
                     fh.write(chunk)
-            if received != size or digest.hexdigest() != oid:
-                raise LfsMismatch(
-                    f"received {received} bytes hashing to {digest.hexdigest()}, "
-                    f"expected {size} bytes hashing to {oid}"
-                )
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, target)
+                fh.flush()
+                if received != size or digest.hexdigest() != oid:
+                    raise LfsMismatch(
+                        f"received {received} bytes hashing to {digest.hexdigest()}, "
+                        f"expected {size} bytes hashing to {oid}"
+                    )
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, target)  # still locked: a reclaim never races the rename
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def _locked_temp(directory: Path) -> tuple[int, str]:
+    """A new upload temporary in ``directory``, opened and locked."""
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=storage.UPLOAD_PREFIX)
+        storage.lock_upload(fd)
+        if os.fstat(fd).st_nlink > 0:
+            return fd, tmp
+        os.close(fd)  # reclaimed between its creation and the lock: make another

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from hubtool import boundedyaml
 from hubtool.tasks import head_of
 
 FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)(?:\r?\n)?^---[ \t]*$", re.S | re.M)
@@ -52,10 +53,27 @@ def card_data(readme: str | None) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
-        data = yaml.safe_load(raw)
+        data = boundedyaml.safe_load(raw)
     except yaml.YAMLError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def unsafe_card(readme: str | None) -> str | None:
+    """Why a card's front matter cannot be parsed within bounds (an alias bomb…), or None.
+
+    Plain invalid YAML is not "unsafe": ``card_data`` just returns None for it.
+    """
+    raw = split_front_matter(readme)[0] if readme is not None else None
+    if raw is None:
+        return None
+    try:
+        boundedyaml.safe_load(raw)
+    except boundedyaml.UnsafeYAML as exc:
+        return str(exc)
+    except yaml.YAMLError:
+        return None
+    return None
 
 
 def model_index_rows(card: dict[str, Any]) -> list[dict[str, Any]]:
@@ -99,16 +117,23 @@ def safetensors_parameters(header: bytes) -> dict[str, int]:
     (length,) = struct.unpack("<Q", header[:8])
     try:
         meta = json.loads(header[8 : 8 + length])
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return {}
+    if not isinstance(meta, dict):
         return {}
     counts: dict[str, int] = {}
     for name, info in meta.items():
         if name == "__metadata__" or not isinstance(info, dict):
             continue
+        shape, dtype = info.get("shape", []), str(info.get("dtype", "F32"))
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape
+        ):
+            continue  # not a tensor this header can count
         n = 1
-        for dim in info.get("shape", []):
-            n *= int(dim)
-        counts[info.get("dtype", "F32")] = counts.get(info.get("dtype", "F32"), 0) + n
+        for dim in shape:
+            n *= dim
+        counts[dtype] = counts.get(dtype, 0) + n
     return counts
 
 
@@ -214,7 +239,7 @@ def read_repo_files(
         raw = read(name) if name in paths else None
         try:
             loaded = json.loads(raw) if raw is not None else None
-        except ValueError:
+        except (ValueError, RecursionError):
             loaded = None
         parsed.append(loaded if isinstance(loaded, dict) else None)
     text = readme.decode("utf-8", errors="replace") if readme is not None else None

@@ -15,9 +15,10 @@ from urllib.parse import unquote, urlencode
 
 from hubtool.hub import views
 from hubtool.hub.auth import Identity, identify, request_token
-from hubtool.hub.commits import apply_commit, check_path, parse_commit, preupload
+from hubtool.hub.commits import apply_commit, parse_commit, preupload
 from hubtool.hub.db import ListQuery
-from hubtool.hub.protocol import ApiError, Request, Response, bad_request
+from hubtool.hub.gitstore import RefConflict, ref_name_problem
+from hubtool.hub.protocol import ApiError, BodyError, Request, Response, bad_request
 from hubtool.hub.service import REPO_TYPES, URL_PREFIX, HubService, RepoRef
 from hubtool.hub.validate import validate_card
 from hubtool.output import parse_count
@@ -27,6 +28,8 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
 ID = r"(?P<id>[^/]+(?:/[^/]+)?)"
 T = r"(?P<t>models|datasets|spaces)"
 PAGE = 1000
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH")
+MAX_CURSOR = 10**9
 
 
 class Ctx:
@@ -68,17 +71,19 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
 
 def dispatch(svc: HubService, req: Request) -> Response:
     path = req.raw_path
-    allowed = False
+    allowed: set[str] = set()
     for method, pattern, handler in ROUTES:
         m = pattern.match(path)
         if not m:
             continue
         if method != req.method and not (method == "GET" and req.method == "HEAD"):
-            allowed = True
+            allowed.update((method, "HEAD") if method == "GET" else (method,))
             continue
         return handler(Ctx(svc, req, m.groupdict()))
-    if allowed:
-        return Response.error(ApiError(405, f"Method {req.method} not allowed here"))
+    if allowed or req.method not in METHODS:
+        methods = ", ".join(m for m in METHODS if m in allowed) or ", ".join(METHODS)
+        err = ApiError(405, f"Method {req.method} not allowed here", headers={"Allow": methods})
+        return Response.error(err)
     return Response.error(ApiError(404, "Sorry, we can't find the page you are looking for."))
 
 
@@ -149,11 +154,13 @@ def _body_ref(body: dict[str, Any]) -> RepoRef:
     name, org = body.get("name"), body.get("organization")
     if not isinstance(name, str) or not name:
         raise bad_request("'name' is required")
+    if org is not None and not isinstance(org, str):
+        raise bad_request("'organization' must be a string")
     if "/" in name and not org:
         org, name = name.split("/", 1)
     repo_type = body.get("type") or "model"
-    if repo_type not in URL_PREFIX:
-        raise bad_request(f"Invalid repo type {repo_type!r}")
+    if not isinstance(repo_type, str) or repo_type not in URL_PREFIX:
+        raise bad_request(f"Invalid repo type {str(repo_type)[:40]!r}")
     return RepoRef(repo_type, f"{org}/{name}" if org else name)
 
 
@@ -230,8 +237,8 @@ def repo_info(c: Ctx) -> Response:
 
 def _count(value: str) -> int:
     count = parse_count(value)
-    if count is None:
-        raise bad_request(f"Invalid parameter count {value!r}")
+    if count is None or count > 2**62:
+        raise bad_request(f"Invalid parameter count {value[:40]!r}")
     return count
 
 
@@ -245,12 +252,15 @@ def _list_query(c: Ctx, repo_type: str, offset: int, limit: int) -> ListQuery:
         elif key == "max":
             max_p = _count(value)
     gated = req.arg("gated")
+    filters = tuple(f for f in req.args("filter") if f)
+    if len(filters) > c.svc.limits.max_filters:
+        raise bad_request(f"Too many 'filter' values (at most {c.svc.limits.max_filters})")
     return ListQuery(
         repo_type=repo_type,
         viewer_namespaces=c.who.namespaces if c.who else (),
         search=req.arg("search") or None,
         author=req.arg("author") or None,
-        filters=tuple(f for f in req.args("filter") if f),
+        filters=filters,
         pipeline_tag=req.arg("pipeline_tag"),
         gated=None if gated is None else req.flag("gated"),
         min_params=min_p,
@@ -270,8 +280,8 @@ def list_repos(c: Ctx) -> Response:
         offset = int(base64.urlsafe_b64decode(cursor.encode()).decode()) if cursor else 0
     except (ValueError, UnicodeDecodeError):
         raise bad_request("Invalid 'limit' or 'cursor'") from None
-    if limit < 0 or offset < 0:
-        raise bad_request("'limit' and 'cursor' must not be negative")
+    if limit < 0 or not 0 <= offset <= MAX_CURSOR:
+        raise bad_request("'limit' and 'cursor' must not be negative or absurd")
     repo_type = REPO_TYPES[c.params["t"]]
     rows = c.svc.db.list_repos(_list_query(c, repo_type, offset, limit + 1))
     headers = {}
@@ -285,11 +295,18 @@ def list_repos(c: Ctx) -> Response:
 
 
 # -- files and history ----------------------------------------------------------------------
-def _paginated(c: Ctx, items: list[Any], page: int) -> Response:
+def _cursor(c: Ctx) -> int:
     try:
         cursor = int(c.req.arg("cursor") or 0)
     except ValueError:
         raise bad_request("Invalid 'cursor'") from None
+    if not 0 <= cursor <= MAX_CURSOR:
+        raise bad_request("Invalid 'cursor'")
+    return cursor
+
+
+def _paginated(c: Ctx, items: list[Any], page: int) -> Response:
+    cursor = _cursor(c)
     chunk = items[cursor : cursor + page]
     headers = {}
     if cursor + page < len(items):
@@ -326,6 +343,8 @@ def paths_info(c: Ctx) -> Response:
         paths = c.req.json_object().get("paths") or []
     else:
         paths = Request.parse_query(c.req.body().decode(errors="replace")).get("paths", [])
+    if not isinstance(paths, list):
+        raise bad_request("'paths' must be a list")
     repo = c.svc.git(row)
     entries = [e for e in (repo.entry(sha, str(p).strip("/")) for p in paths) if e]
     return Response.json(views.tree_entries(repo, entries))
@@ -343,10 +362,7 @@ def list_commits(c: Ctx) -> Response:
     row = c.svc.readable(c.who, c.ref)
     sha = c.svc.resolve(row, c.params["rev"])
     repo = c.svc.git(row)
-    try:
-        cursor = int(c.req.arg("cursor") or 0)
-    except ValueError:
-        raise bad_request("Invalid 'cursor'") from None
+    cursor = _cursor(c)
     page = 50
     commits = repo.log(sha, skip=cursor, limit=page + 1)
     headers = {}
@@ -363,6 +379,8 @@ def list_commits(c: Ctx) -> Response:
 def validate_yaml(c: Ctx) -> Response:
     try:
         body = c.req.json_object()
+    except BodyError:
+        raise  # a body that timed out or broke: answered as such, the connection closed
     except ApiError as err:
         errors: list[str] = [err.message]
         warnings: list[dict] = []
@@ -392,7 +410,8 @@ def preupload_route(c: Ctx) -> Response:
 def commit(c: Ctx) -> Response:
     row = c.svc.writable(c.who, c.ref)
     assert c.who is not None
-    req = parse_commit(c.req.body(limit=256 << 20))
+    limits = c.svc.limits
+    req = parse_commit(c.req.lines(limits.max_commit_line, limits.max_commit_body))
     create_pr = c.req.flag("create_pr")
     oid, pr = apply_commit(c.svc, c.who, row, c.params["rev"], req, create_pr)
     url = c.repo_url(c.ref)
@@ -408,10 +427,22 @@ def commit(c: Ctx) -> Response:
 
 
 def _new_ref_name(name: str) -> str:
-    check_path(name)
-    if name.startswith(("refs/", "-")) or not re.fullmatch(r"[A-Za-z0-9._/\-]{1,200}", name):
-        raise bad_request(f"Invalid reference name {name!r}")
+    """A new branch or tag name: git's check-ref-format rules, ASCII, not under refs/."""
+    problem = ref_name_problem(name)
+    if problem is None and not re.fullmatch(r"[A-Za-z0-9._/\-]{1,200}", name):
+        problem = "use letters, digits, '.', '_', '-' and '/' (at most 200)"
+    if problem is None and name.startswith("refs/"):
+        problem = "it starts with 'refs/'"
+    if problem is not None:
+        raise bad_request(f"Invalid reference name {name[:200]!r}: {problem}")
     return name
+
+
+def _create_ref(repo: Any, ref: str, target: str, what: str) -> None:
+    try:
+        repo.update_ref(ref, target, "0" * 40)
+    except RefConflict:
+        raise ApiError(409, f"{what} already exists") from None
 
 
 @route("POST", f"/api/{T}/{ID}/tag/(?P<rev>[^/]+)")
@@ -426,10 +457,12 @@ def create_tag(c: Ctx) -> Response:
     target = sha
     if body.get("message"):
         assert c.who is not None
+        if "\0" in str(body["message"]):
+            raise bad_request("The tag message must not contain a NUL character")
         from hubtool.hub.service import now_iso
 
         target = repo.create_annotated_tag(tag, sha, str(body["message"]), c.who.user, now_iso())
-    repo.update_ref(f"refs/tags/{tag}", target, "0" * 40)
+    _create_ref(repo, f"refs/tags/{tag}", target, f"Tag {tag}")
     return Response.json({"success": True})
 
 
@@ -454,7 +487,7 @@ def create_branch(c: Ctx) -> Response:
     if repo.resolve(f"refs/heads/{branch}"):
         raise ApiError(409, f"Reference refs/heads/{branch} already exists")
     sha = c.svc.resolve(row, str(start or "main"))
-    repo.update_ref(f"refs/heads/{branch}", sha, "0" * 40)
+    _create_ref(repo, f"refs/heads/{branch}", sha, f"Reference refs/heads/{branch}")
     return Response.json({"success": True})
 
 

@@ -1,149 +1,131 @@
-"""The local Hub's HTTP server: stdlib ``ThreadingHTTPServer``, HTTP/1.1 keep-alive.
+"""The local Hub's HTTP/1.1 server: one selector thread for sockets, a bounded pool for requests.
 
-It routes on the raw request path (spec §1), reads chunked or sized bodies, always answers
-HEAD with the true ``Content-Length``, and never turns bad input into a 5xx: the client
-retries 5xx for about 30 seconds.
+Why not ``ThreadingHTTPServer``: it gives every connection a thread for as long as the
+connection lives, with no timeout, so 3000 half-sent requests made 3000 threads, and a
+``Content-Length`` larger than its body waited forever. Here
+
+* one thread (the caller of ``serve_forever``) accepts connections and reads request heads
+  without blocking; an idle or half-sent connection costs a socket and a small buffer, never a
+  thread. A head must arrive within ``header_timeout`` (else 408 and close), an idle keep-alive
+  connection is closed after ``keepalive_timeout``;
+* a complete head is handed to a pool of at most ``workers`` threads, which run the route with
+  a socket timeout of ``body_timeout`` on every read and write of the body;
+* beyond ``max_connections`` open sockets (fewer if the file limit is lower), a new connection
+  makes room: the oldest idle keep-alive connection is closed, else the oldest one still
+  sending its head gets 503 with ``Retry-After`` (real overload only). Requests waiting for a
+  worker wait in a queue (bounded by the connections): waiting, not refusing;
+* framing is strict (``framing``): request line ≤ ``max_request_line`` (414), head ≤
+  ``max_header_bytes`` and ≤ ``max_headers`` lines (431), one ``Content-Length`` and never with
+  ``Transfer-Encoding``, valid chunk sizes, HTTP/1.0 or 1.1 only (400); unknown methods get
+  405 with ``Allow``.
+
+Every request gets an answer: a route's ``ApiError`` as the Hub's JSON error, a full disk as
+507, and anything else (a bug, logged) as a 500 on a connection that is then closed. Routing is
+on the raw path (spec §1); HEAD always carries the true ``Content-Length``. Absolute URLs are
+built from the server's own origins (``public_url`` and, bound to loopback, the loopback
+spellings), never from whatever ``Host`` a client sent.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import ipaddress
 import logging
+import queue
+import selectors
 import signal
+import socket
 import threading
 import time
 import traceback
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 from hubtool.hub import pages, routes, transfer  # noqa: F401  (they register their routes)
-from hubtool.hub.protocol import ApiError, Request, Response
+from hubtool.hub.framing import (
+    HEAD_END,
+    ChunkedBody,
+    Connection,
+    HttpError,
+    SizedBody,
+    SocketReader,
+    drain,
+    error_response,
+    parse_head,
+    response_head,
+    target_path,
+)
+from hubtool.hub.limits import HubLimits
+from hubtool.hub.protocol import (
+    ApiError,
+    Request,
+    Response,
+    disk_full,
+    insufficient_storage,
+    parse_query,
+)
 from hubtool.hub.service import HubService
 
 log = logging.getLogger(__name__)
 
-
-class ChunkedReader:
-    """A file-like view of a ``Transfer-Encoding: chunked`` request body."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw, self.left, self.done = raw, 0, False
-
-    def read(self, n: int = -1) -> bytes:
-        out = bytearray()
-        while not self.done and (n < 0 or len(out) < n):
-            if self.left == 0:
-                size_line = self.raw.readline(1024).split(b";")[0].strip()
-                self.left = int(size_line or b"0", 16)
-                if self.left == 0:
-                    while self.raw.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass
-                    self.done = True
-                    break
-            want = self.left if n < 0 else min(self.left, n - len(out))
-            chunk = self.raw.read(want)
-            if not chunk:
-                self.done = True
-                break
-            out += chunk
-            self.left -= len(chunk)
-            if self.left == 0:
-                self.raw.readline(16)
-        return bytes(out)
+_LINGER_SECONDS = 10.0  # after an early answer, read what the client still sends, then close
+_LINGER_IDLE = 1.0  # … until it has sent nothing for this long
+_WORKER_IDLE = 30.0  # an idle worker thread exits after this long
 
 
-class LimitedReader:
-    def __init__(self, raw: BinaryIO, length: int) -> None:
-        self.raw, self.left = raw, length
+# -- the server -------------------------------------------------------------------------------
+class HubHTTPServer:
+    """Serve ``service`` on ``address``; ``serve_forever`` in one thread, ``shutdown`` elsewhere."""
 
-    def read(self, n: int = -1) -> bytes:
-        if self.left <= 0:
-            return b""
-        n = self.left if n < 0 else min(n, self.left)
-        data = self.raw.read(n)
-        self.left -= len(data)
-        return data
-
-
-class HubRequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "hubtool-hub"
-    server: HubHTTPServer
-
-    def log_message(self, format: str, *args) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def _handle(self) -> None:
-        raw_path, _, raw_query = self.path.partition("?")
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        length = headers.get("content-length")
-        stream: BinaryIO
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            stream = ChunkedReader(self.rfile)  # type: ignore[arg-type,assignment]
-            content_length = None
-        else:
-            content_length = int(length) if length and length.isdigit() else 0
-            stream = LimitedReader(self.rfile, content_length)  # type: ignore[arg-type,assignment]
-        host = headers.get("host") or self.server.url.removeprefix("http://")
-        req = Request(
-            self.command,
-            raw_path,
-            Request.parse_query(raw_query),
-            headers,
-            stream,
-            content_length,
-            f"http://{host}",
-        )
-        started = time.perf_counter()
-        self.server.count_request(self.command, raw_path)
-        try:
-            resp = routes.dispatch(self.server.service, req)
-        except ApiError as err:
-            resp = Response.error(err)
-        except Exception:  # a bug: say so, but as a 4xx-free 500 only when nothing else fits
-            log.error(
-                "Unhandled error on %s %s\n%s", self.command, raw_path, traceback.format_exc()
-            )
-            resp = Response.error(ApiError(500, "Internal error in the local Hub"))
-        resp.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
-        while stream.read(1 << 20):  # leave the connection clean for keep-alive
-            pass
-        self._send(resp)
-
-    def _send(self, resp: Response) -> None:
-        self.send_response(resp.status)
-        length = resp.length if resp.stream is not None else len(resp.body)
-        for name, value in resp.headers.items():
-            if name.lower() != "content-length":
-                self.send_header(name, value.encode("latin-1", "replace").decode("latin-1"))
-        self.send_header("Content-Length", str(length))
-        self.end_headers()
-        if self.command == "HEAD":
-            return
-        if resp.stream is not None:
-            _write_all(self.wfile, resp.stream)
-        else:
-            self.wfile.write(resp.body)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle
-
-
-def _write_all(wfile: Any, chunks: Iterator[bytes]) -> None:
-    for chunk in chunks:
-        wfile.write(chunk)
-
-
-class HubHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], service: HubService) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        service: HubService,
+        public_url: str | None = None,
+    ) -> None:
         self.service = service
+        self.limits = service.limits  # one set of limits for the server and the routes
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request served
         self._requests_lock = threading.Lock()
-        super().__init__(address, HubRequestHandler)
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(address)
+            self.socket.listen(min(self.limits.max_connections, socket.SOMAXCONN))
+            self.socket.setblocking(False)
+        except OSError:
+            self.socket.close()
+            raise
+        self.server_address = self.socket.getsockname()[:2]
+        self.server_port = int(self.server_address[1])
+        self.public_url, self.origins = _origins(str(self.server_address[0]), self.server_port)
+        if public_url:
+            self.public_url = public_url.rstrip("/")
+            self.origins[urlsplit(self.public_url).netloc.lower()] = self.public_url
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._returned: collections.deque[Connection] = collections.deque()
+        self._idle: dict[Connection, None] = {}  # in the selector, oldest first
+        self._open = 0
+        self._open_lock = threading.Lock()
+        self._accepting = False
+        self._accept_paused_until = 0.0
+        self.max_connections = _connection_cap(self.limits.max_connections)
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._tasks: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
+        self._workers: set[threading.Thread] = set()
+        self._waiting = 0  # workers blocked on the task queue
+        self._pool_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return self.public_url
 
     def count_request(self, method: str, path: str) -> None:
         with self._requests_lock:
@@ -151,23 +133,480 @@ class HubHTTPServer(ThreadingHTTPServer):
             if len(self.requests) > 10_000:
                 del self.requests[:5_000]
 
-    @property
-    def url(self) -> str:
-        host = str(self.server_address[0])
-        return f"http://{host}:{self.server_port}"
+    def origin_for(self, host_header: str | None) -> str:
+        """The origin to build absolute URLs with: the client's, if it is one of ours."""
+        return self.origins.get((host_header or "").strip().lower(), self.public_url)
+
+    # -- the selector thread ----------------------------------------------------------------
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._stop.clear()
+        self._stopped.clear()
+        sel = self._selector
+        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._set_accepting(True)
+        try:
+            while not self._stop.is_set():
+                for key, _ in sel.select(self._next_timeout(poll_interval)):
+                    if key.data == "listen":
+                        self._accept()
+                    elif key.data == "wake":
+                        self._drain_wakeups()
+                    else:
+                        self._on_readable(key.data)
+                self._take_returned()
+                self._expire()
+                self._manage_capacity()
+        finally:
+            for key in list(sel.get_map().values()):
+                sel.unregister(key.fileobj)
+            for conn in list(self._idle):
+                self._close(conn)
+            self._idle.clear()
+            self._accepting = False
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop ``serve_forever`` (from another thread) and wait until it has returned."""
+        self._stop.set()
+        self._wake()
+        self._stopped.wait(10)
+
+    def server_close(self) -> None:
+        self.shutdown()
+        self.socket.close()
+        with self._pool_lock:
+            workers = list(self._workers)
+        for _ in workers:
+            self._tasks.put(None)
+        deadline = time.monotonic() + 5  # requests in flight finish on their own (daemons)
+        for worker in workers:
+            worker.join(timeout=max(deadline - time.monotonic(), 0))
+        while self._returned:
+            self._close(self._returned.popleft())
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # full (a wake-up is pending) or closed
+            self._wake_w.send(b"x")
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _next_timeout(self, poll_interval: float) -> float:
+        if not self._idle:
+            return poll_interval
+        soonest = min(conn.deadline for conn in self._idle)
+        return max(0.0, min(poll_interval, soonest - time.monotonic()))
+
+    def _set_accepting(self, on: bool) -> None:
+        if on and not self._accepting:
+            self._selector.register(self.socket, selectors.EVENT_READ, "listen")
+        elif not on and self._accepting:
+            self._selector.unregister(self.socket)
+        self._accepting = on
+
+    def _accept(self) -> None:
+        while True:
+            if self._open >= self.max_connections and not self._evict_one():
+                self._set_accepting(False)  # every slot is busy in a worker: wait for one
+                return
+            try:
+                sock, addr = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors, say: pause, do not spin
+                if time.monotonic() > self._accept_paused_until + 60:
+                    log.warning("Cannot accept connections for now: %s", exc)
+                self._accept_paused_until = time.monotonic() + 0.5
+                self._set_accepting(False)
+                return
+            sock.setblocking(False)
+            with self._open_lock:
+                self._open += 1
+            conn = Connection(sock, addr)
+            self._watch(conn, self.limits.header_timeout)
+
+    def _watch(self, conn: Connection, timeout: float) -> None:
+        conn.deadline = time.monotonic() + timeout
+        self._idle[conn] = None
+        self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+
+    def _unwatch(self, conn: Connection) -> None:
+        self._idle.pop(conn, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn.sock)
+
+    def _on_readable(self, conn: Connection) -> None:
+        try:
+            data = conn.sock.recv(1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away (a partial head has nobody left to answer)
+            self._unwatch(conn)
+            self._close(conn)
+            return
+        if not conn.buf:  # the first bytes of a request: the head must follow promptly
+            conn.deadline = time.monotonic() + self.limits.header_timeout
+        conn.buf += data
+        self._check_head(conn)
+
+    def _check_head(self, conn: Connection) -> None:
+        buf = conn.buf
+        while buf[:1] in (b"\r", b"\n"):  # stray line ends between requests
+            del buf[:1]
+        m = HEAD_END.search(buf)
+        problem = None
+        first_line = buf.find(b"\n")
+        if (first_line < 0 and len(buf) > self.limits.max_request_line) or (
+            first_line > self.limits.max_request_line
+        ):
+            problem = HttpError(
+                414, f"The request line is longer than {self.limits.max_request_line:,} bytes"
+            )
+        elif (m is None and len(buf) > self.limits.max_header_bytes) or (
+            m is not None and m.start() > self.limits.max_header_bytes
+        ):
+            problem = HttpError(
+                431, f"The request headers are larger than {self.limits.max_header_bytes:,} bytes"
+            )
+        if problem is None and m is None:
+            return
+        self._unwatch(conn)
+        if problem is not None:
+            conn.buf = bytearray()
+        self._submit(conn, problem)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for conn in [c for c in self._idle if c.deadline <= now]:
+            if not conn.buf and _has_pending(conn.sock):  # a request just came: not idle
+                conn.deadline = now + self.limits.header_timeout
+                continue
+            self._unwatch(conn)  # a request started but never finished: say so, then close
+            self._say_and_close(conn, ApiError(408, "Timed out waiting for the request headers"))
+
+    def _evict_one(self) -> bool:
+        """Make room for a new connection: close the oldest idle keep-alive one, else the
+        oldest that has not sent a whole head (503 + Retry-After: the Hub is overloaded)."""
+        victim = next((c for c in self._idle if c.served and not c.buf), None)
+        if victim is None:
+            victim = next(iter(self._idle), None)
+        if victim is None:
+            return False
+        self._unwatch(victim)
+        busy = ApiError(503, "The local Hub is at its connection limit; try again")
+        self._say_and_close(victim, busy, {"Retry-After": "1"})
+        return True
+
+    def _say_and_close(
+        self, conn: Connection, err: ApiError, headers: dict[str, str] | None = None
+    ) -> None:
+        """From the selector thread: answer ``err`` if a request was started, then close.
+
+        What the client already sent is read first, so the close is not a TCP reset that
+        could destroy the answer before the client reads it.
+        """
+        with contextlib.suppress(OSError):
+            while data := conn.sock.recv(1 << 16):
+                conn.buf += data
+        if conn.buf:
+            resp = Response.error(err)
+            resp.headers.update({**(headers or {}), "Connection": "close"})
+            with contextlib.suppress(OSError):
+                conn.sock.send(response_head(resp, len(resp.body)) + resp.body)
+                conn.sock.shutdown(socket.SHUT_WR)
+        self._close(conn)
+
+    def _manage_capacity(self) -> None:
+        room = self._open < self.max_connections or bool(self._idle)
+        paused = time.monotonic() < self._accept_paused_until
+        self._set_accepting(room and not paused and not self._stop.is_set())
+
+    def _take_returned(self) -> None:
+        while self._returned:
+            conn = self._returned.popleft()
+            if self._stop.is_set():
+                self._close(conn)
+            else:
+                self._watch(conn, self.limits.keepalive_timeout)
+                if conn.buf:
+                    conn.deadline = time.monotonic() + self.limits.header_timeout
+
+    def _close(self, conn: Connection) -> None:
+        with contextlib.suppress(OSError):
+            conn.sock.close()
+        with self._open_lock:
+            self._open -= 1
+        self._wake()  # the selector may resume accepting
+
+    # -- the worker pool ----------------------------------------------------------------------
+    def _submit(self, conn: Connection, problem: HttpError | None) -> None:
+        conn.problem = problem
+        self._tasks.put(conn)
+        with self._pool_lock:
+            if self._waiting == 0 and len(self._workers) < self.limits.workers:
+                worker = threading.Thread(
+                    target=self._work, daemon=True, name=f"hubtool-hub-{len(self._workers)}"
+                )
+                self._workers.add(worker)
+                self._waiting += 1
+                worker.start()
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        counted = True  # _submit counted this thread as waiting when it started it
+        while True:
+            if not counted:
+                with self._pool_lock:
+                    self._waiting += 1
+            counted = False
+            try:
+                conn = self._tasks.get(timeout=_WORKER_IDLE)
+            except queue.Empty:
+                with self._pool_lock:
+                    self._waiting -= 1
+                    if self._tasks.empty():
+                        self._workers.discard(me)
+                        return
+                continue
+            with self._pool_lock:
+                self._waiting -= 1
+            if conn is None:
+                with self._pool_lock:
+                    self._workers.discard(me)
+                return
+            try:
+                self._serve(conn)
+            except Exception:  # never lose a worker; the connection is answered or closed
+                log.error("Unexpected error serving a connection\n%s", traceback.format_exc())
+                self._close(conn)
+
+    def _serve(self, conn: Connection) -> None:
+        """Answer requests on ``conn`` while complete heads are buffered, then hand it back."""
+        conn.sock.setblocking(True)
+        conn.sock.settimeout(self.limits.body_timeout)
+        problem, conn.problem = conn.problem, None
+        while True:
+            if problem is not None:
+                self._send(conn, error_response(problem), "GET", keep_alive=False)
+                self._linger_close(conn)
+                return
+            m = HEAD_END.search(conn.buf)
+            if m is None:
+                break
+            head = bytes(conn.buf[: m.start()])
+            del conn.buf[: m.end()]
+            keep_alive = self._handle(conn, head)
+            conn.served += 1
+            if not keep_alive:
+                if conn.unread:
+                    self._linger_close(conn)
+                else:
+                    with contextlib.suppress(OSError):
+                        conn.sock.shutdown(socket.SHUT_WR)
+                    self._close(conn)
+                return
+            while conn.buf[:1] in (b"\r", b"\n"):
+                del conn.buf[:1]
+        conn.sock.setblocking(False)
+        self._returned.append(conn)
+        self._wake()
+
+    def _handle(self, conn: Connection, head: bytes) -> bool:
+        """Run one request; whether the connection may serve another."""
+        try:
+            method, target, version, headers = parse_head(head, self.limits)
+            raw_path, _, raw_query = target_path(target).partition("?")
+        except HttpError as err:
+            conn.unread = True  # a body may follow a head we could not read
+            self._send(conn, error_response(err), "GET", keep_alive=False)
+            return False
+        tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+        if version == "HTTP/1.0":
+            keep_alive = "keep-alive" in tokens
+        else:
+            keep_alive = "close" not in tokens
+        expect = headers.get("expect", "").lower() == "100-continue"
+        continued = [False]
+
+        def before_read() -> None:
+            if expect and not continued[0]:
+                continued[0] = True
+                conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+        reader = SocketReader(conn, before_read)
+        body: SizedBody | ChunkedBody
+        if "transfer-encoding" in headers:
+            body = ChunkedBody(reader, self.limits.max_header_bytes)
+            content_length = None
+        else:
+            content_length = int(headers.get("content-length", "0"))
+            body = SizedBody(reader, content_length)
+        started = time.perf_counter()
+        self.count_request(method, raw_path)
+        try:
+            req = Request(
+                method,
+                raw_path,
+                parse_query(raw_query, self.limits.max_query_params),
+                headers,
+                body,  # type: ignore[arg-type]
+                content_length,
+                self.origin_for(headers.get("host")),
+                self.limits,
+            )
+            resp = routes.dispatch(self.service, req)
+        except ApiError as err:
+            resp = Response.error(err)
+        except Exception as exc:
+            resp = _unexpected(exc, method, raw_path)
+            keep_alive = False
+        resp.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+        if body.broken or (expect and not continued[0] and not body.done):
+            keep_alive = False
+        elif not body.done and keep_alive:
+            keep_alive = drain(body)
+        conn.unread = not body.done
+        log.debug("%s %s %s -> %s", conn.addr, method, raw_path, resp.status)
+        return self._send(conn, resp, method, keep_alive, version == "HTTP/1.0") and keep_alive
+
+    def _send(
+        self,
+        conn: Connection,
+        resp: Response,
+        method: str,
+        keep_alive: bool,
+        http10: bool = False,
+    ) -> bool:
+        """Write ``resp``; False when the connection must not be reused."""
+        if not keep_alive:
+            resp.headers["Connection"] = "close"
+        elif http10:
+            resp.headers["Connection"] = "keep-alive"
+        length = resp.length if resp.stream is not None else len(resp.body)
+        try:
+            if method == "HEAD" or resp.stream is None:
+                payload = b"" if method == "HEAD" else resp.body
+                conn.sock.sendall(response_head(resp, length or 0) + payload)
+                return True
+            conn.sock.sendall(response_head(resp, length or 0))
+            sent = 0
+            for chunk in resp.stream:
+                conn.sock.sendall(chunk)
+                sent += len(chunk)
+            return sent == length  # a short stream: close, or the client waits for the rest
+        except OSError as exc:  # the client left, or stopped reading for body_timeout
+            log.debug("Could not answer %s: %s", conn.addr, exc)
+            return False
+        except Exception:  # a stream that broke after the head was sent: all we can do is close
+            log.error("Error while streaming a response\n%s", traceback.format_exc())
+            return False
+        finally:
+            close = getattr(resp.stream, "close", None)
+            if close is not None:
+                close()
+
+    def _linger_close(self, conn: Connection) -> None:
+        """Close after an answer without losing it to a TCP reset: stop writing, read, close.
+
+        A client still sending a body it was refused for (a 400 on the first line of a big
+        commit, a 413) reads the answer once it is done; closing at once would reset the
+        connection under it, and it would see a network error instead of the message.
+        """
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+            conn.sock.settimeout(_LINGER_IDLE)
+            deadline = time.monotonic() + _LINGER_SECONDS
+            read = 0
+            while time.monotonic() < deadline and read <= self.limits.max_commit_body:
+                data = conn.sock.recv(1 << 20)
+                if not data:
+                    break
+                read += len(data)
+        except OSError:
+            pass
+        self._close(conn)
 
 
-def make_server(data_dir: Path, host: str = "127.0.0.1", port: int = 0) -> HubHTTPServer:
-    service = HubService(data_dir)
+def _has_pending(sock: socket.socket) -> bool:
+    """Whether a client has sent bytes not read yet (without reading them)."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except OSError:  # nothing yet (BlockingIOError), or the connection is gone
+        return False
+
+
+def _connection_cap(wanted: int) -> int:
+    """``wanted``, or fewer if the process may not open that many files (keep some spare)."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return wanted
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(16, min(wanted, soft - 128))
+
+
+def _unexpected(exc: Exception, method: str, path: str) -> Response:
+    if disk_full(exc):
+        log.error("Disk full while serving %s %s: %s", method, path, exc)
+        return Response.error(insufficient_storage())
+    log.error("Unhandled error on %s %s\n%s", method, path, traceback.format_exc())
+    return Response.error(ApiError(500, "Internal error in the local Hub (see its log)"))
+
+
+def _origins(host: str, port: int) -> tuple[str, dict[str, str]]:
+    """(public URL, {netloc: origin}) for a server bound to ``host:port``."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    unspecified = ip is not None and ip.is_unspecified
+    shown = "127.0.0.1" if unspecified else host
+    netloc = f"[{shown}]:{port}" if ":" in shown else f"{shown}:{port}"
+    origins = {netloc.lower(): f"http://{netloc}"}
+    if unspecified or (ip is not None and ip.is_loopback) or host == "localhost":
+        for alias in ("127.0.0.1", "localhost", "[::1]"):
+            origins[f"{alias}:{port}"] = f"http://{alias}:{port}"
+    return f"http://{netloc}", origins
+
+
+def make_server(
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    limits: HubLimits | None = None,
+    public_url: str | None = None,
+) -> HubHTTPServer:
+    """A server for ``data_dir``: its index healed from git, its stale temporaries removed."""
+    service = HubService(data_dir, limits)
     service.resync()
-    return HubHTTPServer((host, port), service)
+    service.reclaim_temporaries()
+    return HubHTTPServer((host, port), service, public_url)
 
 
 class BackgroundHub:
     """A local Hub served from a thread: ``with BackgroundHub(dir) as hub: hub.url``."""
 
-    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server = make_server(data_dir, host, port)
+    def __init__(
+        self,
+        data_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: HubLimits | None = None,
+        public_url: str | None = None,
+    ) -> None:
+        self.server = make_server(data_dir, host, port, limits, public_url)
         self.thread = threading.Thread(
             target=self.server.serve_forever, daemon=True, name="hubtool-hub"
         )
@@ -185,7 +624,6 @@ class BackgroundHub:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
 
@@ -204,7 +642,6 @@ def serve_forever(server: HubHTTPServer) -> None:
         while not stop.wait(0.5):
             pass
     finally:
-        server.shutdown()
         server.server_close()
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import shutil
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from hubtool.errors import NotFoundError, UsageError
-from hubtool.hub import metadata
+from hubtool.hub import metadata, storage
 from hubtool.hub.auth import Identity, check_name, hash_token, new_token
 from hubtool.hub.db import Database, RepoRow
 from hubtool.hub.gitstore import GitRepo, iso_from_epoch, parse_lfs_pointer
 from hubtool.hub.lfs import LfsStore
-from hubtool.hub.protocol import ApiError, repo_not_found, revision_not_found
+from hubtool.hub.limits import HubLimits
+from hubtool.hub.protocol import ApiError, disk_full, repo_not_found, revision_not_found
+
+log = logging.getLogger(__name__)
 
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -110,7 +115,8 @@ class RepoRef:
 
 
 class HubService:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, limits: HubLimits | None = None) -> None:
+        self.limits = limits or HubLimits()
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.data_dir / "hub.sqlite3")
@@ -279,7 +285,36 @@ class HubService:
 
     # -- the index --------------------------------------------------------------------------
     def derive(self, row: RepoRow, commit: str) -> dict:
-        """Index fields (tags, card data, pipeline tag, …) of ``row`` at ``commit``."""
+        """Index fields (tags, card data, pipeline tag, …) of ``row`` at ``commit``.
+
+        Never raises for what a repo holds: if deriving fails (a card or config that breaks
+        a parser, say), the fields are the bare minimum (files, ``region:us``) and the
+        failure is logged, so one odd repo never stops a commit, a listing or a start-up.
+        """
+        try:
+            return self._derive(row, commit)
+        except Exception as exc:
+            if storage_error(exc):
+                raise
+            log.warning(
+                "Skipped the metadata of %s %s at %s: %s: %s",
+                row.repo_type,
+                row.repo_id,
+                commit[:12],
+                type(exc).__name__,
+                exc,
+            )
+            return self._bare_fields(row, commit)
+
+    def _bare_fields(self, row: RepoRow, commit: str) -> dict:
+        try:
+            paths = sorted(self.git(row).files(commit))
+        except Exception:
+            paths = []
+        meta = {"tags": ["region:us"], "siblings": paths}
+        return {"meta": meta, "pipeline_tag": None, "library_name": None, "num_parameters": None}
+
+    def _derive(self, row: RepoRow, commit: str) -> dict:
         repo = self.git(row)
         files = repo.files(commit)
         paths = sorted(files)
@@ -289,6 +324,9 @@ class HubService:
             return repo.read_blob(entry.oid) if entry else None
 
         readme, config, tokenizer_config = metadata.read_repo_files(paths, read)
+        problem = metadata.unsafe_card(readme)
+        if problem is not None:  # only a commit made around the check gets here
+            log.warning("Skipped the card data of %s at %s: %s", row.repo_id, commit[:12], problem)
         if row.repo_type != "model":
             derived = metadata.dataset_metadata(paths, readme)
         else:
@@ -351,16 +389,45 @@ class HubService:
         return fresh
 
     def resync(self) -> int:
-        """Bring every row in line with git (after a crash between a ref and a row update)."""
+        """Bring every row in line with git (after a crash between a ref and a row update).
+
+        A repo that cannot be brought in line is logged and skipped: the server still starts
+        and serves it (and all the others) from git.
+        """
         fixed = 0
         for row in self.db.all_repos():
-            path = self.git_path(row.repo_type, row.repo_id)
-            if not path.exists():
-                continue
-            if GitRepo(path).resolve("main") != row.sha:
-                self.refresh(row)
-                fixed += 1
+            try:
+                path = self.git_path(row.repo_type, row.repo_id)
+                if not path.exists():
+                    continue
+                if GitRepo(path).resolve("main") != row.sha:
+                    self.refresh(row)
+                    fixed += 1
+            except Exception as exc:
+                log.error(
+                    "Start-up: could not re-index %s %s (%s: %s); serving it as it is",
+                    row.repo_type,
+                    row.repo_id,
+                    type(exc).__name__,
+                    exc,
+                )
         return fixed
+
+    def reclaim_temporaries(self) -> storage.Reclaimed:
+        """Remove the temporaries interrupted writes left (see ``storage``); log what went."""
+        try:
+            done = storage.reclaim(self.data_dir)
+        except OSError as exc:  # never a reason not to start
+            log.warning("Could not remove temporaries in %s: %s", self.data_dir, exc)
+            return storage.Reclaimed()
+        if done.count:
+            log.info("Removed %d temporaries (%d bytes) left by writes", done.count, done.bytes)
+        return done
+
+
+def storage_error(exc: BaseException) -> bool:
+    """A full disk or a database failure: the caller's problem to report, not a repo's."""
+    return disk_full(exc) or isinstance(exc, sqlite3.Error)
 
 
 def _repo_exists(ref: RepoRef) -> ApiError:

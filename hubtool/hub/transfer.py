@@ -8,8 +8,10 @@ since the client sends no credentials there.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -24,6 +26,7 @@ from hubtool.hub.protocol import ApiError, Request, Response, bad_request, repo_
 from hubtool.hub.routes import ID, Ctx, route
 from hubtool.hub.service import REPO_TYPES, URL_PREFIX, RepoRef
 
+log = logging.getLogger(__name__)
 PREFIX = r"(?:(?P<t>datasets|spaces)/)?"
 URL_TTL = 3600
 LFS_JSON = "application/vnd.git-lfs+json"
@@ -95,7 +98,10 @@ def _count_download(c: Ctx, rowid: int, repo_type: str, path: str) -> None:
     """
     query_file = "config.json" if repo_type == "model" else "README.md"
     if path == query_file and c.req.method == "GET":
-        c.svc.db.bump_downloads(rowid)
+        try:
+            c.svc.db.bump_downloads(rowid)
+        except sqlite3.Error as exc:  # a full disk must not fail a download
+            log.warning("Download not counted: %s", exc)
 
 
 def _ranged(req: Request, headers: dict[str, str], size: int, read) -> Response:
@@ -178,11 +184,22 @@ def _batch_object(
 ) -> dict[str, Any]:
     oid = obj.get("oid") if isinstance(obj, dict) else None
     size = obj.get("size") if isinstance(obj, dict) else None
-    if not valid_oid(oid) or not isinstance(size, int) or size < 0:
+    if not valid_oid(oid) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
         return {
-            "oid": str(oid),
-            "size": size if isinstance(size, int) else 0,
+            "oid": str(oid)[:100],
+            "size": size if isinstance(size, int) and not isinstance(size, bool) else 0,
             "error": {"code": 422, "message": "oid must be a sha256 and size an integer"},
+        }
+    largest = c.svc.limits.max_lfs_object
+    if size > largest and operation == "upload":
+        return {
+            "oid": oid,
+            "size": size,
+            "error": {
+                "code": 422,
+                "message": f"Object of {size:,} bytes is larger than this Hub's maximum "
+                f"of {largest:,} bytes (`hubtool hub serve --max-lfs-object`)",
+            },
         }
     expires = str(int(time.time()) + URL_TTL)
     linked = c.svc.db.linked_lfs(rowid, [oid]).get(oid)
@@ -232,6 +249,8 @@ def lfs_upload(c: Ctx) -> Response:
     row = c.svc.db.get_repo(ref.repo_type, ref.repo_id)
     if row is None:
         raise repo_not_found(False)
+    if int(size) > c.svc.limits.max_lfs_object:
+        raise ApiError(413, f"Objects are at most {c.svc.limits.max_lfs_object:,} bytes here")
     if c.req.content_length is not None and c.req.content_length != int(size):
         raise bad_request(f"Expected {size} bytes, got a body of {c.req.content_length}")
     if not c.svc.lfs.has(oid, int(size)):
@@ -315,7 +334,7 @@ def _http_backend(c: Ctx, action: str) -> Response:
     ):
         if header in c.req.headers:
             env[var] = c.req.headers[header]
-    body = c.req.body(limit=256 << 20) if c.req.method == "POST" else b""
+    body = c.req.body(limit=c.svc.limits.max_commit_body) if c.req.method == "POST" else b""
     env["CONTENT_LENGTH"] = str(len(body))
     with tempfile.TemporaryFile() as out:
         proc = subprocess.run(
@@ -335,7 +354,11 @@ def _http_backend(c: Ctx, action: str) -> Response:
     for line in head.decode("latin-1").split("\r\n"):
         name, _, value = line.partition(":")
         if name.lower() == "status":
-            status = int(value.strip().split()[0])
+            code = value.strip().split()[:1]
+            status = int(code[0]) if code and code[0].isdigit() else 400
         elif name:
             headers[name.strip()] = value.strip()
+    if status >= 500:  # git refused what the client sent: a 4xx, so it is not retried
+        log.warning("git http-backend answered %s: %s", status, proc.stderr[-500:])
+        raise bad_request(f"git could not serve this request: {payload[:200]!r}")
     return Response(status, headers, payload)

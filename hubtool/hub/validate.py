@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from hubtool import boundedyaml
 from hubtool.hub.metadata import split_front_matter
 
 # The Hub's closed list of license ids.
@@ -57,7 +58,7 @@ def validate_card(content: str, repo_type: str = "model") -> tuple[list[str], li
     if raw is None or not raw.strip():
         return [], [NO_METADATA_WARNING]
     try:
-        data = yaml.safe_load(raw)
+        data = boundedyaml.safe_load(raw)
     except yaml.YAMLError as exc:
         return [f"Invalid YAML in README.md: {exc}".replace("\n", " ")], []
     if not isinstance(data, dict):
