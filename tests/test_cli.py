@@ -138,8 +138,8 @@ def test_wheel_ships_templates(built_wheel):
         "hubtool/templates/modelcard.md.j2",
         "hubtool/templates/hub_repo.html.j2",
         "hubtool/templates/publish-workflow.yml.j2",
-        "hubtool/probes/fr.yaml",
-        "hubtool/commands/release.py",
+        "hubtool/cards/probes/fr.yaml",
+        "hubtool/cli/release.py",
         "hubtool/hub/server.py",
     ):
         assert name in names, name

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from hubtool import datafiles
-from hubtool.config import FinetuneConfig
-from hubtool.data import load_raw
 from hubtool.errors import UsageError
+from hubtool.training import datafiles
+from hubtool.training.config import FinetuneConfig
+from hubtool.training.data import load_raw
 from tests.conftest import client_env
 
 

@@ -114,7 +114,7 @@ def test_multiclass_and_length_grouping_keeps_padding_low(checkpoint, datasets_d
     run(base_args(checkpoint, datasets_dir / "multi.jsonl", "multi", "--max-steps", "5"), tmp_path)
     info = json.loads((tmp_path / "multi" / "run.json").read_text())
     assert info["labels"] == ["0", "1", "2"]
-    from hubtool.batching import LengthGroupedBatchSampler
+    from hubtool.training.batching import LengthGroupedBatchSampler
 
     lengths = [len(t.split()) + 2 for t in tiny.texts(400)]
     grouped = list(LengthGroupedBatchSampler(lengths, 16, seed=1))

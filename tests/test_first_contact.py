@@ -108,7 +108,7 @@ def test_printed_commands_run_as_printed_without_hubtool_on_path(tmp_path):
     script = VENV_BIN / "hubtool"
     env = {**os.environ, "PATH": BARE_PATH}
     code = (
-        "from pathlib import Path\nfrom hubtool.demo import _where_to_look\n"
+        "from pathlib import Path\nfrom hubtool.demo.run import _where_to_look\n"
         f"_where_to_look('http://127.0.0.1:1', Path({str(tmp_path)!r}), False, print)"
     )
     out = subprocess.run(

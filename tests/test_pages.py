@@ -31,8 +31,8 @@ def published(tmp_path_factory, hub) -> tuple[str, str]:
     import torch
     from safetensors.torch import save_file
 
-    from hubtool.basecard import BaseCard
-    from hubtool.card import build_context, card_settings, read_run, render
+    from hubtool.cards.base import BaseCard
+    from hubtool.cards.stage import build_context, card_settings, read_run, render
 
     tmp = tmp_path_factory.mktemp("page")
     run = tmp / "run"
@@ -51,7 +51,7 @@ def published(tmp_path_factory, hub) -> tuple[str, str]:
 
 
 def test_model_page_shows_card_tags_results_files_history(hub, published):
-    from hubtool.output import size
+    from hubtool.core.output import size
 
     repo, weights = published
     status, headers, page = get(f"{hub.url}/{repo}")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from hubtool.core.hubclient import HubSettings
 from hubtool.hub.catalog import import_catalog
 from hubtool.hub.server import BackgroundHub
-from hubtool.hubclient import HubSettings
 from tests.conftest import SHARED, client_env
 
 CATALOG = SHARED / "data" / "hub-catalog" / "hub_models_2022-02_saranscript_full.jsonl.gz"
@@ -153,8 +153,8 @@ def settings(small_hub, tmp_path) -> HubSettings:
 
 
 def run_search(settings, **kwargs):
-    from hubtool.languages import resolve_language
-    from hubtool.search import SearchQuery, search
+    from hubtool.core.languages import resolve_language
+    from hubtool.discover.search import SearchQuery, search
 
     lang = kwargs.pop("lang", "fr")
     q = SearchQuery(
@@ -180,14 +180,14 @@ def cli(hub_url: str, home: Path, *args: str, token: str | None = None):
     "text", ["fr", "FR", "fra", "fre", "french", "French", "français", "Francais"]
 )
 def test_language_spellings(text):
-    from hubtool.languages import resolve_language
+    from hubtool.core.languages import resolve_language
 
     assert resolve_language(text).code == "fr"
 
 
 def test_unknown_language_suggests():
+    from hubtool.core.languages import resolve_language
     from hubtool.errors import UsageError
-    from hubtool.languages import resolve_language
 
     with pytest.raises(UsageError) as exc:
         resolve_language("frnch")
@@ -195,8 +195,8 @@ def test_unknown_language_suggests():
 
 
 def test_unknown_task_lists_close_matches():
+    from hubtool.core.architectures import resolve_task
     from hubtool.errors import UsageError
-    from hubtool.tasks import resolve_task
 
     assert resolve_task("fill_mask") == "fill-mask"
     with pytest.raises(UsageError) as exc:
@@ -218,7 +218,7 @@ def test_unknown_task_lists_close_matches():
     ],
 )
 def test_fit_for_task(task, pipeline, archs, model_type, library, level):
-    from hubtool.tasks import fit_for_task
+    from hubtool.core.architectures import fit_for_task
 
     assert fit_for_task(task, pipeline, archs, model_type, library).level == level
 
@@ -349,8 +349,8 @@ def test_bad_token_and_rate_limit(small_hub, tmp_path):
 
 
 def test_results_are_cached_briefly(small_hub, settings):
-    from hubtool.languages import resolve_language
-    from hubtool.search import SearchQuery, search
+    from hubtool.core.languages import resolve_language
+    from hubtool.discover.search import SearchQuery, search
 
     q = SearchQuery(task="fill-mask", language=resolve_language("fr"))
     first = search(settings, q)
@@ -439,7 +439,7 @@ EXTRACTED = SHARED / "data" / "hub-recordings" / "extracted"
 def test_recorded_model_info_parses_without_loss(name):
     from huggingface_hub import ModelInfo
 
-    from hubtool.modelinfo import view
+    from hubtool.discover.info import view
 
     body = json.loads((EXTRACTED / name).read_text())["response_body"]
     v = view(ModelInfo(**body))

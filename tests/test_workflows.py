@@ -32,7 +32,7 @@ def actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_workflow_passes_actionlint(tmp_path):
-    from hubtool.ciinit import workflow
+    from hubtool.publish.ci import workflow
 
     generated = tmp_path / "publish-model.yml"
     generated.write_text(workflow("alice/model"))

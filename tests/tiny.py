@@ -28,7 +28,7 @@ def build_checkpoint(
     import torch
     from transformers import BertConfig, BertForMaskedLM, RobertaConfig, RobertaForMaskedLM
 
-    from hubtool.subwords import train_tokenizer
+    from hubtool.training.subwords import train_tokenizer
 
     fast = train_tokenizer(texts(400) + list(WORDS) + list(extra_words) * 5, 150, 64)
     common = {

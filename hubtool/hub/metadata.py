@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from hubtool import boundedyaml
-from hubtool.tasks import head_of
+from hubtool.core import boundedyaml
+from hubtool.core.architectures import head_of
 
 FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)(?:\r?\n)?^---[ \t]*$", re.S | re.M)
 _ARXIV = re.compile(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})", re.I)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from hubtool.core.output import size
 from hubtool.hub import transfer, views  # noqa: F401  (its routes must come before ours)
 from hubtool.hub.metadata import as_list, model_index_rows, split_front_matter
 from hubtool.hub.protocol import ApiError, Response
 from hubtool.hub.routes import Ctx, route
 from hubtool.hub.service import REPO_TYPES, RepoRef
-from hubtool.output import size
 
 RESERVED = {"api", "datasets", "spaces", "lfs-cdn", "lfs-upload", "favicon.ico"}
 POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlencode
 
+from hubtool.core.output import parse_count
 from hubtool.hub import views
 from hubtool.hub.auth import Identity, identify, request_token
 from hubtool.hub.commits import apply_commit, parse_commit, preupload
@@ -21,7 +22,6 @@ from hubtool.hub.gitstore import RefConflict, ref_name_problem
 from hubtool.hub.protocol import ApiError, BodyError, Request, Response, bad_request
 from hubtool.hub.service import REPO_TYPES, URL_PREFIX, HubService, RepoRef
 from hubtool.hub.validate import validate_card
-from hubtool.output import parse_count
 
 Handler = Callable[["Ctx"], Response]
 ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from hubtool import boundedyaml
+from hubtool.core import boundedyaml
 from hubtool.hub.metadata import split_front_matter
 
 # The Hub's closed list of license ids.

@@ -1,0 +1,367 @@
+"""The pieces of a card's context, one function per section, and the Jinja environment whose
+filters keep every value inert in Markdown."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hubtool.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hubtool.cards.base import BaseCard
+    from hubtool.cards.stage import CardSettings, RunFiles
+
+HYPERPARAMETERS = (
+    "lr",
+    "batch_size",
+    "grad_accum",
+    "epochs",
+    "max_steps",
+    "scheduler",
+    "warmup_ratio",
+    "weight_decay",
+    "max_grad_norm",
+    "max_length",
+    "mixed_precision",
+    "group_by_length",
+    "seed",
+)
+MLM_SETTINGS = ("mlm_probability", "whole_word_mask")
+METRIC_NAMES = {
+    "accuracy": "Accuracy",
+    "precision_macro": "Precision (macro)",
+    "recall_macro": "Recall (macro)",
+    "f1_macro": "F1 (macro)",
+    "matthews_correlation": "Matthews correlation",
+    "precision": "Precision (entity)",
+    "recall": "Recall (entity)",
+    "f1": "F1 (entity)",
+    "perplexity": "Perplexity",
+    "loss": "Loss",
+}
+
+
+# -- Markdown safety ----------------------------------------------------------------------------
+_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#!|~&$])")
+_LINE_START = re.compile(r"^(\s*)([-=>]|\d+[.)])", re.M)
+
+
+def md(value: Any, width: int = 300) -> str:
+    """Inline text: one line, Markdown and HTML specials escaped, clipped to ``width``."""
+    text = " ".join(str(value if value is not None else "").split())
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return _SPECIAL.sub(r"\\\1", text)
+
+
+def prose(value: Any) -> str:
+    """User paragraphs: line breaks kept, everything that could become markup escaped."""
+    paragraphs = re.split(r"\n\s*\n", str(value or "").strip())
+    escaped = [_SPECIAL.sub(r"\\\1", " ".join(p.split())) for p in paragraphs if p.strip()]
+    return "\n\n".join(_LINE_START.sub(r"\1\\\2", p) for p in escaped)
+
+
+def quote(value: Any) -> str:
+    """Text carried from another card, as a block quote with HTML neutralised."""
+    text = str(value or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return "\n".join("> " + line if line.strip() else ">" for line in text.splitlines())
+
+
+def num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def url_path(value: Any) -> str:
+    """A repo id inside a link target: percent-encoded, so it cannot end the link."""
+    from urllib.parse import quote
+
+    return quote(str(value or ""), safe="/-._~")
+
+
+def value(v: Any) -> str:
+    """A setting's value as a reader expects it: 5e-05, 0.01, yes."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return md(v)
+
+
+def environment(user_dir: Path | None) -> Any:
+    """Jinja's immutable sandbox for every template, the shipped ones and the user's: a
+    template reads the context; it cannot reach Python internals, run code or change data."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    loaders: list[Any] = [jinja2.PackageLoader("hubtool.templates", ".")]
+    if user_dir is not None:
+        loaders.insert(0, jinja2.FileSystemLoader(str(user_dir)))
+    env = ImmutableSandboxedEnvironment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(md=md, prose=prose, quote=quote, num=num, value=value, url=url_path)
+    return env
+
+
+# -- sections -----------------------------------------------------------------------------------
+def languages(run: dict[str, Any], settings: CardSettings, base: BaseCard) -> list[str]:
+    """ISO codes: the user's, else the data's (guessed from the text), else the base card's."""
+    from hubtool.core.languages import find_language
+
+    if settings.language:
+        codes = []
+        for name in settings.language:
+            lang = find_language(name)
+            if lang is None:
+                raise ConfigError(f"Unknown language {name!r} in the card settings.")
+            codes.append(lang.code)
+        return codes
+    guess = run.get("data", {}).get("language_guess")
+    if guess:
+        return [guess]
+    return [c for c in base.languages if find_language(c) is not None or c == "multilingual"]
+
+
+def _local_path(value: str | None) -> bool:
+    return bool(value) and (str(value).startswith(("/", ".", "~")) or Path(str(value)).exists())
+
+
+def model_facts(files: RunFiles, settings: CardSettings, base: BaseCard) -> dict[str, Any]:
+    from hubtool.cards.stage import EXAMPLES, TASK_NAMES
+
+    run = files.run
+    task = run["task"]
+    base_id = run.get("base_model", {}).get("id")
+    scratch = bool(run.get("base_model", {}).get("from_scratch"))
+    hub_base = (
+        None if scratch else settings.base_model or (None if _local_path(base_id) else base_id)
+    )
+    langs = languages(run, settings, base)
+    mask = _mask_token(files.tokenizer_config)
+    examples = EXAMPLES[task]
+    example = examples.get(langs[0] if langs else "en", examples["en"])
+    name = (settings.repo_id or "").split("/")[-1] or files.run_dir.resolve().name
+    return {
+        "name": re.sub(r"[^\w.-]+", "-", name).strip("-") or "model",
+        "repo_id": settings.repo_id,
+        "task": task,
+        "task_name": TASK_NAMES[task],
+        "languages": langs,
+        "license": settings.license or base.license,
+        "license_source": "user" if settings.license else ("base model" if base.license else None),
+        "parameters": _parameters(files.run_dir / "model"),
+        "architecture": (files.model_config.get("architectures") or [None])[0],
+        "base_model": {
+            "id": hub_base,
+            "revision": run.get("base_model", {}).get("revision") if hub_base == base_id else None,
+            "local": hub_base is None and not scratch,
+            "from_scratch": scratch,
+        },
+        "labels": run.get("labels") or [],
+        "mask_token": mask,
+        "example": example.format(mask=mask or "[MASK]"),
+    }
+
+
+def _mask_token(tokenizer_config: dict[str, Any]) -> str | None:
+    token = tokenizer_config.get("mask_token")
+    if isinstance(token, dict):
+        token = token.get("content")
+    return token if isinstance(token, str) else None
+
+
+def _parameters(model_dir: Path) -> int | None:
+    from hubtool.hub.metadata import safetensors_parameters
+
+    total = 0
+    for path in model_dir.glob("*.safetensors"):
+        with open(path, "rb") as fh:
+            prefix = fh.read(8)
+            length = int.from_bytes(prefix, "little")
+            if len(prefix) < 8 or length > min(path.stat().st_size, 100 << 20):
+                return None  # not a safetensors file: the count is unknown, not wrong
+            total += sum(safetensors_parameters(prefix + fh.read(length)).values())
+    return total or None
+
+
+def data_facts(run: dict[str, Any], settings: CardSettings) -> dict[str, Any]:
+    source, stats, cfg = run.get("dataset", {}), run.get("data", {}), run.get("config", {})
+    hub_id = source.get("id")
+    hub_ids = list(settings.datasets) or ([hub_id] if hub_id else [])
+    local_name = Path(source.get("path") or "data").name
+    validation = source.get("validation") or {}
+    truncated = stats.get("truncated", {})
+    return {
+        "id": hub_id,
+        "hub_ids": hub_ids,
+        "name": hub_id or (hub_ids[0] if hub_ids else local_name),
+        "local": hub_id is None,
+        "config": source.get("config"),
+        "revision": source.get("revision"),
+        "splits": [
+            {
+                "name": cfg.get("train_split", "train"),
+                "rows": stats.get("train_rows"),
+                "truncated": truncated.get("train"),
+                "held_out_share": None,
+            },
+            {
+                "name": source.get("split"),
+                "rows": stats.get("validation_rows"),
+                "truncated": truncated.get("validation"),
+                "held_out_share": validation.get("share"),
+            },
+        ],
+        "label_distribution": _distribution(stats.get("label_distribution") or {}),
+        "columns": run.get("columns", {}),
+        "max_length": cfg.get("max_length"),
+        "language_guess": stats.get("language_guess"),
+        "mlm": {k: cfg.get(k) for k in MLM_SETTINGS} if run.get("task") == "fill-mask" else None,
+        "label_all_subwords": cfg.get("label_all_subwords"),
+    }
+
+
+def _distribution(dist: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    train, val = dist.get("train", {}), dist.get("validation", {})
+    return [{"label": k, "train": train.get(k, 0), "validation": val.get(k, 0)} for k in train]
+
+
+def training_facts(run: dict[str, Any], log: list[dict[str, Any]]) -> dict[str, Any]:
+    cfg, steps = run.get("config", {}), run.get("steps", {})
+    hw, speed = run.get("hardware", {}), run.get("throughput", {})
+    processes = hw.get("processes", 1)
+    params = [(k, cfg.get(k)) for k in HYPERPARAMETERS if cfg.get(k) is not None]
+    params += [
+        ("effective_batch_size", cfg.get("batch_size", 0) * cfg.get("grad_accum", 1) * processes),
+        ("optimizer", "AdamW (torch)"),
+        ("steps", steps.get("done")),
+    ]
+    return {
+        "hyperparameters": params,
+        "hardware": hw,
+        "processes": processes,
+        "duration_s": run.get("duration_s"),
+        "train_seconds": speed.get("train_seconds"),
+        "samples_per_second": speed.get("samples_per_second"),
+        "padding_ratio": speed.get("padding_ratio"),
+        "started": run.get("started"),
+        "seed": run.get("seed", cfg.get("seed")),
+        "resumes": run.get("resumes") or [],
+        "evaluations": _evaluations(log, steps.get("per_epoch") or 0),
+    }
+
+
+def _evaluations(log: list[dict[str, Any]], per_epoch: int) -> dict[str, Any]:
+    rows, last_loss = [], None
+    for entry in log:
+        if "eval" not in entry:
+            last_loss = entry.get("loss", last_loss)
+            continue
+        epoch = round(entry["step"] / per_epoch, 2) if per_epoch else entry.get("epoch")
+        rows.append(
+            {
+                "step": entry["step"],
+                "epoch": epoch,
+                "train_loss": last_loss,
+                "metrics": entry["eval"],
+            }
+        )
+    names = list(rows[-1]["metrics"]) if rows else []
+    return {"names": names, "rows": rows}
+
+
+def evaluation_facts(metrics: dict[str, Any]) -> dict[str, Any]:
+    intervals = metrics.get("confidence_intervals") or {}
+    details = metrics.get("details", {})
+    return {
+        "split": metrics.get("dataset", {}).get("split"),
+        "examples": metrics.get("examples"),
+        "metrics": [
+            {"name": k, "label": METRIC_NAMES.get(k, k), "value": v, "interval": intervals.get(k)}
+            for k, v in metrics.get("metrics", {}).items()
+        ],
+        "interval_level": intervals.get("level"),
+        "resamples": intervals.get("resamples"),
+        "per_class": details.get("per_class"),
+        "confusion_matrix": details.get("confusion_matrix"),
+        "by_length": metrics.get("by_length") or [],
+        "step": metrics.get("step"),
+    }
+
+
+def eval_results(
+    model: dict[str, Any], data: dict[str, Any], evaluation: dict[str, Any]
+) -> list[Any]:
+    from huggingface_hub import EvalResult
+
+    return [
+        EvalResult(
+            task_type=model["task"],
+            task_name=model["task_name"],
+            dataset_type=data["name"],
+            dataset_name=data["name"],
+            dataset_config=data["config"],
+            dataset_split=evaluation["split"],
+            dataset_revision=data["revision"],
+            metric_type=m["name"],
+            metric_value=round(float(m["value"]), 6),
+            metric_name=f"Validation {m['label'].lower()}",
+        )
+        for m in evaluation["metrics"]
+    ]
+
+
+def config_yaml(run: dict[str, Any]) -> str:
+    """The run's exact finetune settings as a hubtool.yaml (local paths kept: it reproduces
+    this machine's run; the card shows it only with paths reduced to their names)."""
+    import yaml
+
+    cfg = {k: v for k, v in run.get("config", {}).items() if v is not None}
+    for key in ("model", "dataset", "output_dir"):
+        if _local_path(cfg.get(key)):
+            cfg[key] = Path(str(cfg[key])).name
+    return yaml.safe_dump({"finetune": cfg}, sort_keys=False, allow_unicode=True)
+
+
+def snippet(model: dict[str, Any]) -> str:
+    """Python that loads this exact repo for its task and runs the card's example."""
+    import json
+
+    def literal(text: str) -> str:  # a double-quoted Python string literal
+        return json.dumps(text, ensure_ascii=False)
+
+    repo = model["repo_id"] or model["name"]
+    extra = ', aggregation_strategy="simple"' if model["task"] == "token-classification" else ""
+    return (
+        "from transformers import pipeline\n\n"
+        f"pipe = pipeline({literal(model['task'])}, model={literal(repo)}{extra})\n"
+        f"print(pipe({literal(model['example'])}))\n"
+    )
+
+
+def bibtex(model: dict[str, Any], settings: CardSettings, endpoint: str, started: Any) -> str:
+    key = re.sub(r"\W+", "_", model["name"]).strip("_").lower() or "model"
+    year = str(started or "")[:4] or "2026"
+    names = [" ".join(re.sub(r"[^\w .,'-]", " ", a).split()) for a in settings.authors]
+    authors = " and ".join(n for n in names if n) or "unknown"
+    url = f"{endpoint}/{model['repo_id']}" if model["repo_id"] else endpoint
+    return (
+        f"@misc{{{key}_{year},\n"
+        f"  title = {{{model['name']}: a fine-tuned {model['task_name'].lower()} model}},\n"
+        f"  author = {{{authors}}},\n"
+        f"  year = {{{year}}},\n"
+        f"  howpublished = {{\\url{{{url}}}}},\n"
+        f"  note = {{Fine-tuned with hubtool}}\n"
+        "}"
+    )

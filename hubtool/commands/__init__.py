@@ -1,1 +1,0 @@
-"""The command modules; ``hubtool.cli`` assembles them into one group."""

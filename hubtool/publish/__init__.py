@@ -1,0 +1,2 @@
+"""Publishing: what belongs in the repo, one-commit pushes, background pushes while training,
+releases behind a metrics gate, and the CI workflow."""

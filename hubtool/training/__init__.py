@@ -1,0 +1,1 @@
+"""Fine-tuning: settings, data, features, batching, the Accelerate loop, evaluation, resume."""

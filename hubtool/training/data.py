@@ -1,0 +1,308 @@
+"""Data stage: load a Hub or local dataset, choose splits and columns, infer the task, map
+labels and tokenize (batched, cached) into what the training loop consumes."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubtool.core.hubclient import revision_of
+from hubtool.errors import UsageError
+from hubtool.training.config import FinetuneConfig
+
+TEXT_COLUMNS = ("text", "sentence", "sentence1", "content", "review", "document", "question")
+PAIR_COLUMNS = {
+    "sentence1": "sentence2",
+    "text": "text_pair",
+    "question": "context",
+    "premise": "hypothesis",
+}
+LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
+TAG_COLUMNS = ("ner_tags", "tags", "labels", "pos_tags", "label")
+VALIDATION_NAMES = ("validation", "valid", "dev", "val")
+
+
+@dataclass
+class PreparedData:
+    """Tokenized splits plus everything the card and run.json report about the data."""
+
+    task: str
+    train: Any
+    validation: Any
+    label_names: list[str] | None
+    text_column: str | None
+    text_pair_column: str | None
+    label_column: str | None
+    source: dict[str, Any]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+# -- loading ----------------------------------------------------------------------------------
+def load_raw(cfg: FinetuneConfig) -> tuple[Any, dict[str, Any]]:
+    """(DatasetDict, source description) for a Hub id or a local file or folder."""
+    import datasets
+
+    path = Path(cfg.dataset)
+    ds, source = _load_local(path, cfg.dataset) if path.exists() else _load_hub(cfg)
+    if not isinstance(ds, datasets.DatasetDict):
+        ds = datasets.DatasetDict({"train": ds})
+    return ds, source
+
+
+def _load_local(path: Path, shown: str) -> tuple[Any, dict[str, Any]]:
+    """A local file or folder, its splits found as the Hub finds a repository's (datafiles)."""
+    from hubtool.training import datafiles
+
+    files = datafiles.resolve(path, shown)
+    revision = datafiles.fingerprint(files)  # also refuses empty and non-UTF-8 text files
+    ds = datafiles.load(files)
+    source = {"id": None, "path": str(path.resolve()), "config": None, "revision": revision}
+    return ds, source
+
+
+def _load_hub(cfg: FinetuneConfig) -> tuple[Any, dict[str, Any]]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(cfg.dataset, cfg.dataset_config, revision=cfg.dataset_revision)
+    # DatasetNotFoundError is a FileNotFoundError: it must be caught first
+    except datasets.exceptions.DatasetNotFoundError as exc:
+        raise UsageError(
+            f"Dataset {cfg.dataset!r} was not found: {exc}",
+            "Check the id and HF_ENDPOINT, or give a local path.",
+        ) from None
+    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetGenerationError) as exc:
+        empty = re.search(r'Instruction "([^"]+)" corresponds to no data', str(exc))
+        if empty:
+            raise UsageError(
+                f"The {empty.group(1)} split is empty.", "Add rows to it, or remove its file."
+            ) from None
+        raise UsageError(
+            f"Cannot load dataset {cfg.dataset!r}: {exc}",
+            "Give a Hub dataset id, or a csv/tsv/json/jsonl/parquet/txt file or folder.",
+        ) from None
+    source = {
+        "id": cfg.dataset,
+        "path": None,
+        "config": cfg.dataset_config,
+        "revision": revision_of(cfg.dataset, "dataset", cfg.dataset_revision),
+    }
+    return ds, source
+
+
+# -- splits, task and columns -------------------------------------------------------------------
+def choose_splits(
+    ds: Any, cfg: FinetuneConfig, label_column: str | None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """(train, validation, how validation was chosen)."""
+    if cfg.train_split not in ds:
+        raise UsageError(
+            f"The dataset has no split {cfg.train_split!r}.",
+            f"Splits: {', '.join(ds)}. Use --train-split.",
+        )
+    train = ds[cfg.train_split]
+    if cfg.validation_split != "auto":
+        if cfg.validation_split not in ds:
+            raise UsageError(
+                f"The dataset has no split {cfg.validation_split!r}.", f"Splits: {', '.join(ds)}."
+            )
+        return train, ds[cfg.validation_split], {"split": cfg.validation_split}
+    for name in VALIDATION_NAMES:
+        if name in ds and name != cfg.train_split:
+            return train, ds[name], {"split": name}
+    if len(train) < 2:
+        raise UsageError(f"Split {cfg.train_split!r} has {len(train)} rows: too few to train.")
+    stratify = label_column if label_column and _is_class_label(train, label_column) else None
+    parts = train.train_test_split(
+        test_size=cfg.validation_share, seed=cfg.seed, stratify_by_column=stratify
+    )
+    return (
+        parts["train"],
+        parts["test"],
+        {
+            "split": f"{cfg.train_split} (carved)",
+            "carved_from": cfg.train_split,
+            "share": cfg.validation_share,
+            "seed": cfg.seed,
+            "stratified": stratify is not None,
+        },
+    )
+
+
+def _is_class_label(ds: Any, column: str) -> bool:
+    import datasets
+
+    return isinstance(ds.features.get(column), datasets.ClassLabel)
+
+
+def _missing(column: str, what: str, columns: list[str]) -> UsageError:
+    return UsageError(
+        f"The {what} column {column!r} does not exist.", f"Columns: {', '.join(columns)}."
+    )
+
+
+def infer_task(columns: list[str], features: Any, cfg: FinetuneConfig) -> str:
+    if cfg.task != "auto":
+        return cfg.task
+    if "tokens" in columns and any(c in columns for c in TAG_COLUMNS if c != "label"):
+        return "token-classification"
+    if cfg.label_column or any(c in columns for c in LABEL_COLUMNS):
+        return "text-classification"
+    return "fill-mask"
+
+
+def pick_columns(
+    columns: list[str], task: str, cfg: FinetuneConfig
+) -> tuple[str, str | None, str | None]:
+    """(text column, pair column, label column), checked against what exists."""
+    for given, what in (
+        (cfg.text_column, "text"),
+        (cfg.text_pair_column, "text pair"),
+        (cfg.label_column, "label"),
+    ):
+        if given and given not in columns:
+            raise _missing(given, what, columns)
+    if task == "token-classification":
+        tokens = cfg.text_column or "tokens"
+        tags = cfg.label_column or next((c for c in TAG_COLUMNS if c in columns), None)
+        if tokens not in columns or tags is None:
+            raise UsageError(
+                "Token classification needs a 'tokens' column and a tag column.",
+                f"Columns: {', '.join(columns)}. Use --text-column and --label-column.",
+            )
+        return tokens, None, tags
+    found = cfg.text_column or next((c for c in TEXT_COLUMNS if c in columns), None)
+    if found is None:
+        raise UsageError(
+            "No text column found.", f"Columns: {', '.join(columns)}. Use --text-column."
+        )
+    text = found
+    pair = cfg.text_pair_column or (
+        PAIR_COLUMNS.get(text) if PAIR_COLUMNS.get(text) in columns else None
+    )
+    if task == "fill-mask":
+        return text, None, None
+    label = cfg.label_column or next((c for c in LABEL_COLUMNS if c in columns), None)
+    if label is None:
+        raise UsageError(
+            "No label column found for text classification.",
+            f"Columns: {', '.join(columns)}. Use --label-column.",
+        )
+    return text, pair, label
+
+
+# -- labels -------------------------------------------------------------------------------------
+def label_names_for(train: Any, validation: Any, column: str, task: str) -> list[str]:
+    """The label set, from ClassLabel names or the values seen in train."""
+    import datasets
+
+    values = _flat(train[column], task)
+    if any(v is None for v in values):
+        raise UsageError(f"The label column {column!r} has empty values.")
+    present = {str(v) for v in values}
+    if len(present) < 2:
+        raise UsageError(
+            f"The label column {column!r} has a single value ({next(iter(present), 'none')})"
+            " in the training split: a classifier needs at least two classes.",
+            "Check --label-column, or the data: every row has the same label.",
+        )
+    inner = _inner_feature(train.features[column])
+    if isinstance(inner, datasets.ClassLabel):
+        return list(inner.names)
+    names = sorted(present, key=_natural)
+    unseen = sorted({str(v) for v in _flat(validation[column], task)} - set(names), key=_natural)
+    if unseen:
+        raise UsageError(
+            f"Validation labels outside the training label set: {', '.join(unseen[:10])}.",
+            f"Training labels: {', '.join(names[:20])}.",
+        )
+    return names
+
+
+def _inner_feature(feature: Any) -> Any:
+    """The element feature of a sequence column (the column's own feature otherwise)."""
+    import datasets
+
+    if isinstance(feature, datasets.Sequence):
+        return feature.feature
+    if isinstance(feature, list):
+        return feature[0]
+    return feature
+
+
+def _flat(values: list[Any], task: str) -> list[Any]:
+    return [v for row in values for v in row] if task == "token-classification" else values
+
+
+def _natural(value: str) -> tuple[int, Any]:
+    return (0, int(value)) if value.lstrip("-").isdigit() else (1, value)
+
+
+def encode_labels(
+    ds: Any, column: str, names: list[str], task: str, label_set: str = "training"
+) -> Any:
+    """Labels as indices into ``names`` in a ``labels`` column.
+
+    ClassLabel ids are read through their own names, so a data set whose label order differs
+    from ``names`` (a model's labels, say) is still mapped correctly; a value outside
+    ``names`` is a UsageError naming the ``label_set``.
+    """
+    import datasets
+
+    inner = _inner_feature(ds.features[column])
+    own = inner.names if isinstance(inner, datasets.ClassLabel) else None
+
+    def name(v: Any) -> str:
+        return str(own[v]) if own is not None else str(v)
+
+    unknown = sorted({name(v) for v in _flat(ds[column], task)} - set(names), key=_natural)
+    if unknown:
+        raise UsageError(
+            f"Labels outside the {label_set} label set: {', '.join(unknown[:10])}.",
+            f"Known labels: {', '.join(names[:20])}.",
+        )
+    index = {n: i for i, n in enumerate(names)}
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        rows = batch[column]
+        if task == "token-classification":
+            return {"labels": [[index[name(v)] for v in row] for row in rows]}
+        return {"labels": [index[name(v)] for v in rows]}
+
+    return ds.map(encode, batched=True, desc="Encoding labels")
+
+
+def check_tags(ds: Any, tokens: str, tags: str, split: str) -> None:
+    """Every row of a token-classification split has one tag per token."""
+    for i, (words, labels) in enumerate(zip(ds[tokens], ds[tags], strict=True)):
+        if not isinstance(labels, list) or len(labels) != len(words):
+            got = len(labels) if isinstance(labels, list) else type(labels).__name__
+            raise UsageError(
+                f"Row {i} of split {split!r} has {len(words)} tokens but {got} tags in "
+                f"column {tags!r}.",
+                "Give every token exactly one tag (and every row a list of tags).",
+            )
+
+
+def check_texts(ds: Any, column: str, split: str, task: str) -> None:
+    values = ds[column]
+    for i, value in enumerate(values):
+        ok = (
+            (isinstance(value, list) and all(isinstance(t, str) for t in value))
+            if (task == "token-classification")
+            else isinstance(value, str)
+        )
+        if not ok:
+            raise UsageError(
+                f"Row {i} of split {split!r} has a non-text value in column "
+                f"{column!r}: {value!r:.60}.",
+                "Clean the data or choose another --text-column.",
+            )
+
+
+def label_distribution(ds: Any, names: list[str], task: str) -> dict[str, int]:
+    counts = Counter(_flat(ds["labels"], task))
+    return {names[i]: counts.get(i, 0) for i in range(len(names))}

@@ -1,0 +1,202 @@
+"""``hubtool evaluate``: metrics of a checkpoint (or a run's model) on a dataset split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hubtool.core import rundir
+from hubtool.core.architectures import head_of
+from hubtool.errors import UsageError
+from hubtool.training import data, evaluation
+from hubtool.training.config import FinetuneConfig, with_max_length
+
+
+def evaluate_model(
+    target: str,
+    options: dict[str, Any],
+    bootstrap: int,
+    extra_metrics: list[str],
+    output: Path | None,
+) -> tuple[dict[str, Any], Path | None]:
+    """(metrics document, where it was written or None for stdout)."""
+    from accelerate import Accelerator
+
+    from hubtool.training.loop import load_tokenizer
+
+    if extra_metrics and options["task"] == "fill-mask":
+        raise UsageError(
+            "Extra metrics need predictions and references; fill-mask has only losses."
+        )
+    extras = [evaluation.metric(name) for name in extra_metrics]  # before any heavy work
+    run_dir = Path(target) if (Path(target) / "model").is_dir() else None
+    model_path = str(run_dir / "model") if run_dir else target
+    tokenizer = load_tokenizer(model_path)
+    config = _model_config(model_path)
+    task = options["task"] if options["task"] != "auto" else _task_of(config, run_dir)
+    labels = [config.id2label[i] for i in sorted(config.id2label)] if task != "fill-mask" else None
+    cfg = _data_config(model_path, task, options, run_dir)
+    split_ds, source = _load_split(cfg, options["split"])
+    prepared = _prepare_split(split_ds, cfg, task, labels, tokenizer)
+    accelerator = Accelerator()
+    predictions = _predict(accelerator, model_path, task, labels, cfg, prepared, tokenizer)
+    metrics = evaluation.compute(predictions, labels)
+    metrics.update(_extra_metrics(extras, task, predictions))
+    document = {
+        "model": model_path,
+        **evaluation.document(task, source, options["split"], predictions, metrics),
+    }
+    if bootstrap:
+        document["confidence_intervals"] = {
+            "level": 0.95,
+            "resamples": bootstrap,
+            **evaluation.bootstrap(predictions, labels, bootstrap),
+        }
+    destination = output or (run_dir / _metrics_name(run_dir, document) if run_dir else None)
+    if destination is not None and accelerator.is_main_process:
+        rundir.write_json(destination, document)
+    return document, destination
+
+
+def _predict(
+    accelerator: Any,
+    model_path: str,
+    task: str,
+    labels: list[str] | None,
+    cfg: FinetuneConfig,
+    prepared: Any,
+    tokenizer: Any,
+) -> evaluation.Predictions:
+    from hubtool.training.loop import load_model
+
+    model = load_model(cfg, task, labels)
+    model, loader = accelerator.prepare(model, _loader(cfg, prepared, task, tokenizer))
+    return evaluation.predict(accelerator, model, loader, task)
+
+
+def _extra_metrics(modules: list[Any], task: str, p: evaluation.Predictions) -> dict[str, Any]:
+    """Any other evaluate modules the user asked for (loaded up front)."""
+    if modules and task == "fill-mask":
+        raise UsageError(
+            "Extra metrics need predictions and references; fill-mask has only losses."
+        )
+    out: dict[str, Any] = {}
+    for module in modules:
+        out.update(module.compute(predictions=p.predictions, references=p.references))
+    return out
+
+
+def _model_config(model_path: str) -> Any:
+    from transformers import AutoConfig
+
+    rundir.refuse_lfs_pointers(Path(model_path))
+    try:
+        return AutoConfig.from_pretrained(model_path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"Cannot load {model_path}: {str(exc).splitlines()[0]}") from None
+
+
+def _task_of(config: Any, run_dir: Path | None) -> str:
+    if run_dir and (run_dir / "run.json").exists():
+        return str(rundir.read_json(run_dir / "run.json")["task"])
+    for arch in config.architectures or []:
+        head = head_of(arch)
+        if head and head[0] in ("text-classification", "token-classification", "fill-mask"):
+            return head[0]
+    raise UsageError(
+        "Cannot tell which task this checkpoint was trained for.",
+        "Pass --task text-classification, token-classification or fill-mask.",
+    )
+
+
+def _data_config(
+    model_path: str, task: str, options: dict[str, Any], run_dir: Path | None
+) -> FinetuneConfig:
+    columns: dict[str, Any] = {}
+    if run_dir and (run_dir / "run.json").exists():
+        saved = rundir.read_json(run_dir / "run.json").get("columns", {})
+        columns = {
+            "text_column": saved.get("text"),
+            "text_pair_column": saved.get("text_pair"),
+            "label_column": saved.get("label"),
+        }
+    for key in ("text_column", "text_pair_column", "label_column"):
+        if options.get(key):
+            columns[key] = options[key]
+    from hubtool.training.loop import _config_limit
+
+    cfg = FinetuneConfig(
+        model=model_path,
+        dataset=options["dataset"],
+        dataset_config=options.get("dataset_config"),
+        task=task,
+        max_length=options["max_length"],
+        eval_batch_size=options["batch_size"],
+        **columns,
+    )
+    return with_max_length(cfg, _config_limit(model_path))
+
+
+def _load_split(cfg: FinetuneConfig, split: str) -> tuple[Any, dict[str, Any]]:
+    raw, source = data.load_raw(cfg)
+    if split not in raw:
+        raise UsageError(f"The dataset has no split {split!r}.", f"Splits: {', '.join(raw)}.")
+    if len(raw[split]) == 0:
+        raise UsageError(f"The {split} split is empty.")
+    return raw[split], source
+
+
+def _prepare_split(
+    ds: Any, cfg: FinetuneConfig, task: str, labels: list[str] | None, tokenizer: Any
+) -> Any:
+    from hubtool.training.features import (
+        tokenize_classification,
+        tokenize_mlm,
+        tokenize_tokens,
+    )
+
+    text, pair, label = data.pick_columns(list(ds.column_names), task, cfg)
+    data.check_texts(ds, text, "evaluation", task)
+    if label is not None and labels is not None:
+        ds = data.encode_labels(ds, label, labels, task, label_set="model's")
+    tokenize = {
+        "text-classification": tokenize_classification,
+        "token-classification": tokenize_tokens,
+        "fill-mask": tokenize_mlm,
+    }[task]
+    return tokenize(ds, tokenizer, cfg, text, pair)[0]
+
+
+def _loader(cfg: FinetuneConfig, prepared: Any, task: str, tokenizer: Any) -> Any:
+    from torch.utils.data import DataLoader
+
+    from hubtool.training.batching import (
+        LengthGroupedBatchSampler,
+        collator,
+        fixed_masks,
+        without_length,
+    )
+
+    collate = collator(task, tokenizer, cfg.mlm_probability)
+    if task == "fill-mask":
+        from transformers import default_data_collator
+
+        prepared = fixed_masks(prepared, collate, cfg.seed)
+        collate = without_length(default_data_collator)
+    sampler = LengthGroupedBatchSampler(
+        prepared["length"], cfg.eval_batch_size or 32, cfg.seed, shuffle=False
+    )
+    return DataLoader(prepared, batch_sampler=sampler, collate_fn=collate)
+
+
+def _metrics_name(run_dir: Path, document: dict[str, Any]) -> str:
+    run = run_dir / "run.json"
+    if run.exists():
+        saved = rundir.read_json(run).get("dataset", {})
+        same = (saved.get("id") or saved.get("path")) in (
+            document["dataset"]["id"],
+            document["dataset"]["path"],
+        )
+        if same and saved.get("split") == document["dataset"]["split"]:
+            return "metrics.json"
+    return f"metrics-{document['dataset']['split']}.json"

@@ -1,0 +1,689 @@
+"""Training stage: an Accelerate loop (one process, or many through ``accelerate launch``).
+
+``prepare`` → ``accumulate`` → ``clip`` → step, with length-grouped batches and dynamic
+padding, fused AdamW without decay on biases and norms, evaluation every epoch or N steps,
+best-model tracking, early stopping, ``save_state`` checkpoints (the last K kept) and exact
+resumption with ``load_state`` + ``skip_first_batches``. Only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubtool.core import rundir
+from hubtool.errors import ConfigError, TrainingFailed, UsageError
+from hubtool.training import evaluation
+from hubtool.training.config import FinetuneConfig, with_max_length
+
+
+@dataclass
+class LoopState:
+    """Counters saved in every checkpoint (registered with ``register_for_checkpointing``)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    log_lines: int = 0
+    last_eval_step: int | None = None
+    train_seconds: float = 0.0  # inside training steps only (this process)
+    samples: int = 0
+    real_tokens: int = 0  # attention-mask tokens (this process)
+    computed_tokens: int = 0  # batch positions, padding included (this process)
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+@dataclass
+class Run:
+    """Everything the loop works with, built once by ``setup``."""
+
+    cfg: FinetuneConfig
+    run_dir: Path
+    accelerator: Any
+    model: Any
+    tokenizer: Any
+    data: Any
+    optimizer: Any
+    scheduler: Any
+    train_loader: Any
+    eval_loader: Any
+    sampler: Any
+    total_steps: int
+    steps_per_epoch: int
+    state: LoopState
+    metric_name: str
+    started: float
+    tick: float = 0.0  # when the current training step began waiting for its batch
+    on_save: Callable[[int, Path], None] | None = None  # main process, after each checkpoint
+    resumes: list[dict[str, Any]] = field(default_factory=list)  # [{step, changed}]
+
+
+# -- building blocks ---------------------------------------------------------------------------
+TOKENIZER_HINT = (
+    "The checkpoint must ship its tokenizer (tokenizer.json or vocab files) and "
+    "be a local folder or a Hub id on HF_ENDPOINT."
+)
+
+
+def load_tokenizer(model_id: str) -> Any:
+    """The checkpoint's tokenizer; refuses the empty one transformers builds when the
+    checkpoint has no tokenizer files (every word would become [UNK])."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_id)
+        vocab = getattr(AutoConfig.from_pretrained(model_id), "vocab_size", None)
+    except Exception as exc:  # OSError, ValueError, and the tokenizers library's own errors
+        raise UsageError(
+            f"Cannot load a tokenizer for {model_id}: {_first_line(exc)}", TOKENIZER_HINT
+        ) from exc
+    if vocab and len(tokenizer) < min(vocab // 2, 1000):
+        raise UsageError(
+            f"Cannot load a tokenizer for {model_id}: the checkpoint has no "
+            f"tokenizer files ({len(tokenizer)} tokens for a model of {vocab}).",
+            TOKENIZER_HINT,
+        )
+    return tokenizer
+
+
+AUTO_CLASSES = {
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "fill-mask": "AutoModelForMaskedLM",
+}
+
+
+def load_model(cfg: FinetuneConfig, task: str, labels: list[str] | None) -> Any:
+    """The checkpoint's weights with the task's head, or (``from_scratch``) a seeded random
+    initialisation of its architecture."""
+    import transformers
+
+    auto = getattr(transformers, AUTO_CLASSES[task])
+    kwargs: dict[str, Any] = {}
+    if labels is not None:
+        kwargs = {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {name: i for i, name in enumerate(labels)},
+        }
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report; we say what matters ourselves
+    try:
+        if cfg.from_scratch:
+            config = transformers.AutoConfig.from_pretrained(cfg.model, **kwargs)
+            return auto.from_config(config)
+        return auto.from_pretrained(cfg.model, ignore_mismatched_sizes=bool(kwargs), **kwargs)
+    except ValueError as exc:
+        raise UsageError(
+            f"{cfg.model} cannot be trained for {task}: {str(exc).splitlines()[0]}",
+            "Choose a checkpoint whose architecture serves the task (`hubtool search --task …`).",
+        ) from None
+    except OSError as exc:
+        raise UsageError(
+            f"Cannot load {cfg.model}: {str(exc).splitlines()[0]}", _weights_hint(cfg.model)
+        ) from None
+    except Exception as exc:  # safetensors/torch errors on a truncated or corrupt file
+        raise UsageError(
+            f"The weights of {cfg.model} cannot be read: {_first_line(exc)}",
+            "The file is truncated or corrupt: download or copy the checkpoint again.",
+        ) from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def _weights_hint(model_id: str) -> str | None:
+    folder = Path(model_id)
+    if folder.is_dir() and (folder / "config.json").exists():
+        return (
+            "The folder has a config but no weights. To train this architecture from "
+            "random weights with the tokenizer it holds, pass --from-scratch."
+        )
+    return None
+
+
+def build_optimizer(model: Any, cfg: FinetuneConfig) -> Any:
+    """AdamW (fused where supported) without weight decay on biases and norm weights."""
+    import torch
+
+    decay: list[Any] = []
+    no_decay: list[Any] = []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        plain = name.endswith("bias") or "norm" in name.lower() or param.ndim < 2
+        (no_decay if plain else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    try:
+        return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def build_loaders(cfg: FinetuneConfig, data: Any, tokenizer: Any) -> tuple[Any, Any, Any]:
+    from torch.utils.data import DataLoader
+    from transformers import default_data_collator
+
+    from hubtool.training.batching import (
+        LengthGroupedBatchSampler,
+        collator,
+        fixed_masks,
+        without_length,
+    )
+
+    collate = collator(data.task, tokenizer, cfg.mlm_probability, cfg.whole_word_mask)
+    sampler = LengthGroupedBatchSampler(
+        data.train["length"], cfg.batch_size, cfg.seed, group=cfg.group_by_length
+    )
+    # Loaders get their own generator: an iterator's seed draw must not touch the global
+    # RNG, or a resumed run would see different dropout masks than an uninterrupted one.
+    train = DataLoader(
+        data.train, batch_sampler=sampler, collate_fn=collate, generator=_loader_generator(cfg.seed)
+    )
+    eval_size = cfg.eval_batch_size or cfg.batch_size * 2
+    validation, eval_collate = data.validation, collate
+    if data.task == "fill-mask":
+        validation = fixed_masks(validation, collate, cfg.seed)
+        eval_collate = without_length(default_data_collator)
+    eval_sampler = LengthGroupedBatchSampler(
+        validation["length"], eval_size, cfg.seed, shuffle=False
+    )
+    return (
+        sampler,
+        train,
+        DataLoader(
+            validation,
+            batch_sampler=eval_sampler,
+            collate_fn=eval_collate,
+            generator=_loader_generator(cfg.seed),
+        ),
+    )
+
+
+def _loader_generator(seed: int) -> Any:
+    import torch
+
+    return torch.Generator().manual_seed(seed)
+
+
+def make_accelerator(cfg: FinetuneConfig, run_dir: Path) -> Any:
+    from accelerate import Accelerator
+
+    log_with = None
+    if cfg.report_to == "tensorboard":
+        import importlib.util
+
+        if not (
+            importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+        ):
+            raise ConfigError(
+                "--report-to tensorboard needs the tensorboard package.", "pip install tensorboard"
+            )
+        log_with = "tensorboard"
+    return Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum,
+        mixed_precision=cfg.mixed_precision,
+        log_with=log_with,
+        project_dir=str(run_dir / "logs"),
+        cpu=_distributed_on_cpu(),
+    )
+
+
+def _distributed_on_cpu() -> bool:
+    """Several processes (``accelerate launch --num_processes N``) but no GPU: use gloo on the
+    CPU. Accelerate only picks MULTI_CPU when asked for the CPU explicitly."""
+    import os
+
+    import torch
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+# -- setup ---------------------------------------------------------------------------------------
+def setup(cfg: FinetuneConfig, overwrite: bool, resume: str | None) -> Run:
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    from hubtool.training.features import prepare_data
+
+    cfg = with_max_length(cfg, _config_limit(cfg.model))
+    run_dir = rundir.work_dir(cfg.run_dir, overwrite, resume is not None)
+    accelerator = make_accelerator(cfg, run_dir)
+    if accelerator.is_main_process:
+        rundir.prepare(cfg.run_dir, overwrite, resume is not None)
+    accelerator.wait_for_everyone()
+    set_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    with accelerator.main_process_first():
+        data = prepare_data(cfg, tokenizer)
+    model = load_model(cfg, data.task, data.label_names)
+    sampler, train_loader, eval_loader = build_loaders(cfg, data, tokenizer)
+    optimizer = build_optimizer(model, cfg)
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(
+        model, optimizer, train_loader, eval_loader
+    )
+    # Sized from the prepared loader: with N processes each one sees 1/N of the batches.
+    steps_per_epoch = max(math.ceil(len(train_loader) / cfg.grad_accum), 1)
+    total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
+    # Not prepared: Accelerate would step it once per process at every optimizer step.
+    # The loop steps it once per optimizer step, so the schedule is the same for any N.
+    scheduler = get_scheduler(
+        cfg.scheduler,
+        optimizer,
+        num_warmup_steps=int(cfg.warmup_ratio * total),
+        num_training_steps=total,
+    )
+    accelerator.register_for_checkpointing(scheduler)
+    state = LoopState()
+    accelerator.register_for_checkpointing(state)
+    metric_name = cfg.metric_for_best or evaluation.DEFAULT_BEST[data.task]
+    run = Run(
+        cfg,
+        run_dir,
+        accelerator,
+        model,
+        tokenizer,
+        data,
+        optimizer,
+        scheduler,
+        train_loader,
+        eval_loader,
+        sampler,
+        total,
+        steps_per_epoch,
+        state,
+        metric_name,
+        time.time(),
+    )
+    if resume is not None:
+        restore(run, resume)
+    return run
+
+
+def _config_limit(model_id: str) -> int | None:
+    from transformers import AutoConfig
+
+    rundir.refuse_lfs_pointers(Path(model_id))
+    try:
+        config = AutoConfig.from_pretrained(model_id)
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"Cannot load {model_id}: {str(exc).splitlines()[0]}",
+            "Give a local checkpoint folder or a model id on HF_ENDPOINT.",
+        ) from None
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit and config.model_type in ("roberta", "camembert", "xlm-roberta"):
+        limit -= 2
+    return limit
+
+
+def restore(run: Run, given: str) -> None:
+    from hubtool.training import resume
+
+    checkpoint = rundir.latest_checkpoint(run.run_dir, given)
+    saved = resume.saved_config(checkpoint, run.run_dir)
+    step = int(rundir.read_json(checkpoint / "hubtool_state.json").get("step", 0))
+    changed = resume.changes(saved, run.cfg, step)
+    try:
+        run.accelerator.load_state(str(checkpoint))
+    except Exception as exc:  # torch/safetensors/pickle errors on a damaged checkpoint
+        raise UsageError(
+            f"The checkpoint {checkpoint} cannot be loaded: {str(exc).splitlines()[0][:200]}",
+            "Resume from an earlier one (--resume RUN_DIR/checkpoints/step-N) or start again.",
+        ) from None
+    run.resumes = resume.history(run.run_dir, run.state.step, changed)
+    log = run.run_dir / "train_log.jsonl"
+    if run.accelerator.is_main_process and log.exists():
+        lines = log.read_text().splitlines(keepends=True)[: run.state.log_lines]
+        log.write_text("".join(lines))
+    where = f"step {run.state.step}, epoch {run.state.epoch}"
+    say(run, f"Resumed from {checkpoint.resolve()} ({where}).")
+    for name, (before, now) in changed.items():
+        say(run, f"  {name}: {before} -> {now} from step {run.state.step} (recorded in run.json)")
+
+
+# -- the loop ------------------------------------------------------------------------------------
+def train(run: Run, progress: bool = True) -> dict[str, Any]:
+    """Train to the end (or early stop); returns the best evaluation's metrics."""
+    from tqdm.auto import tqdm
+
+    acc, _cfg, state = run.accelerator, run.cfg, run.state
+    if acc.is_main_process:
+        write_run_json(run, "running")
+    bar = tqdm(
+        total=run.total_steps,
+        initial=state.step,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not (progress and acc.is_main_process),
+    )
+    best = _best_so_far(run)
+    run.model.train()  # from_pretrained returns the model in eval mode: dropout off
+    epochs = math.ceil(run.total_steps / run.steps_per_epoch)
+    while state.step < run.total_steps and state.epoch < epochs and not _stopped(run):
+        loader = run.train_loader
+        if state.batch_in_epoch:
+            loader = acc.skip_first_batches(run.train_loader, state.batch_in_epoch)
+        # Accelerate's loaders pass their own epoch counter to the sampler when iterated;
+        # set it, so a resumed run shuffles each epoch exactly as an uninterrupted one.
+        loader.set_epoch(state.epoch)
+        run.sampler.set_epoch(state.epoch)
+        run.tick = time.perf_counter()
+        for batch in loader:
+            loss = _train_step(run, batch)
+            state.batch_in_epoch += 1
+            if not acc.sync_gradients:
+                continue
+            state.step += 1
+            lr = run.scheduler.get_last_lr()[0]
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            log(run, {"step": state.step, "epoch": state.epoch, "loss": loss, "lr": lr})
+            best = _after_step(run, best, step_end=True)
+            run.tick = time.perf_counter()  # evaluation and checkpoints are not training time
+            if state.step >= run.total_steps or _stopped(run):
+                break
+        else:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            best = _after_step(run, best, step_end=False)
+    if state.last_eval_step != state.step:  # the last step is always evaluated
+        best = _evaluate_and_keep(run, best)
+    bar.close()
+    acc.wait_for_everyone()
+    acc.end_training()
+    return best or {}
+
+
+def _train_step(run: Run, batch: dict[str, Any]) -> float:
+    state = run.state
+    ids = batch["input_ids"]
+    state.samples += int(ids.shape[0])
+    state.computed_tokens += int(ids.numel())
+    mask = batch.get("attention_mask")
+    state.real_tokens += int(mask.sum()) if mask is not None else int(ids.numel())
+    loss = _optimizer_step(run, batch)
+    now = time.perf_counter()  # since the previous step: batch loading included
+    state.train_seconds += now - run.tick
+    run.tick = now
+    return loss
+
+
+def _optimizer_step(run: Run, batch: dict[str, Any]) -> float:
+    acc = run.accelerator
+    with acc.accumulate(run.model):
+        loss = run.model(**batch).loss
+        _refuse_non_finite(run, loss)
+        acc.backward(loss)
+        if acc.sync_gradients:
+            acc.clip_grad_norm_(run.model.parameters(), run.cfg.max_grad_norm)
+        run.optimizer.step()
+        if acc.sync_gradients and not acc.optimizer_step_was_skipped:
+            run.scheduler.step()
+        run.optimizer.zero_grad()
+    return float(loss.detach())
+
+
+def _refuse_non_finite(run: Run, loss: Any) -> None:
+    """Stop before a NaN/inf loss reaches the weights (on every process at once)."""
+    import torch
+
+    finite = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
+    if run.accelerator.num_processes > 1:
+        finite = run.accelerator.reduce(finite, reduction="min")
+    if bool(finite.item()):
+        return
+    raise _diverged(run, f"the training loss is {float(loss.detach())}")
+
+
+def _diverged(run: Run, what: str) -> TrainingFailed:
+    from hubtool.core.output import invocation
+
+    kept = rundir.checkpoints(run.run_dir)
+    where = f"the last checkpoint ({kept[-1].name}) and " if kept else ""
+    return TrainingFailed(
+        f"Training diverged at step {run.state.step + 1}: {what}. Nothing after it was "
+        f"written; {where}the best model so far (model/) are kept.",
+        "Lower --lr or --weight-decay, keep --max-grad-norm small, or use "
+        f"--mixed-precision no; then start again with `{invocation()} finetune … --overwrite`.",
+    )
+
+
+def _after_step(run: Run, best: dict[str, Any] | None, step_end: bool) -> dict | None:
+    """Evaluate and checkpoint when the schedule says so (every N steps, or per epoch)."""
+    cfg, state = run.cfg, run.state
+    eval_n, save_n = cfg.every("eval"), cfg.every("save")
+    due_eval = (eval_n is not None and state.step % eval_n == 0) if step_end else eval_n is None
+    due_save = (save_n is not None and state.step % save_n == 0) if step_end else save_n is None
+    if due_eval:
+        best = _evaluate_and_keep(run, best)
+    if due_save:
+        save_checkpoint(run)
+    return best
+
+
+def _stopped(run: Run) -> bool:
+    patience = run.cfg.early_stopping
+    return patience is not None and run.state.bad_evals >= patience
+
+
+def _best_so_far(run: Run) -> dict[str, Any] | None:
+    path = run.run_dir / "metrics.json"
+    if run.state.best_step is not None and path.exists():
+        return rundir.read_json(path)
+    return None
+
+
+def _evaluate_and_keep(run: Run, best: dict[str, Any] | None) -> dict[str, Any] | None:
+    acc, state = run.accelerator, run.state
+    predictions = evaluation.predict(acc, run.model, run.eval_loader, run.data.task)
+    metrics = evaluation.compute(predictions, run.data.label_names)
+    value = float(metrics[run.metric_name]) if run.metric_name in metrics else None
+    broken = [k for k, v in evaluation.scalars(metrics).items() if not math.isfinite(float(v))]
+    if broken:
+        raise _diverged(run, f"the validation {', '.join(broken)} is not a finite number")
+    if value is None:
+        raise ConfigError(
+            f"metric_for_best {run.metric_name!r} is not computed for {run.data.task}.",
+            f"Metrics: {', '.join(evaluation.scalars(metrics))}",
+        )
+    state.last_eval_step = state.step
+    log(run, {"step": state.step, "epoch": state.epoch, "eval": evaluation.scalars(metrics)})
+    say(
+        run,
+        f"step {state.step}: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in evaluation.scalars(metrics).items()),
+    )
+    if evaluation.better(run.metric_name, value, state.best_metric):
+        state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
+        save_model(run)
+        best = metrics_document(run, metrics, predictions)
+        if acc.is_main_process:
+            rundir.write_json(run.run_dir / "metrics.json", best)
+    else:
+        state.bad_evals += 1
+    acc.wait_for_everyone()
+    return best
+
+
+# -- writing -------------------------------------------------------------------------------------
+def say(run: Run, line: str) -> None:
+    """A line for the user from the main process, above the progress bar."""
+    if run.accelerator.is_main_process:
+        from hubtool.core.output import note
+
+        note(line)
+
+
+def log(run: Run, entry: dict[str, Any]) -> None:
+    run.state.log_lines += 1
+    if run.accelerator.is_main_process:
+        with open(run.run_dir / "train_log.jsonl", "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+        if run.cfg.report_to:
+            flat = entry.get("eval", {k: v for k, v in entry.items() if k in ("loss", "lr")})
+            run.accelerator.log(flat, step=entry["step"])
+
+
+def save_model(run: Run) -> None:
+    acc = run.accelerator
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        tmp = run.run_dir / ".model.tmp"
+        model = acc.unwrap_model(run.model)
+        model.save_pretrained(tmp, safe_serialization=True)
+        run.tokenizer.save_pretrained(tmp)
+        rundir.replace_dir(tmp, run.run_dir / "model")
+    acc.wait_for_everyone()
+
+
+def save_checkpoint(run: Run) -> None:
+    acc, state = run.accelerator, run.state
+    final = run.run_dir / "checkpoints" / f"step-{state.step}"
+    tmp = final.with_name(f".{final.name}.tmp")
+    acc.save_state(str(tmp))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        from hubtool.training.resume import save_config
+
+        save_config(tmp, run.cfg)
+        rundir.write_json(tmp / "hubtool_state.json", state.state_dict())
+        rundir.replace_dir(tmp, final)
+        rundir.prune(run.run_dir, run.cfg.keep_checkpoints)
+        if run.on_save is not None:
+            run.on_save(state.step, final)
+    acc.wait_for_everyone()
+
+
+def metrics_document(run: Run, metrics: dict[str, Any], predictions: Any) -> dict[str, Any]:
+    source = run.data.source
+    doc = evaluation.document(run.data.task, source, source.get("split"), predictions, metrics)
+    return {
+        **doc,
+        "metric_for_best": run.metric_name,
+        "step": run.state.step,
+        "epoch": run.state.epoch,
+    }
+
+
+def throughput(run: Run) -> dict[str, Any]:
+    """Training speed of the main process (multiply samples by processes for the total)."""
+    st = run.state
+    seconds = st.train_seconds or float("nan")
+    return {
+        "train_seconds": round(st.train_seconds, 2),
+        "samples": st.samples,
+        "samples_per_second": round(st.samples / seconds, 2) if st.samples else None,
+        "real_tokens": st.real_tokens,
+        "computed_tokens": st.computed_tokens,
+        "real_tokens_per_second": round(st.real_tokens / seconds, 1) if st.samples else None,
+        "padding_ratio": round(st.computed_tokens / st.real_tokens, 3) if st.real_tokens else None,
+        "processes": run.accelerator.num_processes,
+    }
+
+
+def write_run_json(run: Run, status: str) -> None:
+    from hubtool.core.hubclient import revision_of
+
+    acc = run.accelerator
+    document = {
+        "status": status,
+        "config": run.cfg.as_dict(),
+        "task": run.data.task,
+        "labels": run.data.label_names,
+        "columns": {
+            "text": run.data.text_column,
+            "text_pair": run.data.text_pair_column,
+            "label": run.data.label_column,
+        },
+        "base_model": {
+            "id": run.cfg.model,
+            "revision": revision_of(run.cfg.model),
+            "from_scratch": run.cfg.from_scratch,  # only the architecture and tokenizer used
+        },
+        "dataset": run.data.source,
+        "data": run.data.stats,
+        "steps": {
+            "total": run.total_steps,
+            "per_epoch": run.steps_per_epoch,
+            "done": run.state.step,
+        },
+        "throughput": throughput(run),
+        "resumes": run.resumes,
+        "seed": run.cfg.seed,
+        "hardware": rundir.hardware(acc.num_processes, str(acc.device)),
+        "versions": rundir.versions(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.started)),
+        "duration_s": round(time.time() - run.started, 1),
+    }
+    rundir.write_json(run.run_dir / "run.json", document)
+
+
+# Loggers whose warnings the user can do nothing about (Accelerate's "Removed shared tensor"
+# for tied weights, which from_pretrained ties again).
+QUIET_LOGGERS = ("accelerate.utils.other", "accelerate.checkpointing", "accelerate.accelerator")
+
+
+def quiet_libraries(progress: bool) -> None:
+    """transformers' per-file bars are noise here; datasets' bars only when progress is on."""
+    import logging
+
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    hf_logging.disable_progress_bar()
+    if not progress:
+        datasets.disable_progress_bars()
+
+
+def finetune(
+    cfg: FinetuneConfig,
+    overwrite: bool = False,
+    resume: str | None = None,
+    progress: bool = True,
+    on_save: Callable[[int, Path], None] | None = None,
+) -> Path | None:
+    """The whole stage: set up, train, write run.json; returns the run directory on the
+    main process (None on the others). ``on_save`` is called after each checkpoint."""
+    quiet_libraries(progress)
+    run = setup(cfg, overwrite, resume)
+    if run.accelerator.is_main_process:
+        run.on_save = on_save
+    try:
+        with rundir.storage(f"Writing the run in {run.run_dir}", run.run_dir):
+            train(run, progress)
+    except TrainingFailed:
+        if run.accelerator.is_main_process:
+            write_run_json(run, "failed")
+        raise
+    if not run.accelerator.is_main_process:
+        return None
+    with rundir.storage(f"Writing the run in {run.run_dir}", run.run_dir):
+        write_run_json(run, "complete")
+        rundir.swap_in(run.run_dir, cfg.run_dir)  # an overwritten run is replaced only now
+    return cfg.run_dir
