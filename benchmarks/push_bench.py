@@ -43,7 +43,12 @@ def make_run(tmp: Path, weights_mb: int, endpoint: str) -> Path:
     save_file({"w": torch.rand(weights_mb << 18)}, model / "model.safetensors")  # float32
     (model / "optimizer.pt").write_bytes(os.urandom(2 * weights_mb << 20))  # Adam: 2× weights
     (model / "training_args.bin").write_bytes(os.urandom(4096))
-    card_stage(run, [{"license": "apache-2.0"}], endpoint)
+    from hubtool.core.hubclient import HubSettings
+
+    settings = HubSettings.from_env()  # HF_TOKEN and HF_HOME are set by main()
+    card_stage(
+        run, [{"license": "apache-2.0"}], HubSettings(endpoint, settings.token, settings.hf_home)
+    )
     return run
 
 
@@ -55,9 +60,10 @@ def timed(server, action) -> tuple[float, int]:
 
 
 def hubtool_way(run: Path, repo: str) -> None:
+    from hubtool.core.hubclient import HubSettings
     from hubtool.publish.push import PushOptions, push_run
 
-    push_run(run, PushOptions(repo))
+    push_run(run, PushOptions(repo), HubSettings.from_env())
 
 
 def by_hand(run: Path, repo: str) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hubtool.core.hubclient import HubSettings
 from hubtool.core.output import note, warn
 from hubtool.errors import ConfigError, HubConnectionError, HubtoolError, UsageError
 from hubtool.training.config import FinetuneConfig
@@ -53,7 +54,9 @@ def push_settings(section: dict[str, Any], flags: dict[str, Any]) -> PushSetting
     return PushSettings(**merged)
 
 
-def preflight(layers: list[dict[str, Any] | None], push: PushSettings | None) -> None:
+def preflight(
+    layers: list[dict[str, Any] | None], push: PushSettings | None, hub: HubSettings
+) -> None:
     """Everything about the card and the push that can be checked before the first step, so
     that a bad repo id, section or token does not fail after the training."""
     from hubtool.cards.stage import check_settings
@@ -61,16 +64,15 @@ def preflight(layers: list[dict[str, Any] | None], push: PushSettings | None) ->
     extra = [{"repo_id": push.repo_id}] if push else []
     check_settings([*layers, *extra])
     if push is not None:
-        check_push_target(push)
+        check_push_target(push, hub)
 
 
-def check_push_target(push: PushSettings) -> None:
+def check_push_target(push: PushSettings, settings: HubSettings) -> None:
     """The repo id and branch are well formed, and the token may write to the namespace."""
-    from hubtool.core.hubclient import LOGIN_HINT, HubSettings, has_token, hub_errors, make_api
+    from hubtool.core.hubclient import LOGIN_HINT, has_token, hub_errors, make_api
     from hubtool.publish.push import PushOptions, check_options
 
     check_options(PushOptions(push.repo_id, private=push.private, revision=push.revision))
-    settings = HubSettings.from_env()
     if not has_token(settings):
         from hubtool.errors import HubAuthError
 
@@ -116,32 +118,35 @@ def run_finetune(
     cfg: FinetuneConfig,
     card_layers: list[dict[str, Any] | None],
     push: PushSettings | None,
+    hub: HubSettings,
     overwrite: bool = False,
     resume: str | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = note,
 ) -> Path | None:
-    """Train, card, push. Returns the run directory (None on non-main processes)."""
+    """Train, card, push with the Hub ``hub``. Returns the run directory (None on non-main
+    processes)."""
     from hubtool.training.loop import finetune
 
-    preflight(card_layers, push)
+    preflight(card_layers, push, hub)
     if resume and resume.startswith("hub:"):
         from hubtool.core.hubclient import check_repo_id
 
         check_repo_id(resume[4:], "--resume hub:NS/NAME")
         resume = (
-            fetch_hub_checkpoint(resume[4:], cfg.run_dir, overwrite)
+            fetch_hub_checkpoint(resume[4:], cfg.run_dir, overwrite, hub)
             if is_main_process()
             else "latest"
         )
-    pusher = _pusher(push) if push and push.strategy != "end" and is_main_process() else None
+    background = push is not None and push.strategy != "end" and is_main_process()
+    pusher = _pusher(push, hub) if push is not None and background else None
     hook = None
     if pusher is not None and push is not None:
         from hubtool.publish.background import on_save_hook
 
         hook = on_save_hook(pusher, push.strategy)
     try:
-        run_dir = finetune(cfg, overwrite=overwrite, resume=resume, progress=progress, on_save=hook)
+        run_dir = finetune(cfg, overwrite, resume, progress, on_save=hook, hub=hub)
     finally:
         if pusher is not None:
             pusher.close()
@@ -150,17 +155,17 @@ def run_finetune(
     if run_dir is None:
         return None
     run_dir = run_dir.resolve()  # printed in hints: it must work from any folder
-    _card(run_dir, card_layers, push, echo)
+    _card(run_dir, card_layers, push, hub)
     if push is not None:
-        final_push(run_dir, push, echo)
+        final_push(run_dir, push, echo, hub)
     return run_dir
 
 
-def _pusher(push: PushSettings) -> Any:
-    from hubtool.core.hubclient import HubSettings, make_api
+def _pusher(push: PushSettings, hub: HubSettings) -> Any:
+    from hubtool.core.hubclient import make_api
     from hubtool.publish.background import BackgroundPusher
 
-    api = make_api(HubSettings.from_env())
+    api = make_api(hub)
     return BackgroundPusher(api, push.repo_id, push.revision, push.private)
 
 
@@ -168,13 +173,12 @@ def _card(
     run_dir: Path,
     layers: list[dict[str, Any] | None],
     push: PushSettings | None,
-    echo: Callable[[str], None],
+    hub: HubSettings,
 ) -> Any:
     from hubtool.cards.stage import card_stage
-    from hubtool.core.hubclient import HubSettings
 
     extra = [{"repo_id": push.repo_id}] if push else []
-    outcome = card_stage(run_dir, [*layers, *extra], HubSettings.from_env().endpoint)
+    outcome = card_stage(run_dir, [*layers, *extra], hub)
     for line in outcome.notes + outcome.report.warnings:
         warn(line)
     if not outcome.report.ok:
@@ -186,13 +190,15 @@ def _card(
     return outcome
 
 
-def final_push(run_dir: Path, push: PushSettings, echo: Callable[[str], None]) -> Any:
+def final_push(
+    run_dir: Path, push: PushSettings, echo: Callable[[str], None], hub: HubSettings
+) -> Any:
     """The last push; when it fails the run stays complete and `hubtool push` finishes it."""
     from hubtool.publish.push import PushOptions, push_run
 
     opts = PushOptions(push.repo_id, private=push.private, revision=push.revision)
     try:
-        result = push_run(run_dir, opts)
+        result = push_run(run_dir, opts, hub)
     except HubtoolError as exc:
         exc.hint = (
             f"The run is complete in {run_dir}; nothing needs retraining. Finish with "
@@ -205,12 +211,10 @@ def final_push(run_dir: Path, push: PushSettings, echo: Callable[[str], None]) -
     return result
 
 
-def fetch_hub_checkpoint(repo_id: str, run_dir: Path, overwrite: bool) -> str:
+def fetch_hub_checkpoint(repo_id: str, run_dir: Path, overwrite: bool, hub: HubSettings) -> str:
     """Download the ``hubtool-checkpoint`` branch into ``run_dir``; returns the resume value."""
-    from huggingface_hub import snapshot_download
-
     from hubtool.core import rundir
-    from hubtool.core.hubclient import HubSettings, hub_errors
+    from hubtool.core.hubclient import hub_errors, make_api
     from hubtool.publish.background import CHECKPOINT_BRANCH
 
     if run_dir.exists() and any((run_dir / f).exists() for f in rundir.RUN_FILES) and not overwrite:
@@ -218,10 +222,9 @@ def fetch_hub_checkpoint(repo_id: str, run_dir: Path, overwrite: bool) -> str:
             f"{run_dir} already holds a run; resuming from the Hub would replace it.",
             "Pass --overwrite, or another --output-dir.",
         )
-    settings = HubSettings.from_env()
     with tempfile.TemporaryDirectory(prefix="hubtool-resume-") as tmp:
-        with hub_errors(settings, f"Fetching the training state of {repo_id}"):
-            snapshot_download(repo_id, revision=CHECKPOINT_BRANCH, local_dir=tmp)
+        with hub_errors(hub, f"Fetching the training state of {repo_id}"):
+            make_api(hub).snapshot_download(repo_id, revision=CHECKPOINT_BRANCH, local_dir=tmp)
         if not any(Path(tmp, "checkpoints").glob("step-*/hubtool_state.json")):
             raise UsageError(
                 f"The {CHECKPOINT_BRANCH} branch of {repo_id} holds no hubtool checkpoint.",

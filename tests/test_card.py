@@ -152,7 +152,7 @@ def test_missing_user_facts_are_said_plainly_and_strict_fails(golden_run: Path):
 
 
 def test_hostile_values_keep_front_matter_valid_and_body_inert(golden_run: Path):
-    from hubtool.hub.validate import validate_card
+    from hubtool.core.cardrules import validate_card
 
     run = json.loads((golden_run / "run.json").read_text())
     run["labels"] = [HOSTILE, "ok"]

@@ -705,15 +705,16 @@ def test_lfs_batch_over_the_maximum_is_a_client_error(hub, alice, repo_id, monke
 
 
 def test_an_unexpected_error_is_a_500_answer_not_a_dropped_socket(quick, monkeypatch):
-    from hubtool.hub import routes
+    from hubtool.hub import server
 
     def broken(c):
         raise RuntimeError("a bug")
 
-    patched = [
-        (m, p, broken if p.pattern == "^/api/agent-harnesses$" else h) for m, p, h in routes.ROUTES
-    ]
-    monkeypatch.setattr(routes, "ROUTES", patched)
+    patched = tuple(
+        (m, p, broken if p.pattern == "^/api/agent-harnesses$" else h)
+        for m, p, h in server.ROUTE_TABLE
+    )
+    monkeypatch.setattr(server, "ROUTE_TABLE", patched)
     status, headers, body = raw(quick.url, request("GET", "/api/agent-harnesses"))
     assert_json_error(status, headers, body, 500)
     assert headers["connection"] == "close"

@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hubtool.hub.metadata import as_list, card_data, split_front_matter
+from hubtool.core.cardmeta import as_list, card_data, split_front_matter
+from hubtool.core.hubclient import HubSettings, make_api
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _FENCE = re.compile(r"^(```|~~~)")
@@ -30,17 +31,20 @@ class BaseCard:
     limitations: str | None = None
 
 
-def read_base_card(model: str, revision: str | None = None) -> BaseCard:
-    """The base model's card from its local folder or the configured Hub; empty when absent."""
+def read_base_card(
+    model: str, revision: str | None = None, hub: HubSettings | None = None
+) -> BaseCard:
+    """The base model's card from its local folder or the Hub ``hub``; empty when absent
+    (or when there is no Hub to ask)."""
     if not model:
         return BaseCard()
     local = Path(model) / "README.md"
     if Path(model).is_dir():
         return parse_card(local.read_text(errors="replace")) if local.is_file() else BaseCard()
+    if hub is None:
+        return BaseCard()
     try:
-        from huggingface_hub import hf_hub_download
-
-        path = hf_hub_download(model, "README.md", revision=revision)
+        path = make_api(hub).hf_hub_download(model, "README.md", revision=revision)
     except Exception:  # no card, no network, no access: the card says it inherited nothing
         return BaseCard()
     return parse_card(Path(path).read_text(errors="replace"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hubtool import tasks
 from hubtool.core import boundedyaml
 from hubtool.errors import ConfigError
 
@@ -130,7 +131,7 @@ def classification_slices(metrics: dict[str, Any], worst: int = 3) -> dict[str, 
 
 def measure(run_dir: Path, task: str, language: str | None, probe_file: Path | None) -> dict:
     """The bias section's measurements for a run (written to bias.json by the caller)."""
-    if task != "fill-mask":
+    if tasks.get(task).bias_probe != "completions":
         from hubtool.core import rundir
 
         return classification_slices(rundir.read_json(run_dir / "metrics.json"))

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from hubtool.hub.metadata import as_list, card_data, model_index_rows, split_front_matter
-from hubtool.hub.validate import ISO_639_1, validate_card
+from hubtool.core.cardmeta import as_list, card_data, model_index_rows, split_front_matter
+from hubtool.core.cardrules import ISO_639_1, validate_card
 
 # Escaped text (``\{%``, ``\[``) is a value hubtool wrote inert, not a placeholder or link.
 PLACEHOLDERS = re.compile(

@@ -7,11 +7,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hubtool import tasks
 from hubtool.errors import ConfigError
 
 if TYPE_CHECKING:
     from hubtool.cards.base import BaseCard
-    from hubtool.cards.stage import CardSettings, RunFiles
+    from hubtool.cards.inputs import CardSettings, RunFiles
 
 HYPERPARAMETERS = (
     "lr",
@@ -28,7 +29,6 @@ HYPERPARAMETERS = (
     "group_by_length",
     "seed",
 )
-MLM_SETTINGS = ("mlm_probability", "whole_word_mask")
 METRIC_NAMES = {
     "accuracy": "Accuracy",
     "precision_macro": "Precision (macro)",
@@ -138,7 +138,6 @@ def _local_path(value: str | None) -> bool:
 
 
 def model_facts(files: RunFiles, settings: CardSettings, base: BaseCard) -> dict[str, Any]:
-    from hubtool.cards.stage import EXAMPLES, TASK_NAMES
 
     run = files.run
     task = run["task"]
@@ -149,14 +148,15 @@ def model_facts(files: RunFiles, settings: CardSettings, base: BaseCard) -> dict
     )
     langs = languages(run, settings, base)
     mask = _mask_token(files.tokenizer_config)
-    examples = EXAMPLES[task]
+    spec = tasks.get(task)
+    examples = spec.examples
     example = examples.get(langs[0] if langs else "en", examples["en"])
     name = (settings.repo_id or "").split("/")[-1] or files.run_dir.resolve().name
     return {
         "name": re.sub(r"[^\w.-]+", "-", name).strip("-") or "model",
         "repo_id": settings.repo_id,
         "task": task,
-        "task_name": TASK_NAMES[task],
+        "task_name": spec.title,
         "languages": langs,
         "license": settings.license or base.license,
         "license_source": "user" if settings.license else ("base model" if base.license else None),
@@ -182,7 +182,7 @@ def _mask_token(tokenizer_config: dict[str, Any]) -> str | None:
 
 
 def _parameters(model_dir: Path) -> int | None:
-    from hubtool.hub.metadata import safetensors_parameters
+    from hubtool.core.cardmeta import safetensors_parameters
 
     total = 0
     for path in model_dir.glob("*.safetensors"):
@@ -227,7 +227,7 @@ def data_facts(run: dict[str, Any], settings: CardSettings) -> dict[str, Any]:
         "columns": run.get("columns", {}),
         "max_length": cfg.get("max_length"),
         "language_guess": stats.get("language_guess"),
-        "mlm": {k: cfg.get(k) for k in MLM_SETTINGS} if run.get("task") == "fill-mask" else None,
+        "mlm": tasks.get(run["task"]).data_settings(cfg) if run.get("task") else None,
         "label_all_subwords": cfg.get("label_all_subwords"),
     }
 
@@ -342,7 +342,7 @@ def snippet(model: dict[str, Any]) -> str:
         return json.dumps(text, ensure_ascii=False)
 
     repo = model["repo_id"] or model["name"]
-    extra = ', aggregation_strategy="simple"' if model["task"] == "token-classification" else ""
+    extra = tasks.get(model["task"]).pipeline_options
     return (
         "from transformers import pipeline\n\n"
         f"pipe = pipeline({literal(model['task'])}, model={literal(repo)}{extra})\n"

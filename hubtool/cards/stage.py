@@ -8,23 +8,27 @@ PyYAML. Jinja renders only the Markdown body, through filters that keep every va
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hubtool.cards.base import BaseCard, read_base_card
+from hubtool.cards.inputs import (  # noqa: F401  (the stage's interface)
+    CARD_KEYS,
+    USER_FACTS,
+    CardSettings,
+    RunFiles,
+    card_section,
+    card_settings,
+    check_settings,
+    read_run,
+)
 from hubtool.core import rundir
-from hubtool.core.hubclient import valid_repo_id
-from hubtool.errors import ConfigError, UsageError
+from hubtool.core.hubclient import HubSettings, make_api
+from hubtool.errors import ConfigError
 
 TEMPLATE = "modelcard.md.j2"
-TASK_NAMES = {
-    "text-classification": "Text Classification",
-    "token-classification": "Token Classification",
-    "fill-mask": "Masked Language Modeling",
-}
 KEY_ORDER = (
     "language",
     "license",
@@ -40,159 +44,9 @@ KEY_ORDER = (
     "widget",
     "model-index",
 )
-USER_FACTS = {
-    "intended_uses": "intended uses",
-    "out_of_scope": "out-of-scope uses",
-    "limitations": "known limitations",
-    "authors": "authors",
-    "contact": "contact",
-}
-EXAMPLES = {
-    "text-classification": {
-        "en": "I really enjoyed this, it was great.",
-        "fr": "J'ai vraiment adoré ce film, il était génial.",
-    },
-    "token-classification": {
-        "en": "My name is Sarah and I live in London.",
-        "fr": "Je m'appelle Marie et j'habite à Lyon.",
-    },
-    "fill-mask": {
-        "en": "Paris is the {mask} of France.",
-        "fr": "Paris est la {mask} de la France.",
-    },
-}
-
-
-@dataclass(frozen=True)
-class CardSettings:
-    """What only the user can say, from the ``card:`` section of hubtool.yaml or flags."""
-
-    repo_id: str | None = None
-    intended_uses: str | None = None
-    out_of_scope: str | None = None
-    limitations: str | None = None
-    authors: tuple[str, ...] = ()
-    contact: str | None = None
-    language: tuple[str, ...] = ()
-    license: str | None = None
-    datasets: tuple[str, ...] = ()
-    base_model: str | None = None
-    tags: tuple[str, ...] = ()
-    bias_probe: str | None = None
-
-    def missing(self) -> list[str]:
-        return [label for key, label in USER_FACTS.items() if not getattr(self, key)]
-
-
-CARD_KEYS = [f.name for f in fields(CardSettings)]
-
-
-def card_settings(*layers: dict[str, Any] | None) -> CardSettings:
-    """Merge settings layers (later wins; None and empty mean 'not given') and check them."""
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        for key, value in (layer or {}).items():
-            key = str(key).replace("-", "_")
-            if key not in CARD_KEYS:
-                raise ConfigError(
-                    f"Unknown card setting {key!r}.", f"Card settings: {', '.join(CARD_KEYS)}."
-                )
-            if value not in (None, "", [], ()):
-                merged[key] = value
-    values = {k: _card_value(k, v) for k, v in merged.items()}
-    settings = CardSettings(**values)
-    if settings.repo_id and not valid_repo_id(settings.repo_id):
-        raise ConfigError(
-            f"{settings.repo_id!r} is not a Hub repo id.", "Use NAMESPACE/NAME, e.g. alice/model."
-        )
-    return settings
-
-
-def check_settings(layers: Sequence[dict[str, Any] | None]) -> CardSettings:
-    """Card settings checked as far as they can be before a run exists: names, types, the
-    repo id, languages and the bias probe file."""
-    from hubtool.core.languages import find_language
-
-    settings = card_settings(*layers)
-    unknown = [name for name in settings.language if find_language(name) is None]
-    if unknown:
-        raise ConfigError(
-            f"Unknown language {unknown[0]!r} in the card settings.",
-            "Use an ISO 639 code (fr, en, de…) or a language name.",
-        )
-    if settings.bias_probe and not Path(settings.bias_probe).is_file():
-        raise ConfigError(f"card.bias_probe: no such file {settings.bias_probe!r}.")
-    return settings
-
-
-def _card_value(key: str, value: Any) -> Any:
-    if key in ("authors", "language", "datasets", "tags"):
-        items = value if isinstance(value, (list, tuple)) else [value]
-        return tuple(str(v) for v in items if str(v).strip())
-    if not isinstance(value, (str, int, float)):
-        raise ConfigError(f"Card setting {key!r} must be text.")
-    return str(value)
-
-
-def card_section(path: Path | None) -> dict[str, Any]:
-    """The ``card:`` section of a hubtool.yaml (``push.repo_id`` counts as the repo id)."""
-    if path is None:
-        return {}
-    from hubtool.training.config import read_raw_config
-
-    data = read_raw_config(path)
-    section = data.get("card") or {}
-    if not isinstance(section, dict):
-        raise ConfigError(f"The 'card' section of {path} must be a mapping.")
-    push = data.get("push") if isinstance(data.get("push"), dict) else {}
-    repo = (push or {}).get("repo_id") or (push or {}).get("repo-id")
-    return {"repo_id": repo, **section} if repo else dict(section)
 
 
 # -- context ----------------------------------------------------------------------------------
-@dataclass
-class RunFiles:
-    """The run directory's documents, read once."""
-
-    run_dir: Path
-    run: dict[str, Any]
-    metrics: dict[str, Any]
-    log: list[dict[str, Any]] = field(default_factory=list)
-    bias: dict[str, Any] | None = None
-    model_config: dict[str, Any] = field(default_factory=dict)
-    tokenizer_config: dict[str, Any] = field(default_factory=dict)
-
-
-def read_run(run_dir: Path) -> RunFiles:
-    """Every document a card needs; a clear error when the folder is not a finished run."""
-    needed = [run_dir / "run.json", run_dir / "metrics.json", run_dir / "model" / "config.json"]
-    absent = [str(p.relative_to(run_dir)) for p in needed if not p.is_file()]
-    if absent:
-        raise UsageError(
-            f"{run_dir} is not a finished hubtool run: {', '.join(absent)} missing.",
-            "Give the --output-dir of a completed `hubtool finetune`.",
-        )
-    try:
-        run = rundir.read_json(run_dir / "run.json")
-        metrics = rundir.read_json(run_dir / "metrics.json")
-        log_path = run_dir / "train_log.jsonl"
-        log = (
-            [json.loads(x) for x in log_path.read_text().splitlines()] if log_path.exists() else []
-        )
-        bias = rundir.read_json(run_dir / "bias.json") if (run_dir / "bias.json").exists() else None
-        model_config = rundir.read_json(run_dir / "model" / "config.json")
-        tok_path = run_dir / "model" / "tokenizer_config.json"
-        tok = rundir.read_json(tok_path) if tok_path.exists() else {}
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"Cannot read the run in {run_dir}: {exc}") from None
-    if run.get("status") != "complete":
-        raise UsageError(
-            f"The run in {run_dir} is not complete (status: {run.get('status')}).",
-            "Finish it with `hubtool finetune --resume` first.",
-        )
-    return RunFiles(run_dir, run, metrics, log, bias, model_config, tok)
-
-
 def build_context(
     files: RunFiles, settings: CardSettings, base: BaseCard, endpoint: str
 ) -> dict[str, Any]:
@@ -311,7 +165,7 @@ SAVED_SETTINGS = "card_settings.json"
 def card_stage(
     run_dir: Path,
     layers: Sequence[dict[str, Any] | None],
-    endpoint: str,
+    hub: HubSettings,
     template: Path | None = None,
     output: Path | None = None,
     check_only: bool = False,
@@ -325,15 +179,15 @@ def card_stage(
     previous = rundir.read_json(saved) if saved.is_file() else {}
     settings = card_settings(previous, *layers)
     files = read_run(run_dir)
-    base = read_base_card(*_base_ref(files))
+    base = read_base_card(*_base_ref(files), hub)
     if files.bias is None:
         files.bias = _measure_bias(files, settings, base)
-    ctx = build_context(files, settings, base, endpoint)
+    ctx = build_context(files, settings, base, hub.endpoint)
     text = render(ctx, template)
     report = cardcheck.check_card(text, files.metrics, known_paths(files), ctx["missing"], strict)
     server, note = cardcheck.server_problems(text)
     report.problems += server
-    warning = cardcheck.data_license_warning(read_data_license(files.run), ctx["data"]["name"])
+    warning = cardcheck.data_license_warning(read_data_license(files.run, hub), ctx["data"]["name"])
     report.warnings += [warning] if warning else []
     outcome = CardOutcome(text, report, notes=[note] if note else [])
     if report.ok and not check_only:
@@ -363,15 +217,13 @@ def known_paths(files: RunFiles) -> list[str]:
     return [v for v in values if v and "/" in v and Path(v).is_absolute()]
 
 
-def read_data_license(run: dict[str, Any]) -> str | None:
+def read_data_license(run: dict[str, Any], hub: HubSettings) -> str | None:
     """The training data's license from its Hub card (None when local or unknown)."""
     source = run.get("dataset", {})
     if not source.get("id"):
         return None
     try:
-        from huggingface_hub import hf_hub_download
-
-        path = hf_hub_download(
+        path = make_api(hub).hf_hub_download(
             source["id"], "README.md", repo_type="dataset", revision=source.get("revision")
         )
     except Exception:  # no card or not reachable: the license stays unknown

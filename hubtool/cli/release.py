@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from hubtool import tasks
 from hubtool.cli.options import settings
 from hubtool.errors import UsageError
 
@@ -54,9 +55,10 @@ def card_options(fn):
 def card_command(run_dir, config_file, template, output, check_only, strict, **flags) -> None:
     """Write RUN_DIR's model card from what the run measured; check it as the Hub would."""
     from hubtool.cards.stage import card_section, card_stage
+    from hubtool.core.configfile import ConfigFile
 
-    layers = [card_section(config_file), flags]
-    outcome = card_stage(run_dir, layers, settings().endpoint, template, output, check_only, strict)
+    layers = [card_section(ConfigFile.read(config_file)), flags]
+    outcome = card_stage(run_dir, layers, settings(), template, output, check_only, strict)
     _report_card(outcome)
     if outcome.written:
         click.echo(str(outcome.written))
@@ -104,7 +106,7 @@ def push_command(run_dir, repo_id, dry_run, **options) -> None:
     from hubtool.publish.push import PushOptions, push_run
 
     opts = PushOptions(repo_id=repo_id, **options)
-    outcome = push_run(run_dir, opts, dry_run)
+    outcome = push_run(run_dir, opts, settings(), dry_run)
     if dry_run:
         click.echo(push_plan_text(outcome))
         return
@@ -147,48 +149,41 @@ def publish_command(
 ):
     """Release a run: check its metrics against requirements, compare with the last release,
     push and tag. Exit 8 when a requirement fails."""
+    from hubtool.core.configfile import ConfigFile
     from hubtool.publish.push import PushOptions
     from hubtool.publish.release import parse_requirement, publish_release
 
-    raw = _raw_config(config_file)
-    section: dict[str, Any] = raw["publish"] if isinstance(raw.get("publish"), dict) else {}
-    push_section: dict[str, Any] = raw["push"] if isinstance(raw.get("push"), dict) else {}
-    repo_id = repo_id or section.get("repo_id") or push_section.get("repo_id")
+    config = ConfigFile.read(config_file)  # read once
+    section = config.section("publish")
+    repo_id = repo_id or section.get("repo_id") or config.section("push").get("repo_id")
     if not repo_id:
         raise UsageError("No repo id.", "Pass --repo-id NS/NAME or set push.repo_id.")
     wanted = [*(section.get("require") or []), *requirements]
     reqs = [parse_requirement(r) for r in wanted]
     opts = PushOptions(repo_id, private=private, tag=tag)
     if run_dir is None:
-        run_dir = _train_for_release(config_file, repo_id, overwrite, no_progress)
+        run_dir = _train_for_release(config, repo_id, overwrite, no_progress)
     echo = lambda line: click.echo(line, err=True)  # noqa: E731
-    result = publish_release(run_dir, opts, reqs, echo)
+    result = publish_release(run_dir, opts, reqs, echo, settings())
     _report_push(result)
 
 
-def _raw_config(config_file: Path | None) -> dict[str, Any]:
-    from hubtool.training.config import read_raw_config
-
-    return read_raw_config(config_file) if config_file else {}
-
-
-def _train_for_release(
-    config_file: Path | None, repo_id: str, overwrite: bool, no_progress: bool
-) -> Path:
+def _train_for_release(config: Any, repo_id: str, overwrite: bool, no_progress: bool) -> Path:
     from hubtool.cards.stage import card_section
     from hubtool.pipeline import run_finetune
-    from hubtool.training.config import read_config_file, resolve_config
+    from hubtool.training.config import finetune_values, resolve_config
 
-    if config_file is None:
+    if config.path is None:
         raise UsageError("Give a RUN_DIR to release, or --config to train one first.")
-    cfg = resolve_config(read_config_file(config_file), {})
+    cfg = resolve_config(finetune_values(config), {})
     run_dir = run_finetune(
         cfg,
-        [card_section(config_file), {"repo_id": repo_id}],
+        [card_section(config), {"repo_id": repo_id}],
         None,
         overwrite=overwrite,
         progress=not no_progress,
         echo=lambda line: click.echo(line, err=True),
+        hub=settings(),
     )
     assert run_dir is not None  # publish runs as one process
     return run_dir
@@ -205,7 +200,7 @@ def ci_group() -> None:
 @click.option("--dataset", default="stanfordnlp/sst2", show_default=True)
 @click.option(
     "--task",
-    type=click.Choice(["text-classification", "token-classification", "fill-mask"]),
+    type=click.Choice(list(tasks.NAMES)),
     default="text-classification",
     show_default=True,
 )

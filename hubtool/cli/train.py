@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from hubtool.cli.options import DEFAULT_ASSETS_DIR
+from hubtool import tasks
+from hubtool.cli.options import DEFAULT_ASSETS_DIR, settings
 
 # name: (click type, help). Defaults come from FinetuneConfig; a config file may set any.
 FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
@@ -16,7 +17,7 @@ FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
     "dataset_config": (str, "Dataset configuration name."),
     "dataset_revision": (str, "Dataset branch, tag or commit."),
     "task": (
-        click.Choice(["auto", "text-classification", "fill-mask", "token-classification"]),
+        click.Choice(["auto", *tasks.NAMES]),
         "The task; auto infers it from columns.",
     ),
     "text_column": (str, "Text column (default: text, sentence, sentence1, …; tokens)."),
@@ -116,23 +117,24 @@ def finetune_options(fn):
 def finetune_command(config_file, resume, overwrite, no_progress, **flags) -> None:
     """Fine-tune a checkpoint with an Accelerate loop, evaluate it, write its card, push it."""
     from hubtool.cards.stage import card_section
+    from hubtool.core.configfile import ConfigFile
     from hubtool.core.output import note
     from hubtool.pipeline import push_settings, run_finetune
-    from hubtool.training.config import read_config_file, read_raw_config, resolve_config
+    from hubtool.training.config import finetune_values, resolve_config
 
     push_flags = {k: flags.pop(k) for k in ("push", "repo_id", "strategy", "private")}
-    raw = read_raw_config(config_file) if config_file else {}
-    section: dict[str, Any] = raw["push"] if isinstance(raw.get("push"), dict) else {}
-    push = push_settings(section, push_flags)
-    cfg = resolve_config(read_config_file(config_file) if config_file else {}, flags)
+    config = ConfigFile.read(config_file)  # read once; each stage takes its section
+    push = push_settings(config.section("push"), push_flags)
+    cfg = resolve_config(finetune_values(config), flags)
     run_dir = run_finetune(
         cfg,
-        [card_section(config_file)],
+        [card_section(config)],
         push,
         overwrite=overwrite,
         resume=resume,
         progress=not no_progress,
         echo=note,
+        hub=settings(),
     )
     if run_dir is not None:  # the main process reports; the others stay quiet
         click.echo(str(run_dir))
@@ -145,7 +147,7 @@ def finetune_command(config_file, resume, overwrite, no_progress, **flags) -> No
 @click.option("--split", default="validation", show_default=True)
 @click.option(
     "--task",
-    type=click.Choice(["auto", "text-classification", "fill-mask", "token-classification"]),
+    type=click.Choice(["auto", *tasks.NAMES]),
     default="auto",
 )
 @click.option("--text-column")
@@ -176,7 +178,9 @@ def evaluate_command(model, output, bootstrap, extra_metrics, **options) -> None
 
     from hubtool.training.evaluate import evaluate_model
 
-    document, target = evaluate_model(model, options, bootstrap, list(extra_metrics), output)
+    document, target = evaluate_model(
+        model, options, bootstrap, list(extra_metrics), output, settings()
+    )
     if target is None:
         click.echo(json.dumps(document, indent=2))
     else:

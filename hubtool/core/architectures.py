@@ -137,7 +137,7 @@ def fit_for_task(
             return Fit("ready", f"{arch} is a trained sequence-to-sequence model ({auto})")
     if pipeline_tag == task:
         return Fit("ready", f"the Hub lists it for {task}")
-    family = _family(model_type, heads, pipeline_tag)
+    family = family_of(model_type, heads, pipeline_tag)
     arch = heads[0][0] if heads else (model_type or "this architecture")
     if family == "encoder":
         if task == "fill-mask":
@@ -168,7 +168,7 @@ def fit_for_task(
     return Fit("no", f"{arch} cannot serve {task}")
 
 
-def _family(model_type: str | None, heads: list, pipeline_tag: str | None) -> str | None:
+def family_of(model_type: str | None, heads: list, pipeline_tag: str | None) -> str | None:
     if model_type in MLM_ENCODERS:
         return "encoder"
     if model_type in SEQ2SEQ:

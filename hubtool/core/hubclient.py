@@ -173,13 +173,19 @@ def has_token(settings: HubSettings) -> bool:
     return bool(get_token())
 
 
-def revision_of(repo_id: str, repo_type: str = "model", revision: str | None = None) -> str | None:
-    """The commit a Hub id resolves to, for provenance; None for local paths or offline."""
+def revision_of(
+    settings: HubSettings | None,
+    repo_id: str,
+    repo_type: str = "model",
+    revision: str | None = None,
+) -> str | None:
+    """The commit a Hub id resolves to, for provenance; None for local paths; the revision
+    asked for when there is no Hub to ask (``settings`` None) or it cannot be reached."""
     if Path(repo_id).exists():
         return None
-    from huggingface_hub import HfApi
-
+    if settings is None:
+        return revision
     try:
-        return HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+        return make_api(settings).repo_info(repo_id, repo_type=repo_type, revision=revision).sha
     except Exception:  # provenance is best effort: the data or model already loaded
         return revision

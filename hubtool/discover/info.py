@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hubtool.core.architectures import fit_for_task
+from hubtool import tasks as trainable
+from hubtool.core.cardmeta import model_index_rows
 from hubtool.core.hubclient import HubSettings, hub_errors, make_api
 from hubtool.discover.search import card_license, row_languages
-from hubtool.hub.metadata import model_index_rows
 
 TEXT_TASKS = (
     "fill-mask",
@@ -84,7 +84,7 @@ def view(info: Any) -> ModelView:
     datasets = _as_list(card.get("datasets")) or [t[8:] for t in tags if t.startswith("dataset:")]
     tasks = []
     for task in TEXT_TASKS:
-        fit = fit_for_task(
+        fit = trainable.fit(
             task, info.pipeline_tag, archs, config.get("model_type"), info.library_name
         )
         tasks.append({"task": task, "fit": fit.level, "how": fit.how})

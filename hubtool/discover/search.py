@@ -31,7 +31,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from hubtool.core.architectures import fit_for_task
+from hubtool import tasks as trainable
 from hubtool.core.hubclient import HubSettings, hub_errors, make_api, probe
 from hubtool.core.languages import Language, find_language, language_of_tag
 
@@ -134,7 +134,7 @@ def to_result(row: Any, q: SearchQuery, source: str) -> SearchResult | None:
     tags = list(row.tags or [])
     card = _card(row)
     config = row.config or {}
-    fit = fit_for_task(
+    fit = trainable.fit(
         q.task,
         row.pipeline_tag,
         list(config.get("architectures") or []),

@@ -13,15 +13,17 @@ import functools
 from typing import Any
 
 from hubtool.core.output import size
-from hubtool.hub import transfer, views  # noqa: F401  (its routes must come before ours)
+from hubtool.hub import views
 from hubtool.hub.metadata import as_list, model_index_rows, split_front_matter
 from hubtool.hub.protocol import ApiError, Response
-from hubtool.hub.routes import Ctx, route
+from hubtool.hub.router import Ctx, RouteTable
 from hubtool.hub.service import REPO_TYPES, RepoRef
 
 RESERVED = {"api", "datasets", "spaces", "lfs-cdn", "lfs-upload", "favicon.ico"}
 POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'"
 COMMITS_SHOWN = 20
+
+route = RouteTable()
 
 
 @functools.cache

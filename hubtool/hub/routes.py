@@ -9,82 +9,19 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote, urlencode
 
+from hubtool.core.cardrules import validate_card
 from hubtool.core.output import parse_count
 from hubtool.hub import views
-from hubtool.hub.auth import Identity, identify, request_token
 from hubtool.hub.commits import apply_commit, parse_commit, preupload
 from hubtool.hub.db import ListQuery
 from hubtool.hub.gitstore import RefConflict, ref_name_problem
 from hubtool.hub.protocol import ApiError, BodyError, Request, Response, bad_request
-from hubtool.hub.service import REPO_TYPES, URL_PREFIX, HubService, RepoRef
-from hubtool.hub.validate import validate_card
+from hubtool.hub.router import ID, MAX_CURSOR, PAGE, Ctx, RouteTable, T
+from hubtool.hub.service import REPO_TYPES, URL_PREFIX, RepoRef
 
-Handler = Callable[["Ctx"], Response]
-ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
-ID = r"(?P<id>[^/]+(?:/[^/]+)?)"
-T = r"(?P<t>models|datasets|spaces)"
-PAGE = 1000
-METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH")
-MAX_CURSOR = 10**9
-
-
-class Ctx:
-    """One request in flight: the request, the service, the matched path parameters."""
-
-    def __init__(self, svc: HubService, req: Request, params: dict[str, str]) -> None:
-        self.svc, self.req = svc, req
-        self.params = {k: unquote(v) for k, v in params.items() if v is not None}
-        self._who: Identity | bool | None = False
-
-    @property
-    def who(self) -> Identity | None:
-        if self._who is False:
-            self._who = identify(self.svc.db, request_token(self.req))
-        return self._who  # type: ignore[return-value]
-
-    @property
-    def ref(self) -> RepoRef:
-        return RepoRef(REPO_TYPES[self.params.get("t", "models")], self.params["id"])
-
-    def next_link(self, cursor: str) -> str:
-        """The ``Link`` header of the next page: this URL, absolute, with a new cursor."""
-        query = [(k, v) for k, vs in self.req.query.items() if k != "cursor" for v in vs]
-        query.append(("cursor", cursor))
-        url = f"{self.req.scheme_host}{self.req.raw_path}?{urlencode(query)}"
-        return f'<{url}>; rel="next"'
-
-    def repo_url(self, ref: RepoRef) -> str:
-        return f"{self.req.scheme_host}/{URL_PREFIX[ref.repo_type]}{ref.repo_id}"
-
-
-def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        ROUTES.append((method, re.compile(f"^{pattern}$"), fn))
-        return fn
-
-    return register
-
-
-def dispatch(svc: HubService, req: Request) -> Response:
-    path = req.raw_path
-    allowed: set[str] = set()
-    for method, pattern, handler in ROUTES:
-        m = pattern.match(path)
-        if not m:
-            continue
-        if method != req.method and not (method == "GET" and req.method == "HEAD"):
-            allowed.update((method, "HEAD") if method == "GET" else (method,))
-            continue
-        return handler(Ctx(svc, req, m.groupdict()))
-    if allowed or req.method not in METHODS:
-        methods = ", ".join(m for m in METHODS if m in allowed) or ", ".join(METHODS)
-        err = ApiError(405, f"Method {req.method} not allowed here", headers={"Allow": methods})
-        return Response.error(err)
-    return Response.error(ApiError(404, "Sorry, we can't find the page you are looking for."))
+route = RouteTable()
 
 
 # -- identity -------------------------------------------------------------------------------

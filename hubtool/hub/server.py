@@ -42,7 +42,7 @@ import traceback
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hubtool.hub import pages, routes, transfer  # noqa: F401  (they register their routes)
+from hubtool.hub import pages, routes, transfer
 from hubtool.hub.framing import (
     HEAD_END,
     ChunkedBody,
@@ -65,7 +65,16 @@ from hubtool.hub.protocol import (
     insufficient_storage,
     parse_query,
 )
+from hubtool.hub.router import Route, dispatch
 from hubtool.hub.service import HubService
+
+# Every route, in matching order: the API, then file transfer (resolve, LFS, git), then the
+# model pages (whose /NS/NAME pattern would shadow nothing before it).
+ROUTE_TABLE: tuple[Route, ...] = (
+    *routes.route.entries,
+    *transfer.route.entries,
+    *pages.route.entries,
+)
 
 log = logging.getLogger(__name__)
 
@@ -463,7 +472,7 @@ class HubHTTPServer:
                 self.origin_for(headers.get("host")),
                 self.limits,
             )
-            resp = routes.dispatch(self.service, req)
+            resp = dispatch(self.service, req, ROUTE_TABLE)
         except ApiError as err:
             resp = Response.error(err)
         except Exception as exc:

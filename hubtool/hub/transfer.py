@@ -23,13 +23,15 @@ from urllib.parse import urlsplit
 from hubtool.hub.gitstore import parse_lfs_pointer
 from hubtool.hub.lfs import LfsMismatch, valid_oid
 from hubtool.hub.protocol import ApiError, Request, Response, bad_request, repo_not_found
-from hubtool.hub.routes import ID, Ctx, route
+from hubtool.hub.router import ID, Ctx, RouteTable
 from hubtool.hub.service import REPO_TYPES, URL_PREFIX, RepoRef
 
 log = logging.getLogger(__name__)
 PREFIX = r"(?:(?P<t>datasets|spaces)/)?"
 URL_TTL = 3600
 LFS_JSON = "application/vnd.git-lfs+json"
+
+route = RouteTable()
 
 
 def _ref(c: Ctx) -> RepoRef:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hubtool import tasks
 from hubtool.errors import UsageError
 
 WORKFLOW = Path(".github/workflows/publish-model.yml")
@@ -13,11 +14,6 @@ CONFIG = Path("hubtool.yaml")
 REQUIREMENTS = Path("requirements.txt")
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_DATASET = "stanfordnlp/sst2"
-DEFAULT_REQUIRE = {
-    "text-classification": "accuracy>=0.80",
-    "token-classification": "f1>=0.80",
-    "fill-mask": "perplexity<50",
-}
 
 
 def starter_config(repo_id: str, model: str, dataset: str, task: str) -> str:
@@ -35,7 +31,7 @@ def starter_config(repo_id: str, model: str, dataset: str, task: str) -> str:
             "output_dir": "runs/release",
         },
         "push": {"repo_id": repo_id},
-        "publish": {"require": [DEFAULT_REQUIRE.get(task, DEFAULT_REQUIRE["text-classification"])]},
+        "publish": {"require": [tasks.get(task).release_requirement]},
     }
     header = (
         "# hubtool.yaml: `hubtool publish --config hubtool.yaml --tag vX.Y.Z` trains, checks\n"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubtool.core.hubclient import check_repo_id
+from hubtool.core.hubclient import HubSettings, check_repo_id
 from hubtool.errors import CheckFailed, UsageError
 from hubtool.publish import files as pushfiles
 
@@ -131,9 +131,7 @@ def _remote_files(api: Any, repo_id: str, revision: str) -> tuple[str | None, di
 
 
 def _remote_text(api: Any, repo_id: str, revision: str | None, name: str) -> str | None:
-    from huggingface_hub import hf_hub_download
-
-    path = pushfiles.retrying(lambda: hf_hub_download(repo_id, name, revision=revision))
+    path = pushfiles.retrying(lambda: api.hf_hub_download(repo_id, name, revision=revision))
     return Path(path).read_text(errors="replace")
 
 
@@ -224,22 +222,20 @@ def _message(plan: PushPlan) -> str:
     return f"Upload model with hubtool ({', '.join(parts)})"
 
 
-def push_run(run_dir: Path, opts: PushOptions, dry_run: bool = False) -> Any:
-    """The push stage with the configured Hub: the PushPlan on a dry run, else the
-    PushResult."""
-    from hubtool.core.hubclient import HubSettings, hub_errors, make_api
+def push_run(run_dir: Path, opts: PushOptions, settings: HubSettings, dry_run: bool = False) -> Any:
+    """The push stage with the given Hub: the PushPlan on a dry run, else the PushResult."""
+    from hubtool.core.hubclient import hub_errors, make_api
 
-    settings = HubSettings.from_env()
     api = make_api(settings)
     check_options(opts)
-    card = card_for_repo(run_dir, opts.repo_id, settings.endpoint, write=not dry_run)
+    card = card_for_repo(run_dir, opts.repo_id, settings, write=not dry_run)
     with hub_errors(settings, f"Pushing {run_dir} to {opts.repo_id}"):
         if dry_run:
             return plan_push(api, run_dir, opts, card)
         return execute_push(api, run_dir, opts)
 
 
-def card_for_repo(run_dir: Path, repo_id: str, endpoint: str, write: bool) -> str | None:
+def card_for_repo(run_dir: Path, repo_id: str, hub: HubSettings, write: bool) -> str | None:
     """Render the card again when it names another repo (or none): its snippet, model-index
     name and citation must load this repo. A card written for this repo is left as it is."""
     from hubtool.cards.stage import SAVED_SETTINGS, card_stage
@@ -251,7 +247,7 @@ def card_for_repo(run_dir: Path, repo_id: str, endpoint: str, write: bool) -> st
         return None
     if not (run_dir / "run.json").is_file():
         return None  # collect() explains what is missing
-    outcome = card_stage(run_dir, [{"repo_id": repo_id}], endpoint, check_only=not write)
+    outcome = card_stage(run_dir, [{"repo_id": repo_id}], hub, check_only=not write)
     if not outcome.report.ok:
         _refuse(outcome.report, str(run_dir))
     return outcome.text

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hubtool.core.cardmeta import card_data, model_index_rows
+from hubtool.core.hubclient import HubSettings
 from hubtool.errors import GateFailed, UsageError
-from hubtool.hub.metadata import card_data, model_index_rows
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -71,7 +72,6 @@ def version_key(tag: str) -> tuple[int, ...] | None:
 
 def previous_release(api: Any, repo_id: str, tag: str) -> tuple[str, dict[str, float]] | None:
     """(tag, metrics from its model-index) of the newest release before ``tag``, if any."""
-    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
     try:
@@ -85,7 +85,7 @@ def previous_release(api: Any, repo_id: str, tag: str) -> tuple[str, dict[str, f
         return None
     last = max(older, key=lambda t: older[t])
     try:
-        path = hf_hub_download(repo_id, "README.md", revision=last)
+        path = api.hf_hub_download(repo_id, "README.md", revision=last)
     except EntryNotFoundError:
         return last, {}
     return last, index_metrics(card_data(Path(path).read_text(errors="replace")) or {})
@@ -117,18 +117,18 @@ def publish_release(
     opts: Any,  # push.PushOptions with a tag
     requirements: list[Requirement],
     echo: Callable[[str], None],
+    settings: HubSettings,
 ) -> Any:
     """Gate, compare with the last release, push and tag. Returns the PushResult."""
     from hubtool.cards.stage import read_run
-    from hubtool.core.hubclient import HubSettings, hub_errors, make_api
+    from hubtool.core.hubclient import hub_errors, make_api
     from hubtool.publish.push import push_run
 
     metrics = read_run(run_dir).metrics.get("metrics", {})
     for line in gate(metrics, requirements):
         echo(line)
-    settings = HubSettings.from_env()
     with hub_errors(settings, f"Reading the releases of {opts.repo_id}"):
         previous = previous_release(make_api(settings), opts.repo_id, opts.tag)
     for line in comparison(previous, metrics):
         echo(line)
-    return push_run(run_dir, opts)
+    return push_run(run_dir, opts, settings)

@@ -1,9 +1,8 @@
-"""Batches with little padding: length-grouped sampling, dynamic padding, MLM masking."""
+"""Batches with little padding: length-grouped sampling (the task's collator pads)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 
@@ -53,62 +52,3 @@ class LengthGroupedBatchSampler:
             perm = torch.randperm(len(batches), generator=gen).tolist()
             batches = [batches[i] for i in perm]
         yield from batches
-
-
-def collator(
-    task: str, tokenizer: Any, mlm_probability: float = 0.15, whole_word_mask: bool = False
-) -> Any:
-    from transformers import (
-        DataCollatorForLanguageModeling,
-        DataCollatorForTokenClassification,
-        DataCollatorWithPadding,
-    )
-
-    inner: Any
-    if task == "fill-mask":
-        inner = DataCollatorForLanguageModeling(
-            tokenizer, mlm_probability=mlm_probability, whole_word_mask=whole_word_mask
-        )
-    elif task == "token-classification":
-        inner = DataCollatorForTokenClassification(tokenizer)
-    else:
-        inner = DataCollatorWithPadding(tokenizer)
-
-    def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
-        return inner([{k: v for k, v in f.items() if k != "length"} for f in features])
-
-    return collate
-
-
-def fixed_masks(dataset: Any, collate: Any, seed: int) -> Any:
-    """Mask an evaluation set once, with a fixed seed, so perplexity is comparable."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-
-        def mask(batch: dict[str, list[Any]]) -> dict[str, Any]:
-            rows = [
-                dict(zip(batch, values, strict=True))
-                for values in zip(*batch.values(), strict=True)
-            ]
-            out = collate(rows)
-            return {"input_ids": out["input_ids"].tolist(), "labels": out["labels"].tolist()}
-
-        drop = [c for c in ("special_tokens_mask", "offset_mapping") if c in dataset.column_names]
-        masked = dataset.map(
-            mask,
-            batched=True,
-            batch_size=256,
-            desc="Masking validation",
-            load_from_cache_file=False,
-        )
-        return masked.remove_columns(drop)
-    finally:
-        torch.random.set_rng_state(state)
-
-
-def without_length(collate: Any) -> Any:
-    """Wrap a collator so the ``length`` column (used for grouping) never reaches the model."""
-    return lambda features: collate(
-        [{k: v for k, v in f.items() if k != "length"} for f in features]
-    )

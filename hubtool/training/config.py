@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from hubtool import tasks
+from hubtool.core.configfile import ConfigFile
 from hubtool.errors import ConfigError, UsageError
 
-TASKS = ("auto", "text-classification", "fill-mask", "token-classification")
+TASK_CHOICES = ("auto", *tasks.NAMES)
 SCHEDULERS = (
     "linear",
     "cosine",
@@ -85,70 +87,16 @@ class FinetuneConfig:
 FIELD_NAMES = [f.name for f in fields(FinetuneConfig)]
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """The finetune settings in a YAML or TOML file (top level, or under ``finetune:``)."""
-    data = read_raw_config(path)
-    section = data.get("finetune", data)
+def finetune_values(config: ConfigFile) -> dict[str, Any]:
+    """The finetune settings of a hubtool.yaml (top level, or under ``finetune:``)."""
+    section = config.data.get("finetune", config.data)
     if not isinstance(section, dict):
-        raise ConfigError(f"The 'finetune' section of {path} must be a mapping.")
+        raise ConfigError(f"The 'finetune' section of {config.path} must be a mapping.")
     known = {k: v for k, v in section.items() if k not in OTHER_SECTIONS}
     return {str(k).replace("-", "_"): v for k, v in known.items()}
 
 
 OTHER_SECTIONS = ("card", "push", "publish")
-
-
-def read_raw_config(path: Path) -> dict[str, Any]:
-    """The whole config file as a mapping (YAML, or TOML by its suffix), read with bounds."""
-    text = _config_text(path)
-    try:
-        if path.suffix == ".toml":
-            try:
-                import tomllib
-            except ImportError:  # Python 3.10
-                raise ConfigError(
-                    "TOML config files need Python 3.11 or later.",
-                    "Use a YAML file (hubtool.yaml) instead.",
-                ) from None
-            data: Any = tomllib.loads(text)
-        else:
-            from hubtool.core import boundedyaml
-
-            data = boundedyaml.safe_load(text) or {}
-    except ConfigError:
-        raise
-    except Exception as exc:  # yaml and toml raise their own error types
-        detail = " ".join(str(exc).split())
-        raise ConfigError(
-            f"Config file {path} is not valid {path.suffix[1:].upper() or 'YAML'}: {detail}"
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"Config file {path} must hold a mapping of settings.")
-    return data
-
-
-MAX_CONFIG_BYTES = 1 << 20
-
-
-def _config_text(path: Path) -> str:
-    """The file's text: at most 1 MiB of UTF-8."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"Cannot read config file {path}: {exc.strerror or exc}.") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"Config file {path} is larger than 1 MiB: it is not a config file.")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
-        raise ConfigError(
-            f"Config file {path} is {'UTF-16' if utf16 else 'not UTF-8'} (byte {exc.start} "
-            "cannot be read as UTF-8).",
-            f"Save it as UTF-8, e.g. `iconv -f {'utf-16' if utf16 else 'latin1'} -t utf-8 "
-            f"{path} > {path}.utf8`.",
-        ) from None
 
 
 def resolve_config(file_values: dict[str, Any], flags: dict[str, Any]) -> FinetuneConfig:
@@ -252,7 +200,7 @@ def check(cfg: FinetuneConfig) -> None:
         if not _in_range(cfg, name, low, high):
             raise ConfigError(f"Invalid setting: {name} must be {what} (got {getattr(cfg, name)}).")
     rules: list[tuple[bool, str]] = [
-        (cfg.task in TASKS, f"task must be one of {', '.join(TASKS)}"),
+        (cfg.task in TASK_CHOICES, f"task must be one of {', '.join(TASK_CHOICES)}"),
         (cfg.scheduler in SCHEDULERS, f"scheduler must be one of {', '.join(SCHEDULERS)}"),
         (cfg.mixed_precision in PRECISIONS, f"mixed_precision must be one of {PRECISIONS}"),
         (_every_ok(cfg.eval_every), "eval_every must be 'epoch' or a positive number of steps"),

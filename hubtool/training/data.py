@@ -1,5 +1,5 @@
-"""Data stage: load a Hub or local dataset, choose splits and columns, infer the task, map
-labels and tokenize (batched, cached) into what the training loop consumes."""
+"""Data stage: load a Hub or local dataset, choose the splits and map labels to indices (the
+task says which columns it reads; see ``hubtool.tasks``)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubtool.core.hubclient import revision_of
+from hubtool.core.hubclient import HubSettings, revision_of
 from hubtool.errors import UsageError
 from hubtool.training.config import FinetuneConfig
 
-TEXT_COLUMNS = ("text", "sentence", "sentence1", "content", "review", "document", "question")
-PAIR_COLUMNS = {
-    "sentence1": "sentence2",
-    "text": "text_pair",
-    "question": "context",
-    "premise": "hypothesis",
-}
-LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
-TAG_COLUMNS = ("ner_tags", "tags", "labels", "pos_tags", "label")
 VALIDATION_NAMES = ("validation", "valid", "dev", "val")
 
 
@@ -41,12 +32,12 @@ class PreparedData:
 
 
 # -- loading ----------------------------------------------------------------------------------
-def load_raw(cfg: FinetuneConfig) -> tuple[Any, dict[str, Any]]:
+def load_raw(cfg: FinetuneConfig, hub: HubSettings | None = None) -> tuple[Any, dict[str, Any]]:
     """(DatasetDict, source description) for a Hub id or a local file or folder."""
     import datasets
 
     path = Path(cfg.dataset)
-    ds, source = _load_local(path, cfg.dataset) if path.exists() else _load_hub(cfg)
+    ds, source = _load_local(path, cfg.dataset) if path.exists() else _load_hub(cfg, hub)
     if not isinstance(ds, datasets.DatasetDict):
         ds = datasets.DatasetDict({"train": ds})
     return ds, source
@@ -63,7 +54,7 @@ def _load_local(path: Path, shown: str) -> tuple[Any, dict[str, Any]]:
     return ds, source
 
 
-def _load_hub(cfg: FinetuneConfig) -> tuple[Any, dict[str, Any]]:
+def _load_hub(cfg: FinetuneConfig, hub: HubSettings | None) -> tuple[Any, dict[str, Any]]:
     import datasets
 
     try:
@@ -88,12 +79,12 @@ def _load_hub(cfg: FinetuneConfig) -> tuple[Any, dict[str, Any]]:
         "id": cfg.dataset,
         "path": None,
         "config": cfg.dataset_config,
-        "revision": revision_of(cfg.dataset, "dataset", cfg.dataset_revision),
+        "revision": revision_of(hub, cfg.dataset, "dataset", cfg.dataset_revision),
     }
     return ds, source
 
 
-# -- splits, task and columns -------------------------------------------------------------------
+# -- splits ------------------------------------------------------------------------------------
 def choose_splits(
     ds: Any, cfg: FinetuneConfig, label_column: str | None
 ) -> tuple[Any, Any, dict[str, Any]]:
@@ -138,68 +129,12 @@ def _is_class_label(ds: Any, column: str) -> bool:
     return isinstance(ds.features.get(column), datasets.ClassLabel)
 
 
-def _missing(column: str, what: str, columns: list[str]) -> UsageError:
-    return UsageError(
-        f"The {what} column {column!r} does not exist.", f"Columns: {', '.join(columns)}."
-    )
-
-
-def infer_task(columns: list[str], features: Any, cfg: FinetuneConfig) -> str:
-    if cfg.task != "auto":
-        return cfg.task
-    if "tokens" in columns and any(c in columns for c in TAG_COLUMNS if c != "label"):
-        return "token-classification"
-    if cfg.label_column or any(c in columns for c in LABEL_COLUMNS):
-        return "text-classification"
-    return "fill-mask"
-
-
-def pick_columns(
-    columns: list[str], task: str, cfg: FinetuneConfig
-) -> tuple[str, str | None, str | None]:
-    """(text column, pair column, label column), checked against what exists."""
-    for given, what in (
-        (cfg.text_column, "text"),
-        (cfg.text_pair_column, "text pair"),
-        (cfg.label_column, "label"),
-    ):
-        if given and given not in columns:
-            raise _missing(given, what, columns)
-    if task == "token-classification":
-        tokens = cfg.text_column or "tokens"
-        tags = cfg.label_column or next((c for c in TAG_COLUMNS if c in columns), None)
-        if tokens not in columns or tags is None:
-            raise UsageError(
-                "Token classification needs a 'tokens' column and a tag column.",
-                f"Columns: {', '.join(columns)}. Use --text-column and --label-column.",
-            )
-        return tokens, None, tags
-    found = cfg.text_column or next((c for c in TEXT_COLUMNS if c in columns), None)
-    if found is None:
-        raise UsageError(
-            "No text column found.", f"Columns: {', '.join(columns)}. Use --text-column."
-        )
-    text = found
-    pair = cfg.text_pair_column or (
-        PAIR_COLUMNS.get(text) if PAIR_COLUMNS.get(text) in columns else None
-    )
-    if task == "fill-mask":
-        return text, None, None
-    label = cfg.label_column or next((c for c in LABEL_COLUMNS if c in columns), None)
-    if label is None:
-        raise UsageError(
-            "No label column found for text classification.",
-            f"Columns: {', '.join(columns)}. Use --label-column.",
-        )
-    return text, pair, label
-
-
 # -- labels -------------------------------------------------------------------------------------
-def label_names_for(train: Any, validation: Any, column: str, task: str) -> list[str]:
+def label_names_for(train: Any, validation: Any, column: str, per_token: bool) -> list[str]:
     """The label set, from ClassLabel names or the values seen in train."""
     import datasets
 
-    values = _flat(train[column], task)
+    values = _flat(train[column], per_token)
     if any(v is None for v in values):
         raise UsageError(f"The label column {column!r} has empty values.")
     present = {str(v) for v in values}
@@ -213,7 +148,9 @@ def label_names_for(train: Any, validation: Any, column: str, task: str) -> list
     if isinstance(inner, datasets.ClassLabel):
         return list(inner.names)
     names = sorted(present, key=_natural)
-    unseen = sorted({str(v) for v in _flat(validation[column], task)} - set(names), key=_natural)
+    unseen = sorted(
+        {str(v) for v in _flat(validation[column], per_token)} - set(names), key=_natural
+    )
     if unseen:
         raise UsageError(
             f"Validation labels outside the training label set: {', '.join(unseen[:10])}.",
@@ -233,8 +170,8 @@ def _inner_feature(feature: Any) -> Any:
     return feature
 
 
-def _flat(values: list[Any], task: str) -> list[Any]:
-    return [v for row in values for v in row] if task == "token-classification" else values
+def _flat(values: list[Any], per_token: bool) -> list[Any]:
+    return [v for row in values for v in row] if per_token else values
 
 
 def _natural(value: str) -> tuple[int, Any]:
@@ -242,7 +179,7 @@ def _natural(value: str) -> tuple[int, Any]:
 
 
 def encode_labels(
-    ds: Any, column: str, names: list[str], task: str, label_set: str = "training"
+    ds: Any, column: str, names: list[str], per_token: bool, label_set: str = "training"
 ) -> Any:
     """Labels as indices into ``names`` in a ``labels`` column.
 
@@ -258,7 +195,7 @@ def encode_labels(
     def name(v: Any) -> str:
         return str(own[v]) if own is not None else str(v)
 
-    unknown = sorted({name(v) for v in _flat(ds[column], task)} - set(names), key=_natural)
+    unknown = sorted({name(v) for v in _flat(ds[column], per_token)} - set(names), key=_natural)
     if unknown:
         raise UsageError(
             f"Labels outside the {label_set} label set: {', '.join(unknown[:10])}.",
@@ -268,41 +205,13 @@ def encode_labels(
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         rows = batch[column]
-        if task == "token-classification":
+        if per_token:
             return {"labels": [[index[name(v)] for v in row] for row in rows]}
         return {"labels": [index[name(v)] for v in rows]}
 
     return ds.map(encode, batched=True, desc="Encoding labels")
 
 
-def check_tags(ds: Any, tokens: str, tags: str, split: str) -> None:
-    """Every row of a token-classification split has one tag per token."""
-    for i, (words, labels) in enumerate(zip(ds[tokens], ds[tags], strict=True)):
-        if not isinstance(labels, list) or len(labels) != len(words):
-            got = len(labels) if isinstance(labels, list) else type(labels).__name__
-            raise UsageError(
-                f"Row {i} of split {split!r} has {len(words)} tokens but {got} tags in "
-                f"column {tags!r}.",
-                "Give every token exactly one tag (and every row a list of tags).",
-            )
-
-
-def check_texts(ds: Any, column: str, split: str, task: str) -> None:
-    values = ds[column]
-    for i, value in enumerate(values):
-        ok = (
-            (isinstance(value, list) and all(isinstance(t, str) for t in value))
-            if (task == "token-classification")
-            else isinstance(value, str)
-        )
-        if not ok:
-            raise UsageError(
-                f"Row {i} of split {split!r} has a non-text value in column "
-                f"{column!r}: {value!r:.60}.",
-                "Clean the data or choose another --text-column.",
-            )
-
-
-def label_distribution(ds: Any, names: list[str], task: str) -> dict[str, int]:
-    counts = Counter(_flat(ds["labels"], task))
+def label_distribution(ds: Any, names: list[str], per_token: bool) -> dict[str, int]:
+    counts = Counter(_flat(ds["labels"], per_token))
     return {names[i]: counts.get(i, 0) for i in range(len(names))}

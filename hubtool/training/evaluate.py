@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hubtool import tasks
 from hubtool.core import rundir
 from hubtool.core.architectures import head_of
+from hubtool.core.hubclient import HubSettings
 from hubtool.errors import UsageError
 from hubtool.training import data, evaluation
 from hubtool.training.config import FinetuneConfig, with_max_length
@@ -18,15 +20,16 @@ def evaluate_model(
     bootstrap: int,
     extra_metrics: list[str],
     output: Path | None,
+    hub: HubSettings | None = None,
 ) -> tuple[dict[str, Any], Path | None]:
     """(metrics document, where it was written or None for stdout)."""
     from accelerate import Accelerator
 
     from hubtool.training.loop import load_tokenizer
 
-    if extra_metrics and options["task"] == "fill-mask":
+    if extra_metrics and options["task"] != "auto" and not tasks.get(options["task"]).labelled:
         raise UsageError(
-            "Extra metrics need predictions and references; fill-mask has only losses."
+            f"Extra metrics need predictions and references; {options['task']} has only losses."
         )
     extras = [evaluation.metric(name) for name in extra_metrics]  # before any heavy work
     run_dir = Path(target) if (Path(target) / "model").is_dir() else None
@@ -34,9 +37,10 @@ def evaluate_model(
     tokenizer = load_tokenizer(model_path)
     config = _model_config(model_path)
     task = options["task"] if options["task"] != "auto" else _task_of(config, run_dir)
-    labels = [config.id2label[i] for i in sorted(config.id2label)] if task != "fill-mask" else None
+    labelled = tasks.get(task).labelled
+    labels = [config.id2label[i] for i in sorted(config.id2label)] if labelled else None
     cfg = _data_config(model_path, task, options, run_dir)
-    split_ds, source = _load_split(cfg, options["split"])
+    split_ds, source = _load_split(cfg, options["split"], hub)
     prepared = _prepare_split(split_ds, cfg, task, labels, tokenizer)
     accelerator = Accelerator()
     predictions = _predict(accelerator, model_path, task, labels, cfg, prepared, tokenizer)
@@ -76,10 +80,8 @@ def _predict(
 
 def _extra_metrics(modules: list[Any], task: str, p: evaluation.Predictions) -> dict[str, Any]:
     """Any other evaluate modules the user asked for (loaded up front)."""
-    if modules and task == "fill-mask":
-        raise UsageError(
-            "Extra metrics need predictions and references; fill-mask has only losses."
-        )
+    if modules and not tasks.get(task).labelled:
+        raise UsageError(f"Extra metrics need predictions and references; {task} has only losses.")
     out: dict[str, Any] = {}
     for module in modules:
         out.update(module.compute(predictions=p.predictions, references=p.references))
@@ -101,11 +103,11 @@ def _task_of(config: Any, run_dir: Path | None) -> str:
         return str(rundir.read_json(run_dir / "run.json")["task"])
     for arch in config.architectures or []:
         head = head_of(arch)
-        if head and head[0] in ("text-classification", "token-classification", "fill-mask"):
+        if head and head[0] in tasks.NAMES:
             return head[0]
     raise UsageError(
         "Cannot tell which task this checkpoint was trained for.",
-        "Pass --task text-classification, token-classification or fill-mask.",
+        f"Pass --task ({', '.join(tasks.NAMES)}).",
     )
 
 
@@ -137,8 +139,10 @@ def _data_config(
     return with_max_length(cfg, _config_limit(model_path))
 
 
-def _load_split(cfg: FinetuneConfig, split: str) -> tuple[Any, dict[str, Any]]:
-    raw, source = data.load_raw(cfg)
+def _load_split(
+    cfg: FinetuneConfig, split: str, hub: HubSettings | None
+) -> tuple[Any, dict[str, Any]]:
+    raw, source = data.load_raw(cfg, hub)
     if split not in raw:
         raise UsageError(f"The dataset has no split {split!r}.", f"Splits: {', '.join(raw)}.")
     if len(raw[split]) == 0:
@@ -149,40 +153,21 @@ def _load_split(cfg: FinetuneConfig, split: str) -> tuple[Any, dict[str, Any]]:
 def _prepare_split(
     ds: Any, cfg: FinetuneConfig, task: str, labels: list[str] | None, tokenizer: Any
 ) -> Any:
-    from hubtool.training.features import (
-        tokenize_classification,
-        tokenize_mlm,
-        tokenize_tokens,
-    )
-
-    text, pair, label = data.pick_columns(list(ds.column_names), task, cfg)
-    data.check_texts(ds, text, "evaluation", task)
-    if label is not None and labels is not None:
-        ds = data.encode_labels(ds, label, labels, task, label_set="model's")
-    tokenize = {
-        "text-classification": tokenize_classification,
-        "token-classification": tokenize_tokens,
-        "fill-mask": tokenize_mlm,
-    }[task]
-    return tokenize(ds, tokenizer, cfg, text, pair)[0]
+    spec = tasks.get(task)
+    cols = spec.columns(list(ds.column_names), cfg)
+    spec.check_rows(ds, "evaluation", cols)
+    if cols.label is not None and labels is not None:
+        ds = data.encode_labels(ds, cols.label, labels, spec.per_token, label_set="model's")
+    return spec.tokenize(ds, tokenizer, cfg, cols)[0]
 
 
 def _loader(cfg: FinetuneConfig, prepared: Any, task: str, tokenizer: Any) -> Any:
     from torch.utils.data import DataLoader
 
-    from hubtool.training.batching import (
-        LengthGroupedBatchSampler,
-        collator,
-        fixed_masks,
-        without_length,
-    )
+    from hubtool.training.batching import LengthGroupedBatchSampler
 
-    collate = collator(task, tokenizer, cfg.mlm_probability)
-    if task == "fill-mask":
-        from transformers import default_data_collator
-
-        prepared = fixed_masks(prepared, collate, cfg.seed)
-        collate = without_length(default_data_collator)
+    spec = tasks.get(task)
+    prepared, collate = spec.evaluation_set(prepared, spec.collator(tokenizer, cfg), cfg.seed)
     sampler = LengthGroupedBatchSampler(
         prepared["length"], cfg.eval_batch_size or 32, cfg.seed, shuffle=False
     )

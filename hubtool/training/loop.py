@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hubtool import tasks
 from hubtool.core import rundir
+from hubtool.core.hubclient import HubSettings
 from hubtool.errors import ConfigError, TrainingFailed, UsageError
 from hubtool.training import evaluation
 from hubtool.training.config import FinetuneConfig, with_max_length
@@ -69,6 +71,7 @@ class Run:
     started: float
     tick: float = 0.0  # when the current training step began waiting for its batch
     on_save: Callable[[int, Path], None] | None = None  # main process, after each checkpoint
+    hub: HubSettings | None = None  # for provenance (the commit the base model resolves to)
     resumes: list[dict[str, Any]] = field(default_factory=list)  # [{step, changed}]
 
 
@@ -100,19 +103,12 @@ def load_tokenizer(model_id: str) -> Any:
     return tokenizer
 
 
-AUTO_CLASSES = {
-    "text-classification": "AutoModelForSequenceClassification",
-    "token-classification": "AutoModelForTokenClassification",
-    "fill-mask": "AutoModelForMaskedLM",
-}
-
-
 def load_model(cfg: FinetuneConfig, task: str, labels: list[str] | None) -> Any:
     """The checkpoint's weights with the task's head, or (``from_scratch``) a seeded random
     initialisation of its architecture."""
     import transformers
 
-    auto = getattr(transformers, AUTO_CLASSES[task])
+    auto = getattr(transformers, tasks.get(task).auto_class)
     kwargs: dict[str, Any] = {}
     if labels is not None:
         kwargs = {
@@ -185,16 +181,11 @@ def build_optimizer(model: Any, cfg: FinetuneConfig) -> Any:
 
 def build_loaders(cfg: FinetuneConfig, data: Any, tokenizer: Any) -> tuple[Any, Any, Any]:
     from torch.utils.data import DataLoader
-    from transformers import default_data_collator
 
-    from hubtool.training.batching import (
-        LengthGroupedBatchSampler,
-        collator,
-        fixed_masks,
-        without_length,
-    )
+    from hubtool.training.batching import LengthGroupedBatchSampler
 
-    collate = collator(data.task, tokenizer, cfg.mlm_probability, cfg.whole_word_mask)
+    task = tasks.get(data.task)
+    collate = task.collator(tokenizer, cfg)
     sampler = LengthGroupedBatchSampler(
         data.train["length"], cfg.batch_size, cfg.seed, group=cfg.group_by_length
     )
@@ -203,24 +194,17 @@ def build_loaders(cfg: FinetuneConfig, data: Any, tokenizer: Any) -> tuple[Any, 
     train = DataLoader(
         data.train, batch_sampler=sampler, collate_fn=collate, generator=_loader_generator(cfg.seed)
     )
-    eval_size = cfg.eval_batch_size or cfg.batch_size * 2
-    validation, eval_collate = data.validation, collate
-    if data.task == "fill-mask":
-        validation = fixed_masks(validation, collate, cfg.seed)
-        eval_collate = without_length(default_data_collator)
+    validation, eval_collate = task.evaluation_set(data.validation, collate, cfg.seed)
     eval_sampler = LengthGroupedBatchSampler(
-        validation["length"], eval_size, cfg.seed, shuffle=False
+        validation["length"], cfg.eval_batch_size or cfg.batch_size * 2, cfg.seed, shuffle=False
     )
-    return (
-        sampler,
-        train,
-        DataLoader(
-            validation,
-            batch_sampler=eval_sampler,
-            collate_fn=eval_collate,
-            generator=_loader_generator(cfg.seed),
-        ),
+    evaluation_loader = DataLoader(
+        validation,
+        batch_sampler=eval_sampler,
+        collate_fn=eval_collate,
+        generator=_loader_generator(cfg.seed),
     )
+    return sampler, train, evaluation_loader
 
 
 def _loader_generator(seed: int) -> Any:
@@ -263,7 +247,9 @@ def _distributed_on_cpu() -> bool:
 
 
 # -- setup ---------------------------------------------------------------------------------------
-def setup(cfg: FinetuneConfig, overwrite: bool, resume: str | None) -> Run:
+def setup(
+    cfg: FinetuneConfig, overwrite: bool, resume: str | None, hub: HubSettings | None = None
+) -> Run:
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
@@ -278,7 +264,7 @@ def setup(cfg: FinetuneConfig, overwrite: bool, resume: str | None) -> Run:
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
     with accelerator.main_process_first():
-        data = prepare_data(cfg, tokenizer)
+        data = prepare_data(cfg, tokenizer, hub)
     model = load_model(cfg, data.task, data.label_names)
     sampler, train_loader, eval_loader = build_loaders(cfg, data, tokenizer)
     optimizer = build_optimizer(model, cfg)
@@ -299,7 +285,7 @@ def setup(cfg: FinetuneConfig, overwrite: bool, resume: str | None) -> Run:
     accelerator.register_for_checkpointing(scheduler)
     state = LoopState()
     accelerator.register_for_checkpointing(state)
-    metric_name = cfg.metric_for_best or evaluation.DEFAULT_BEST[data.task]
+    metric_name = cfg.metric_for_best or tasks.get(data.task).best_metric
     run = Run(
         cfg,
         run_dir,
@@ -621,7 +607,7 @@ def write_run_json(run: Run, status: str) -> None:
         },
         "base_model": {
             "id": run.cfg.model,
-            "revision": revision_of(run.cfg.model),
+            "revision": revision_of(run.hub, run.cfg.model),
             "from_scratch": run.cfg.from_scratch,  # only the architecture and tokenizer used
         },
         "dataset": run.data.source,
@@ -667,11 +653,14 @@ def finetune(
     resume: str | None = None,
     progress: bool = True,
     on_save: Callable[[int, Path], None] | None = None,
+    hub: HubSettings | None = None,
 ) -> Path | None:
     """The whole stage: set up, train, write run.json; returns the run directory on the
-    main process (None on the others). ``on_save`` is called after each checkpoint."""
+    main process (None on the others). ``on_save`` is called after each checkpoint; ``hub``
+    is asked which commits the model and data ids resolve to (provenance)."""
     quiet_libraries(progress)
-    run = setup(cfg, overwrite, resume)
+    run = setup(cfg, overwrite, resume, hub)
+    run.hub = hub
     if run.accelerator.is_main_process:
         run.on_save = on_save
     try:

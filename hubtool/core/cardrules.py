@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from hubtool.core import boundedyaml
-from hubtool.hub.metadata import split_front_matter
+from hubtool.core.cardmeta import split_front_matter
 
 # The Hub's closed list of license ids.
 LICENSES = frozenset(

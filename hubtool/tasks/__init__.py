@@ -1,0 +1,72 @@
+"""The tasks hubtool trains, one module each (see ``base.Task`` for what a task owns).
+
+Adding a task = adding one module with a ``Task`` subclass, listing it in ``TASKS`` (the order
+is the order ``--task auto`` tries them in), and its tests.
+"""
+
+from __future__ import annotations
+
+from hubtool.core.architectures import (
+    TRANSFORMERS_LIBRARIES,
+    Fit,
+    family_of,
+    fit_for_task,
+    head_of,
+)
+from hubtool.errors import UsageError
+from hubtool.tasks.base import Checkpoint, Columns, Predictions, Task, metric
+from hubtool.tasks.classification import TextClassification
+from hubtool.tasks.fill_mask import FillMask
+from hubtool.tasks.token_classification import TokenClassification
+
+TASKS: tuple[Task, ...] = (TokenClassification(), TextClassification(), FillMask())
+BY_NAME = {t.name: t for t in TASKS}
+NAMES = tuple(BY_NAME)
+
+__all__ = [
+    "BY_NAME",
+    "NAMES",
+    "TASKS",
+    "Checkpoint",
+    "Columns",
+    "Predictions",
+    "Task",
+    "fit",
+    "get",
+    "infer",
+    "metric",
+]
+
+
+def get(name: str) -> Task:
+    """The task of that pipeline tag; a UsageError for one hubtool cannot train."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise UsageError(
+            f"hubtool cannot train {name!r} yet.", f"Tasks it trains: {', '.join(NAMES)}."
+        ) from None
+
+
+def fit(
+    task: str,
+    pipeline_tag: str | None,
+    architectures: list[str],
+    model_type: str | None,
+    library: str | None = None,
+) -> Fit:
+    """Whether a checkpoint can serve ``task``: what ``finetune`` would do with it for the
+    tasks hubtool trains (the task decides), the Hub's conventions for the others."""
+    if task not in BY_NAME:
+        return fit_for_task(task, pipeline_tag, architectures, model_type, library)
+    if library not in TRANSFORMERS_LIBRARIES and not architectures:
+        return Fit("no", f"a {library} model, not a transformers checkpoint")
+    heads = tuple((a, *h) for a in architectures if (h := head_of(a)))
+    family = family_of(model_type, [(a, (t, auto)) for a, t, auto in heads], pipeline_tag)
+    checkpoint = Checkpoint(pipeline_tag, tuple(architectures), model_type, heads, family)
+    return BY_NAME[task].fit(checkpoint)
+
+
+def infer(columns: list[str], label_column: str | None) -> Task:
+    """The first task that claims data with these columns (``--task auto``)."""
+    return next(t for t in TASKS if t.claims(columns, label_column))

@@ -1,0 +1,222 @@
+"""What a task is, in one place: ``Task`` is the contract each module of ``hubtool.tasks``
+fulfils, and the training loop, the evaluation, the card, ``ci init`` and search ask it
+instead of branching on task names.
+
+A task owns: which columns it reads (and whether ``--task auto`` should pick it), the row
+checks, tokenization into model features, the collator, the model head, how evaluation
+gathers predictions and which metrics it computes, how the card names it and what its widget
+example and usage snippet look like, the default release requirement, and whether a
+checkpoint can serve it (the search fit).
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hubtool.core.architectures import Fit
+from hubtool.errors import UsageError
+
+METRICS_DIR = Path(__file__).resolve().parent.parent / "metrics"
+Collate = Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The columns a task reads: the text (or tokens), an optional pair, the labels."""
+
+    text: str
+    pair: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What search and info know of a checkpoint when judging whether it serves a task."""
+
+    pipeline_tag: str | None
+    architectures: tuple[str, ...]
+    model_type: str | None
+    heads: tuple[tuple[str, str, str], ...]  # (architecture, its task, its Auto class)
+    family: str | None  # encoder, seq2seq, decoder or None
+
+
+@dataclass
+class Predictions:
+    """Everything gathered from one pass over an evaluation split."""
+
+    task: str
+    predictions: list[Any] = field(default_factory=list)
+    references: list[Any] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    examples: int = 0  # the split's size (fill-mask: blocks), counted once over processes
+
+    @property
+    def size(self) -> int:
+        return len(self.predictions) or len(self.losses)
+
+
+class Task(ABC):
+    name: ClassVar[str]  # the Hub pipeline tag
+    title: ClassVar[str]  # how the card names it
+    auto_class: ClassVar[str]  # the transformers Auto class of its head
+    best_metric: ClassVar[str]  # what picks the best model by default
+    release_requirement: ClassVar[str]  # `hubtool ci init`'s default gate
+    examples: ClassVar[dict[str, str]]  # widget text by language ({mask}: the mask token)
+    labelled: ClassVar[bool] = True  # reads a label column
+    per_token: ClassVar[bool] = False  # one label per token (else per example)
+    bias_probe: ClassVar[str] = "slices"  # "completions" (masked-LM probes) or "slices"
+    pipeline_options: ClassVar[str] = ""  # extra arguments of the card's pipeline() snippet
+
+    # -- data ------------------------------------------------------------------------------
+    @abstractmethod
+    def claims(self, columns: list[str], label_column: str | None) -> bool:
+        """Whether ``--task auto`` should pick this task for data with these columns."""
+
+    @abstractmethod
+    def columns(self, columns: list[str], cfg: Any) -> Columns:
+        """The columns to read, checked against those that exist (a UsageError otherwise)."""
+
+    def check_rows(self, ds: Any, split: str, cols: Columns) -> None:
+        """Refuse rows the task cannot learn from, naming the row."""
+        for column in (cols.text, cols.pair):
+            if column:
+                check_texts(ds, column, split, self.per_token)
+
+    @abstractmethod
+    def tokenize(self, ds: Any, tokenizer: Any, cfg: Any, cols: Columns) -> tuple[Any, int]:
+        """(model features with a ``length`` column, examples truncated)."""
+
+    @abstractmethod
+    def collator(self, tokenizer: Any, cfg: Any) -> Collate:
+        """Turns feature rows into a padded batch (the ``length`` column dropped)."""
+
+    def evaluation_set(self, validation: Any, collate: Collate, seed: int) -> tuple[Any, Collate]:
+        """The validation features and collator evaluation uses (fixed for every pass)."""
+        return validation, collate
+
+    # -- evaluation ------------------------------------------------------------------------
+    @abstractmethod
+    def gather(
+        self, accelerator: Any, outputs: Any, batch: dict[str, Any], out: Predictions
+    ) -> None:
+        """Add one batch's predictions to ``out``, each example counted once."""
+
+    @abstractmethod
+    def compute(self, p: Predictions, label_names: list[str] | None) -> dict[str, Any]:
+        """The task's metrics (scalars plus details) for gathered predictions."""
+
+    def slices(self, p: Predictions) -> list[dict[str, Any]]:
+        """Results by input length for the card; none unless the task measures them."""
+        return []
+
+    # -- card and search -------------------------------------------------------------------
+    def data_settings(self, config: dict[str, Any]) -> dict[str, Any] | None:
+        """Settings of the run's data preparation the card reports (None: nothing special)."""
+        return None
+
+    # family -> how a checkpoint of that family without the task's head is trained for it
+    families: ClassVar[dict[str, str]] = {
+        "encoder": "{arch} is a pretrained encoder: a new {task} head will be trained on your data"
+    }
+
+    def fit(self, checkpoint: Checkpoint) -> Fit:
+        """Whether (and how) ``hubtool finetune`` can train a checkpoint for this task."""
+        for arch, task, auto in checkpoint.heads:
+            if task == self.name:
+                return Fit("ready", f"{arch} has a trained {self.name} head ({auto})")
+        if checkpoint.pipeline_tag == self.name:
+            return Fit("ready", f"the Hub lists it for {self.name}")
+        name = checkpoint.heads[0][0] if checkpoint.heads else checkpoint.model_type
+        how = self.families.get(checkpoint.family or "")
+        if how is not None:
+            return Fit("base", how.format(arch=name or "this architecture", task=self.name))
+        return Fit("no", f"{name or 'this architecture'} cannot serve {self.name}")
+
+
+# -- shared helpers --------------------------------------------------------------------------
+@functools.cache
+def metric(name: str) -> Any:
+    """A shipped evaluate module by name; any other evaluate id is loaded as evaluate does
+    (from the Hub, or a local script path); one that cannot be loaded is a UsageError."""
+    import evaluate
+
+    local = METRICS_DIR / name
+    try:
+        return evaluate.load(str(local) if local.is_dir() else name)
+    except Exception as exc:  # evaluate raises connection, file and import errors alike
+        shipped = ", ".join(sorted(p.name for p in METRICS_DIR.iterdir() if p.is_dir()))
+        raise UsageError(
+            f"The evaluate module {name!r} cannot be loaded: {str(exc).splitlines()[0][:200]}",
+            f"Shipped modules (always available): {shipped}. Others come from the Hub "
+            "(HF_ENDPOINT must reach one that has them) or a local folder with the script.",
+        ) from None
+
+
+def without_length(collate: Any) -> Collate:
+    """Wrap a collator so the ``length`` column (used for grouping) never reaches the model."""
+    return lambda features: collate(
+        [{k: v for k, v in f.items() if k != "length"} for f in features]
+    )
+
+
+def lengths(batch: dict[str, list[Any]]) -> list[int]:
+    return [len(ids) for ids in batch["input_ids"]]
+
+
+def check_texts(ds: Any, column: str, split: str, per_token: bool) -> None:
+    """Every row holds text (a list of words for token tasks); else the row is named."""
+    for i, value in enumerate(ds[column]):
+        ok = (
+            isinstance(value, list) and all(isinstance(t, str) for t in value)
+            if per_token
+            else isinstance(value, str)
+        )
+        if not ok:
+            raise UsageError(
+                f"Row {i} of split {split!r} has a non-text value in column "
+                f"{column!r}: {value!r:.60}.",
+                "Clean the data or choose another --text-column.",
+            )
+
+
+def missing(column: str, what: str, columns: list[str]) -> UsageError:
+    return UsageError(
+        f"The {what} column {column!r} does not exist.", f"Columns: {', '.join(columns)}."
+    )
+
+
+def check_given(columns: list[str], cfg: Any) -> None:
+    """The columns the user named exist."""
+    for given, what in (
+        (cfg.text_column, "text"),
+        (cfg.text_pair_column, "text pair"),
+        (cfg.label_column, "label"),
+    ):
+        if given and given not in columns:
+            raise missing(given, what, columns)
+
+
+def mean_loss(p: Predictions) -> dict[str, float]:
+    import numpy as np
+
+    return {"loss": float(np.mean(p.losses))} if p.losses else {}
+
+
+def example_losses(logits: Any, labels: Any) -> Any:
+    """Mean cross-entropy of each example (over its labelled tokens for token tasks)."""
+    import torch.nn.functional as F
+
+    if logits.dim() == 2:
+        return F.cross_entropy(logits.float(), labels, reduction="none").detach()
+    flat = F.cross_entropy(
+        logits.float().transpose(1, 2), labels, reduction="none", ignore_index=-100
+    )
+    kept = (labels != -100).sum(dim=-1).clamp(min=1)
+    return (flat.sum(dim=-1) / kept).detach()

@@ -1,0 +1,153 @@
+"""Text classification: single texts or pairs, one label per example (``ClassLabel`` names or
+string/int values), a sequence-classification head, accuracy / macro P/R/F1 / Matthews."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from hubtool.errors import UsageError
+from hubtool.tasks.base import (
+    Collate,
+    Columns,
+    Predictions,
+    Task,
+    check_given,
+    example_losses,
+    lengths,
+    mean_loss,
+    metric,
+    without_length,
+)
+
+TEXT_COLUMNS = ("text", "sentence", "sentence1", "content", "review", "document", "question")
+PAIR_COLUMNS = {
+    "sentence1": "sentence2",
+    "text": "text_pair",
+    "question": "context",
+    "premise": "hypothesis",
+}
+LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
+LENGTH_BUCKETS = (16, 32, 64, 128, 256)
+
+
+def text_columns(columns: list[str], cfg: Any) -> tuple[str, str | None]:
+    """(text column, pair column) of a text task, from the names given or the usual names."""
+    check_given(columns, cfg)
+    text = cfg.text_column or next((c for c in TEXT_COLUMNS if c in columns), None)
+    if text is None:
+        raise UsageError(
+            "No text column found.", f"Columns: {', '.join(columns)}. Use --text-column."
+        )
+    pair = cfg.text_pair_column or (
+        PAIR_COLUMNS.get(text) if PAIR_COLUMNS.get(text) in columns else None
+    )
+    return text, pair
+
+
+class TextClassification(Task):
+    name = "text-classification"
+    title = "Text Classification"
+    auto_class = "AutoModelForSequenceClassification"
+    best_metric = "accuracy"
+    release_requirement = "accuracy>=0.80"
+    examples: ClassVar[dict[str, str]] = {
+        "en": "I really enjoyed this, it was great.",
+        "fr": "J'ai vraiment adoré ce film, il était génial.",
+    }
+
+    families: ClassVar[dict[str, str]] = {
+        "encoder": "{arch} is a pretrained encoder: a new {task} head will be trained on your data",
+        "seq2seq": "{arch} is a sequence-to-sequence model: it can be fine-tuned for {task}",
+        "decoder": "{arch} is a decoder: it can be fine-tuned for {task}",
+    }
+
+    def claims(self, columns: list[str], label_column: str | None) -> bool:
+        return bool(label_column) or any(c in columns for c in LABEL_COLUMNS)
+
+    def columns(self, columns: list[str], cfg: Any) -> Columns:
+        text, pair = text_columns(columns, cfg)
+        label = cfg.label_column or next((c for c in LABEL_COLUMNS if c in columns), None)
+        if label is None:
+            raise UsageError(
+                "No label column found for text classification.",
+                f"Columns: {', '.join(columns)}. Use --label-column.",
+            )
+        return Columns(text, pair, label)
+
+    def tokenize(self, ds: Any, tokenizer: Any, cfg: Any, cols: Columns) -> tuple[Any, int]:
+        def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+            args = (batch[cols.text], batch[cols.pair]) if cols.pair else (batch[cols.text],)
+            full = tokenizer(*args, truncation=False)
+            out = tokenizer(*args, truncation=True, max_length=cfg.max_length)
+            out["length"] = lengths(out)
+            out["truncated"] = [len(f) > int(cfg.max_length or 0) for f in full["input_ids"]]
+            return out
+
+        mapped = ds.map(
+            encode,
+            batched=True,
+            remove_columns=[c for c in ds.column_names if c != "labels"],
+            desc="Tokenizing",
+        )
+        truncated = sum(mapped["truncated"])
+        return mapped.remove_columns(["truncated"]), truncated
+
+    def collator(self, tokenizer: Any, cfg: Any) -> Collate:
+        from transformers import DataCollatorWithPadding
+
+        return without_length(DataCollatorWithPadding(tokenizer))
+
+    def gather(
+        self, accelerator: Any, outputs: Any, batch: dict[str, Any], out: Predictions
+    ) -> None:
+        gather_labels(accelerator, outputs, batch, out, pad=False)
+
+    def compute(self, p: Predictions, label_names: list[str] | None) -> dict[str, Any]:
+        n = len(label_names) if label_names else None
+        refs, preds = p.references, p.predictions
+        result = dict(metric("accuracy").compute(predictions=preds, references=refs))
+        prf = metric("prf").compute(predictions=preds, references=refs, num_labels=n)
+        result.update({k: prf[k] for k in ("precision_macro", "recall_macro", "f1_macro")})
+        result.update(metric("matthews_correlation").compute(predictions=preds, references=refs))
+        names = label_names or [str(i) for i in range(len(prf["f1"]))]
+        result["per_class"] = {
+            names[i]: {k: prf[k][i] for k in ("precision", "recall", "f1", "support")}
+            for i in range(len(names))
+        }
+        result["confusion_matrix"] = {"labels": names, "matrix": prf["confusion_matrix"]}
+        return {**result, **mean_loss(p)}
+
+    def slices(self, p: Predictions) -> list[dict[str, Any]]:
+        """Accuracy by input length (tokens)."""
+        rows, low = [], 0
+        for high in (*LENGTH_BUCKETS, 1 << 30):
+            idx = [i for i, n in enumerate(p.lengths) if low < n <= high]
+            if idx:
+                correct = sum(p.predictions[i] == p.references[i] for i in idx)
+                rows.append(
+                    {
+                        "tokens": f"{low + 1}-{high}" if high < 1 << 30 else f">{low}",
+                        "examples": len(idx),
+                        "accuracy": correct / len(idx),
+                    }
+                )
+            low = high
+        return rows
+
+
+def gather_labels(
+    accelerator: Any, outputs: Any, batch: dict[str, Any], out: Predictions, pad: bool
+) -> None:
+    """Arg-max predictions, labels, lengths and per-example losses of a labelled batch
+    (``pad``: token-level tensors, padded to one width across processes first)."""
+    preds, labels = outputs.logits.argmax(dim=-1), batch["labels"]
+    if pad:
+        preds = accelerator.pad_across_processes(preds, dim=1, pad_index=-100)
+        labels = accelerator.pad_across_processes(labels, dim=1, pad_index=-100)
+    sizes = batch["attention_mask"].sum(dim=-1)
+    losses = example_losses(outputs.logits, batch["labels"])
+    preds, labels, sizes, losses = accelerator.gather_for_metrics((preds, labels, sizes, losses))
+    out.predictions += preds.tolist()
+    out.references += labels.tolist()
+    out.lengths += sizes.tolist()
+    out.losses += losses.float().tolist()
