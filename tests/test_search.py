@@ -218,9 +218,30 @@ def test_unknown_task_lists_close_matches():
     ],
 )
 def test_fit_for_task(task, pipeline, archs, model_type, library, level):
+    from hubtool import tasks
     from hubtool.core.architectures import fit_for_task
 
     assert fit_for_task(task, pipeline, archs, model_type, library).level == level
+    assert tasks.fit(task, pipeline, archs, model_type, library).level == level  # what search uses
+
+
+def test_each_trainable_task_owns_its_fit():
+    """Search asks the task's module for the tasks hubtool trains: a task that changes its
+    rule changes what search says, with nothing else to edit."""
+    from hubtool import tasks
+    from hubtool.core.architectures import Fit
+
+    class Picky(type(tasks.get("text-classification"))):  # type: ignore[misc]
+        def fit(self, checkpoint):
+            return Fit("no", "picky")
+
+    original = tasks.BY_NAME["text-classification"]
+    tasks.BY_NAME["text-classification"] = Picky()
+    try:
+        got = tasks.fit("text-classification", None, ["BertForSequenceClassification"], "bert")
+    finally:
+        tasks.BY_NAME["text-classification"] = original
+    assert got == Fit("no", "picky")
 
 
 # -- the small catalog ------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Measured bias for the card.
 
 Fill-mask: the probability a model gives to gendered pronouns in occupation templates
-(``hubtool/probes/<lang>.yaml``; English and French shipped, any other language through a
+(``hubtool/cards/probes/<lang>.yaml``; English and French shipped, any other language through a
 file of the same shape). Classification: the worst classes and input-length slices, read from
 the evaluation.
 """
@@ -140,6 +140,6 @@ def measure(run_dir: Path, task: str, language: str | None, probe_file: Path | N
         return {
             "kind": "none",
             "reason": f"no gender probe ships for language {language or 'unknown'!r}; "
-            "give one with card.bias_probe (see hubtool/probes/en.yaml)",
+            "give one with card.bias_probe (see hubtool/cards/probes/en.yaml)",
         }
     return gender_probe(run_dir / "model", spec)

@@ -19,7 +19,7 @@ CARD_FLAGS = {
     "limitations": "Known limitations.",
     "contact": "How to reach the authors.",
     "license": "License id, when not the base model's.",
-    "bias_probe": "YAML file with a gender probe for another language (see hubtool/probes).",
+    "bias_probe": "YAML file with a gender probe for another language (see hubtool/cards/probes).",
 }
 
 

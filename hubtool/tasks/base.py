@@ -126,13 +126,20 @@ class Task(ABC):
         "encoder": "{arch} is a pretrained encoder: a new {task} head will be trained on your data"
     }
 
-    def fit(self, checkpoint: Checkpoint) -> Fit:
-        """Whether (and how) ``hubtool finetune`` can train a checkpoint for this task."""
+    def ready(self, checkpoint: Checkpoint) -> Fit | None:
+        """``ready`` when the checkpoint already has this task's head (or the Hub lists it
+        for the task); None otherwise."""
         for arch, task, auto in checkpoint.heads:
             if task == self.name:
                 return Fit("ready", f"{arch} has a trained {self.name} head ({auto})")
         if checkpoint.pipeline_tag == self.name:
             return Fit("ready", f"the Hub lists it for {self.name}")
+        return None
+
+    def fit(self, checkpoint: Checkpoint) -> Fit:
+        """Whether (and how) ``hubtool finetune`` can train a checkpoint for this task."""
+        if (ready := self.ready(checkpoint)) is not None:
+            return ready
         name = checkpoint.heads[0][0] if checkpoint.heads else checkpoint.model_type
         how = self.families.get(checkpoint.family or "")
         if how is not None:

@@ -105,11 +105,8 @@ class FillMask(Task):
         return {k: config.get(k) for k in MLM_SETTINGS}
 
     def fit(self, checkpoint: Checkpoint) -> Fit:
-        for arch, task, auto in checkpoint.heads:
-            if task == self.name:
-                return Fit("ready", f"{arch} has a trained {self.name} head ({auto})")
-        if checkpoint.pipeline_tag == self.name:
-            return Fit("ready", f"the Hub lists it for {self.name}")
+        if (ready := self.ready(checkpoint)) is not None:
+            return ready
         if checkpoint.family != "encoder":
             arch = (
                 checkpoint.heads[0][0]
