@@ -129,7 +129,9 @@ def classification_slices(metrics: dict[str, Any], worst: int = 3) -> dict[str, 
     }
 
 
-def measure(run_dir: Path, task: str, language: str | None, probe_file: Path | None) -> dict:
+def measure(
+    run_dir: Path, task: str, language: str | None, probe_file: Path | None
+) -> dict[str, Any]:
     """The bias section's measurements for a run (written to bias.json by the caller)."""
     if tasks.get(task).bias_probe != "completions":
         from hubtool.core import rundir

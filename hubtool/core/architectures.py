@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Any
 
 from hubtool.errors import UsageError
 
@@ -168,7 +169,7 @@ def fit_for_task(
     return Fit("no", f"{arch} cannot serve {task}")
 
 
-def family_of(model_type: str | None, heads: list, pipeline_tag: str | None) -> str | None:
+def family_of(model_type: str | None, heads: list[Any], pipeline_tag: str | None) -> str | None:
     if model_type in MLM_ENCODERS:
         return "encoder"
     if model_type in SEQ2SEQ:

@@ -52,7 +52,7 @@ def valid_language(code: str) -> bool:
     return m is not None and (len(m.group(1)) == 3 or m.group(1) in ISO_639_1)
 
 
-def validate_card(content: str, repo_type: str = "model") -> tuple[list[str], list[dict]]:
+def validate_card(content: str, repo_type: str = "model") -> tuple[list[str], list[dict[str, Any]]]:
     """(errors, warnings) for a card's text."""
     raw, _ = split_front_matter(content)
     if raw is None or not raw.strip():

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubtool.errors import HubAuthError, HubConnectionError, NotFoundError
 
@@ -22,6 +22,9 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 # One part of a Hub repo id (huggingface_hub's rules, in ASCII): letters, digits, - _ .,
 # not starting or ending with - or ., at most 96 characters.
 _PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?", re.ASCII)
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 
 def valid_repo_id(value: object, namespace: bool = True) -> bool:
@@ -76,13 +79,13 @@ class HubSettings:
         return hashlib.sha256(f"{self.endpoint}|{who}".encode()).hexdigest()[:16]
 
 
-def make_api(settings: HubSettings) -> Any:
+def make_api(settings: HubSettings) -> HfApi:
     from huggingface_hub import HfApi
 
     return HfApi(endpoint=settings.endpoint, token=settings.token, library_name="hubtool")
 
 
-def probe(api: Any) -> None:
+def probe(api: HfApi) -> None:
     """Fail fast when the Hub is unreachable, refuses the token or rate-limits us.
 
     Listings retry failed requests for about 30 s (``http_backoff``); a single repo lookup

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubtool.core.output import invocation
 from hubtool.demo import assets as demoassets
@@ -34,6 +34,9 @@ FRENCH_MODEL = f"{USER}/bert-mini-fr"
 CLASSIFIER = f"{USER}/minilm-election-tweets"
 ADAPTED = f"{USER}/bert-mini-fr-chat"
 Echo = Callable[[str], None]
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ def _seed(hub: Any, assets: Path, workdir: Path, env: dict[str, str], echo: Echo
     )
 
 
-def _dataset(api: Any, repo: str, folder: Path, card: tuple[dict, str, str]) -> None:
+def _dataset(api: HfApi, repo: str, folder: Path, card: tuple[dict[str, Any], str, str]) -> None:
     import yaml
 
     meta, title, text = card

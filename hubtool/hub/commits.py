@@ -168,7 +168,7 @@ def _resolve_lfs(svc: HubService, row: RepoRow, req: CommitRequest) -> None:
         req.adds[path] = lfs_pointer(oid, stored)
 
 
-def _changes(repo: GitRepo, head: str, req: CommitRequest) -> tuple[dict, set[str]]:
+def _changes(repo: GitRepo, head: str, req: CommitRequest) -> tuple[dict[str, Any], set[str]]:
     files = repo.files(head)
     deletes: set[str] = set()
     for path in req.deleted_files:

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
+from typing import Any
 
 ZERO_SHA = "0" * 40
 LFS_POINTER_MAX = 1024
@@ -99,7 +100,7 @@ def parse_lfs_pointer(data: bytes) -> tuple[str, int] | None:
     return (m.group(1).decode(), int(m.group(2))) if m else None
 
 
-class _LRU(OrderedDict):
+class _LRU(OrderedDict[Any, Any]):
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size

@@ -87,7 +87,7 @@ def parse_json(data: bytes | str) -> Any:
         raise bad_request(f"Invalid JSON body: {exc}") from None
 
 
-def parse_query(raw_query: str, max_fields: int = HubLimits.max_query_params) -> dict:
+def parse_query(raw_query: str, max_fields: int = HubLimits.max_query_params) -> dict[str, Any]:
     """A query string (or form body) as lists of values; ``expand[]=x`` is ``expand=x``."""
     try:
         query = parse_qs(raw_query, keep_blank_values=True, max_num_fields=max_fields)

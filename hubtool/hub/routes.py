@@ -320,7 +320,7 @@ def validate_yaml(c: Ctx) -> Response:
         raise  # a body that timed out or broke: answered as such, the connection closed
     except ApiError as err:
         errors: list[str] = [err.message]
-        warnings: list[dict] = []
+        warnings: list[dict[str, Any]] = []
     else:
         content = body.get("content")
         if not isinstance(content, str):

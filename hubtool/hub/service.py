@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hubtool.errors import NotFoundError, UsageError
 from hubtool.hub import metadata, storage
@@ -284,7 +285,7 @@ class HubService:
         return self.readable(who, ref)
 
     # -- the index --------------------------------------------------------------------------
-    def derive(self, row: RepoRow, commit: str) -> dict:
+    def derive(self, row: RepoRow, commit: str) -> dict[str, Any]:
         """Index fields (tags, card data, pipeline tag, …) of ``row`` at ``commit``.
 
         Never raises for what a repo holds: if deriving fails (a card or config that breaks
@@ -306,7 +307,7 @@ class HubService:
             )
             return self._bare_fields(row, commit)
 
-    def _bare_fields(self, row: RepoRow, commit: str) -> dict:
+    def _bare_fields(self, row: RepoRow, commit: str) -> dict[str, Any]:
         try:
             paths = sorted(self.git(row).files(commit))
         except Exception:
@@ -314,7 +315,7 @@ class HubService:
         meta = {"tags": ["region:us"], "siblings": paths}
         return {"meta": meta, "pipeline_tag": None, "library_name": None, "num_parameters": None}
 
-    def _derive(self, row: RepoRow, commit: str) -> dict:
+    def _derive(self, row: RepoRow, commit: str) -> dict[str, Any]:
         repo = self.git(row)
         files = repo.files(commit)
         paths = sorted(files)
@@ -341,7 +342,7 @@ class HubService:
         derived["meta"]["usedStorage"] = self.used_storage(repo, list(files.values()))
         return derived
 
-    def used_storage(self, repo: GitRepo, files: list) -> int:
+    def used_storage(self, repo: GitRepo, files: list[Any]) -> int:
         """Bytes of all files, counting LFS files at their real size."""
         pointers = repo.read_blobs([e.oid for e in files if e.size <= 1024])
         total = 0

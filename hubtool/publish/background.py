@@ -19,12 +19,15 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubtool.publish import files as pushfiles
 
 CHECKPOINT_BRANCH = "hubtool-checkpoint"
 STRATEGIES = ("end", "epoch", "checkpoint")
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 
 @dataclass
@@ -37,7 +40,7 @@ class Job:
 
 @dataclass
 class BackgroundPusher:
-    api: Any
+    api: HfApi
     repo_id: str
     revision: str = "main"
     private: bool = False

@@ -13,11 +13,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubtool.core.hubclient import HubSettings, check_repo_id
 from hubtool.errors import CheckFailed, UsageError
 from hubtool.publish import files as pushfiles
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,9 @@ def check_options(opts: PushOptions) -> None:
         )
 
 
-def plan_push(api: Any, run_dir: Path, opts: PushOptions, card_text: str | None = None) -> PushPlan:
+def plan_push(
+    api: HfApi, run_dir: Path, opts: PushOptions, card_text: str | None = None
+) -> PushPlan:
     """What a push would do; reads the repo, changes nothing. ``card_text`` replaces the run's
     README.md (a dry run's card for another repo id)."""
     check_options(opts)
@@ -104,7 +109,7 @@ def plan_push(api: Any, run_dir: Path, opts: PushOptions, card_text: str | None 
     return plan
 
 
-def _repo_state(api: Any, repo_id: str) -> tuple[bool, bool | None]:
+def _repo_state(api: HfApi, repo_id: str) -> tuple[bool, bool | None]:
     from huggingface_hub.errors import RepositoryNotFoundError
 
     try:
@@ -114,7 +119,7 @@ def _repo_state(api: Any, repo_id: str) -> tuple[bool, bool | None]:
     return True, bool(info.private)
 
 
-def _remote_files(api: Any, repo_id: str, revision: str) -> tuple[str | None, dict[str, Any]]:
+def _remote_files(api: HfApi, repo_id: str, revision: str) -> tuple[str | None, dict[str, Any]]:
     """(head commit, path -> RepoFile) of a branch; (None, main's files) for a new branch."""
     from huggingface_hub.errors import RevisionNotFoundError
 
@@ -130,7 +135,7 @@ def _remote_files(api: Any, repo_id: str, revision: str) -> tuple[str | None, di
     return info.sha, {e.path: e for e in entries if hasattr(e, "blob_id")}
 
 
-def _remote_text(api: Any, repo_id: str, revision: str | None, name: str) -> str | None:
+def _remote_text(api: HfApi, repo_id: str, revision: str | None, name: str) -> str | None:
     path = pushfiles.retrying(lambda: api.hf_hub_download(repo_id, name, revision=revision))
     return Path(path).read_text(errors="replace")
 
@@ -148,7 +153,7 @@ def _check_card(run_dir: Path, text: str) -> Any:
 
 
 # -- doing it -----------------------------------------------------------------------------------
-def execute_push(api: Any, run_dir: Path, opts: PushOptions) -> PushResult:
+def execute_push(api: HfApi, run_dir: Path, opts: PushOptions) -> PushResult:
     """Push, retrying transient failures by planning again (a lost answer is not a lost commit)."""
     for attempt in range(opts.attempts):
         plan = plan_push(api, run_dir, opts)
@@ -161,7 +166,7 @@ def execute_push(api: Any, run_dir: Path, opts: PushOptions) -> PushResult:
     raise AssertionError("unreachable")
 
 
-def _execute(api: Any, plan: PushPlan) -> PushResult:
+def _execute(api: HfApi, plan: PushPlan) -> PushResult:
     opts = plan.options
     if not plan.check.ok:
         _refuse(plan.check, "RUN_DIR")

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubtool.core.cardmeta import card_data, model_index_rows
 from hubtool.core.hubclient import HubSettings
@@ -23,6 +23,9 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 REQUIREMENT = re.compile(r"^\s*([\w.-]+)\s*(>=|<=|==|>|<)\s*(-?[\d.]+(?:e-?\d+)?)\s*$")
 VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)")
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def version_key(tag: str) -> tuple[int, ...] | None:
     return tuple(int(p) for p in m.group(1).split(".")) if m else None
 
 
-def previous_release(api: Any, repo_id: str, tag: str) -> tuple[str, dict[str, float]] | None:
+def previous_release(api: HfApi, repo_id: str, tag: str) -> tuple[str, dict[str, float]] | None:
     """(tag, metrics from its model-index) of the newest release before ``tag``, if any."""
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 

@@ -105,7 +105,9 @@ class TokenClassification(Task):
         return {**result, **mean_loss(p)}
 
 
-def align(word_ids: list[int | None], tags: list[int], every_subword: bool) -> tuple[list, bool]:
+def align(
+    word_ids: list[int | None], tags: list[int], every_subword: bool
+) -> tuple[list[Any], bool]:
     """(one label per sub-word, whether words were cut off by truncation)."""
     aligned, previous = [], None
     for word in word_ids:

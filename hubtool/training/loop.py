@@ -458,7 +458,7 @@ def _diverged(run: Run, what: str) -> TrainingFailed:
     )
 
 
-def _after_step(run: Run, best: dict[str, Any] | None, step_end: bool) -> dict | None:
+def _after_step(run: Run, best: dict[str, Any] | None, step_end: bool) -> dict[str, Any] | None:
     """Evaluate and checkpoint when the schedule says so (every N steps, or per epoch)."""
     cfg, state = run.cfg, run.state
     eval_n, save_n = cfg.every("eval"), cfg.every("save")

@@ -41,7 +41,7 @@ def saved_config(checkpoint: Path, run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-def changes(saved: dict[str, Any] | None, cfg: FinetuneConfig, step: int) -> dict[str, list]:
+def changes(saved: dict[str, Any] | None, cfg: FinetuneConfig, step: int) -> dict[str, list[Any]]:
     """The safe changes ({setting: [before, now]}); a UsageError for any other."""
     if saved is None:
         return {}
@@ -68,7 +68,7 @@ def changes(saved: dict[str, Any] | None, cfg: FinetuneConfig, step: int) -> dic
     return {k: d for k, d in differ.items() if k != "output_dir"}
 
 
-def history(run_dir: Path, step: int, changed: dict[str, list]) -> list[dict[str, Any]]:
+def history(run_dir: Path, step: int, changed: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """run.json's ``resumes`` with this resume added: [{step, changed}]."""
     path = run_dir / "run.json"
     before = rundir.read_json(path).get("resumes", []) if path.is_file() else []
