@@ -13,6 +13,7 @@ from typing import Any
 
 from hubtool import tasks
 from hubtool.core import boundedyaml
+from hubtool.core.rundir import RunDir
 from hubtool.errors import ConfigError
 
 PROBES_DIR = Path(__file__).resolve().parent / "probes"
@@ -136,7 +137,7 @@ def measure(
     if tasks.get(task).bias_probe != "completions":
         from hubtool.core import rundir
 
-        return classification_slices(rundir.read_json(run_dir / "metrics.json"))
+        return classification_slices(rundir.read_json(RunDir(run_dir).metrics))
     spec = load_probe(language, probe_file)
     if spec is None:
         return {
@@ -144,4 +145,4 @@ def measure(
             "reason": f"no gender probe ships for language {language or 'unknown'!r}; "
             "give one with card.bias_probe (see hubtool/cards/probes/en.yaml)",
         }
-    return gender_probe(run_dir / "model", spec)
+    return gender_probe(RunDir(run_dir).model, spec)

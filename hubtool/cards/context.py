@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hubtool import tasks
+from hubtool.core.rundir import RunDir
 from hubtool.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ def model_facts(files: RunFiles, settings: CardSettings, base: BaseCard) -> dict
         "languages": langs,
         "license": settings.license or base.license,
         "license_source": "user" if settings.license else ("base model" if base.license else None),
-        "parameters": _parameters(files.run_dir / "model"),
+        "parameters": _parameters(RunDir(files.run_dir).model),
         "architecture": (files.model_config.get("architectures") or [None])[0],
         "base_model": {
             "id": hub_base,

@@ -12,6 +12,7 @@ from typing import Any
 from hubtool.core import rundir
 from hubtool.core.configfile import ConfigFile
 from hubtool.core.hubclient import valid_repo_id
+from hubtool.core.rundir import RunDir
 from hubtool.errors import ConfigError, UsageError
 
 USER_FACTS = {
@@ -117,7 +118,12 @@ class RunFiles:
 
 def read_run(run_dir: Path) -> RunFiles:
     """Every document a card needs; a clear error when the folder is not a finished run."""
-    needed = [run_dir / "run.json", run_dir / "metrics.json", run_dir / "model" / "config.json"]
+    paths = RunDir(run_dir)
+    needed = [
+        paths.run_json,
+        paths.metrics,
+        paths.model / "config.json",
+    ]
     absent = [str(p.relative_to(run_dir)) for p in needed if not p.is_file()]
     if absent:
         raise UsageError(
@@ -125,15 +131,15 @@ def read_run(run_dir: Path) -> RunFiles:
             "Give the --output-dir of a completed `hubtool finetune`.",
         )
     try:
-        run = rundir.read_json(run_dir / "run.json")
-        metrics = rundir.read_json(run_dir / "metrics.json")
-        log_path = run_dir / "train_log.jsonl"
+        run = rundir.read_json(paths.run_json)
+        metrics = rundir.read_json(paths.metrics)
+        log_path = paths.train_log
         log = (
             [json.loads(x) for x in log_path.read_text().splitlines()] if log_path.exists() else []
         )
-        bias = rundir.read_json(run_dir / "bias.json") if (run_dir / "bias.json").exists() else None
-        model_config = rundir.read_json(run_dir / "model" / "config.json")
-        tok_path = run_dir / "model" / "tokenizer_config.json"
+        bias = rundir.read_json(paths.bias) if (paths.bias).exists() else None
+        model_config = rundir.read_json(paths.model / "config.json")
+        tok_path = paths.model / "tokenizer_config.json"
         tok = rundir.read_json(tok_path) if tok_path.exists() else {}
     except (OSError, ValueError) as exc:
         raise UsageError(f"Cannot read the run in {run_dir}: {exc}") from None

@@ -26,6 +26,7 @@ from hubtool.cards.inputs import (  # noqa: F401  (the stage's interface)
 )
 from hubtool.core import rundir
 from hubtool.core.hubclient import HubSettings, make_api
+from hubtool.core.rundir import RunDir
 from hubtool.errors import ConfigError
 
 TEMPLATE = "modelcard.md.j2"
@@ -175,7 +176,7 @@ def card_stage(
     when it passes. The settings used are kept in the run for the next render."""
     from hubtool.cards import checks as cardcheck
 
-    saved = run_dir / SAVED_SETTINGS
+    saved = RunDir(run_dir).card_settings
     previous = rundir.read_json(saved) if saved.is_file() else {}
     settings = card_settings(previous, *layers)
     files = read_run(run_dir)
@@ -191,7 +192,7 @@ def card_stage(
     report.warnings += [warning] if warning else []
     outcome = CardOutcome(text, report, notes=[note] if note else [])
     if report.ok and not check_only:
-        outcome.written = output or run_dir / "model" / "README.md"
+        outcome.written = output or RunDir(run_dir).card
         write_card(text, outcome.written)
         rundir.write_json(saved, {k: v for k, v in asdict(settings).items() if v})
     return outcome
@@ -241,13 +242,11 @@ def _measure_bias(files: RunFiles, settings: CardSettings, base: BaseCard) -> di
     language = found[0] if found else None
     probe = Path(settings.bias_probe) if settings.bias_probe else None
     result = bias.measure(files.run_dir, files.run["task"], language, probe)
-    rundir.write_json(files.run_dir / "bias.json", result)
+    rundir.write_json(RunDir(files.run_dir).bias, result)
     return result
 
 
 def write_card(text: str, output: Path) -> None:
     """Write atomically: a failure leaves the previous card in place."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(output)
+    rundir.write_text(output, text)

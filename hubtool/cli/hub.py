@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from hubtool.cli.options import data_dir_option, open_service, service, write_atomic
+from hubtool.cli.options import data_dir_option, open_service, service
+from hubtool.core.rundir import write_text
 from hubtool.errors import UsageError
 
 
@@ -87,7 +88,7 @@ def hub_serve(
     server = open_service(lambda: make_server(data_dir, host, port, limits, public_url), data_dir)
     click.echo(server.url)
     if url_file is not None:
-        write_atomic(url_file, server.url + "\n")
+        write_text(url_file, server.url + "\n")
     click.echo(
         f"Local Hub at {server.url} (data in {data_dir}); "
         f"use it with: export HF_ENDPOINT={server.url} HF_HUB_DISABLE_XET=1",

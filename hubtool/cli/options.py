@@ -60,9 +60,3 @@ def open_service(make, data_dir: Path):
             "Check the path and its permissions, or pick another --data-dir "
             "(or another --port if the address is taken).",
         ) from None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -19,6 +19,7 @@ import platform
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,67 @@ from hubtool.errors import StorageError, UsageError
 RUN_FILES = ("run.json", "train_log.jsonl", "metrics.json", "model", "checkpoints")
 
 
+@dataclass(frozen=True)
+class RunDir:
+    """The run directory's hand-off paths, named once (see the module's docstring)."""
+
+    root: Path
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def card(self) -> Path:
+        return self.model / "README.md"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"step-{step}"
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def train_log(self) -> Path:
+        return self.root / "train_log.jsonl"
+
+    @property
+    def bias(self) -> Path:
+        return self.root / "bias.json"
+
+    @property
+    def card_settings(self) -> Path:
+        return self.root / "card_settings.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+
+def write_text(path: Path, text: str, mode: int | None = None) -> None:
+    """The one atomic write: a temporary beside ``path``, then a rename, so a crash leaves
+    the old file or the new one, never half of one (``mode``: permissions, e.g. 0o600)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        if mode is not None:
+            tmp.chmod(mode)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -75,7 +133,7 @@ def prepare(run_dir: Path, overwrite: bool, resume: bool) -> Path:
             "Pass --resume to continue it, --overwrite to replace it, or choose "
             "another --output-dir.",
         )
-    if resume and not (run_dir / "checkpoints").is_dir():
+    if resume and not RunDir(run_dir).checkpoints.is_dir():
         raise UsageError(
             f"Nothing to resume in {run_dir}: it has no checkpoints/.",
             "Start a new run without --resume.",
@@ -179,7 +237,7 @@ def refuse_lfs_pointers(folder: Path) -> None:
 
 def checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints, oldest first."""
-    root = run_dir / "checkpoints"
+    root = RunDir(run_dir).checkpoints
     if not root.is_dir():
         return []
     done = [p for p in root.glob("step-*") if (p / "hubtool_state.json").exists()]

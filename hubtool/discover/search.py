@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hubtool import tasks as trainable
+from hubtool.core import rundir
 from hubtool.core.hubclient import HubSettings, hub_errors, make_api, probe
 from hubtool.core.languages import Language, find_language, language_of_tag
 
@@ -305,8 +305,6 @@ def _read_cache(path: Path) -> list[dict[str, Any]] | None:
 def _write_cache(path: Path, results: list[dict[str, Any]]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"created": time.time(), "results": results}))
-        os.replace(tmp, path)
+        rundir.write_text(path, json.dumps({"created": time.time(), "results": results}))
     except OSError:
         pass  # a cache that cannot be written only costs speed

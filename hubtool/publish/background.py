@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hubtool.core.rundir import RunDir
 from hubtool.publish import files as pushfiles
 
 CHECKPOINT_BRANCH = "hubtool-checkpoint"
@@ -143,21 +144,21 @@ def on_save_hook(pusher: BackgroundPusher, strategy: str) -> Any:
     folder is the checkpoint's grandparent: RUN/checkpoints/step-N)."""
 
     def hook(step: int, checkpoint: Path) -> None:
-        run_dir = checkpoint.parent.parent
-        if (run_dir / "model").is_dir():
+        run = RunDir(checkpoint.parent.parent)
+        if run.model.is_dir():
             pusher.submit(
                 Job(
                     pusher.revision,
-                    snapshot({p.name: p for p in (run_dir / "model").iterdir()}),
+                    snapshot({p.name: p for p in run.model.iterdir()}),
                     f"Training in progress: best model at step {step}",
                 )
             )
         if strategy == "checkpoint":
             state = {
                 f"checkpoints/{checkpoint.name}": checkpoint,
-                "model": run_dir / "model",
-                "train_log.jsonl": run_dir / "train_log.jsonl",
-                "metrics.json": run_dir / "metrics.json",
+                "model": run.model,
+                "train_log.jsonl": run.train_log,
+                "metrics.json": run.metrics,
             }
             pusher.submit(
                 Job(CHECKPOINT_BRANCH, snapshot(state), f"Checkpoint at step {step}", True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hubtool import tasks
+from hubtool.core import rundir
 from hubtool.errors import UsageError
 
 WORKFLOW = Path(".github/workflows/publish-model.yml")
@@ -69,7 +70,5 @@ def init(root: Path, repo_id: str, model: str, dataset: str, task: str, force: b
         )
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        rundir.write_text(path, text)
     return list(files)

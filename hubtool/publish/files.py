@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hubtool.core.rundir import RunDir
 from hubtool.errors import UsageError
 
 T = TypeVar("T")
@@ -76,7 +77,7 @@ def skip_reason(relative: Path) -> str | None:
 
 def collect(run_dir: Path) -> tuple[dict[str, Path | bytes], list[tuple[str, str]]]:
     """(repo path -> local file or bytes, skipped paths with reasons)."""
-    model = run_dir / "model"
+    model = RunDir(run_dir).model
     if not (model / "config.json").is_file():
         raise UsageError(
             f"{run_dir} has no model to push (model/config.json is missing).",
@@ -95,8 +96,8 @@ def collect(run_dir: Path) -> tuple[dict[str, Path | bytes], list[tuple[str, str
             skipped.append((relative.as_posix(), reason))
             continue
         files[relative.as_posix()] = path
-    if (run_dir / "metrics.json").is_file():
-        files["metrics.json"] = public_metrics(run_dir / "metrics.json")
+    if RunDir(run_dir).metrics.is_file():
+        files["metrics.json"] = public_metrics(RunDir(run_dir).metrics)
     _refuse_secrets(files)
     return files, skipped
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hubtool.core.hubclient import HubSettings, check_repo_id
+from hubtool.core.rundir import RunDir
 from hubtool.errors import CheckFailed, UsageError
 from hubtool.publish import files as pushfiles
 
@@ -86,7 +87,7 @@ def plan_push(
     exists, private = _repo_state(api, opts.repo_id)
     head, remote = _remote_files(api, opts.repo_id, opts.revision) if exists else (None, {})
     old_card = _remote_text(api, opts.repo_id, head, "README.md") if "README.md" in remote else None
-    new_card = card_text or (run_dir / "model" / "README.md").read_text()
+    new_card = card_text or RunDir(run_dir).card.read_text()
     plan = PushPlan(
         opts,
         exists,
@@ -243,14 +244,14 @@ def push_run(run_dir: Path, opts: PushOptions, settings: HubSettings, dry_run: b
 def card_for_repo(run_dir: Path, repo_id: str, hub: HubSettings, write: bool) -> str | None:
     """Render the card again when it names another repo (or none): its snippet, model-index
     name and citation must load this repo. A card written for this repo is left as it is."""
-    from hubtool.cards.stage import SAVED_SETTINGS, card_stage
+    from hubtool.cards.stage import card_stage
     from hubtool.core import rundir
 
-    saved = run_dir / SAVED_SETTINGS
+    saved = RunDir(run_dir).card_settings
     current = rundir.read_json(saved).get("repo_id") if saved.is_file() else None
-    if current == repo_id and (run_dir / "model" / "README.md").is_file():
+    if current == repo_id and RunDir(run_dir).card.is_file():
         return None
-    if not (run_dir / "run.json").is_file():
+    if not RunDir(run_dir).run_json.is_file():
         return None  # collect() explains what is missing
     outcome = card_stage(run_dir, [{"repo_id": repo_id}], hub, check_only=not write)
     if not outcome.report.ok:

@@ -9,6 +9,7 @@ from hubtool import tasks
 from hubtool.core import rundir
 from hubtool.core.architectures import head_of
 from hubtool.core.hubclient import HubSettings
+from hubtool.core.rundir import RunDir
 from hubtool.errors import UsageError
 from hubtool.training import data, evaluation
 from hubtool.training.config import FinetuneConfig, with_max_length
@@ -33,7 +34,7 @@ def evaluate_model(
         )
     extras = [evaluation.metric(name) for name in extra_metrics]  # before any heavy work
     run_dir = Path(target) if (Path(target) / "model").is_dir() else None
-    model_path = str(run_dir / "model") if run_dir else target
+    model_path = str(RunDir(run_dir).model) if run_dir else target
     tokenizer = load_tokenizer(model_path)
     config = _model_config(model_path)
     task = options["task"] if options["task"] != "auto" else _task_of(config, run_dir)
@@ -99,8 +100,8 @@ def _model_config(model_path: str) -> Any:
 
 
 def _task_of(config: Any, run_dir: Path | None) -> str:
-    if run_dir and (run_dir / "run.json").exists():
-        return str(rundir.read_json(run_dir / "run.json")["task"])
+    if run_dir and RunDir(run_dir).run_json.exists():
+        return str(rundir.read_json(RunDir(run_dir).run_json)["task"])
     for arch in config.architectures or []:
         head = head_of(arch)
         if head and head[0] in tasks.NAMES:
@@ -115,8 +116,8 @@ def _data_config(
     model_path: str, task: str, options: dict[str, Any], run_dir: Path | None
 ) -> FinetuneConfig:
     columns: dict[str, Any] = {}
-    if run_dir and (run_dir / "run.json").exists():
-        saved = rundir.read_json(run_dir / "run.json").get("columns", {})
+    if run_dir and RunDir(run_dir).run_json.exists():
+        saved = rundir.read_json(RunDir(run_dir).run_json).get("columns", {})
         columns = {
             "text_column": saved.get("text"),
             "text_pair_column": saved.get("text_pair"),
@@ -175,7 +176,7 @@ def _loader(cfg: FinetuneConfig, prepared: Any, task: str, tokenizer: Any) -> An
 
 
 def _metrics_name(run_dir: Path, document: dict[str, Any]) -> str:
-    run = run_dir / "run.json"
+    run = RunDir(run_dir).run_json
     if run.exists():
         saved = rundir.read_json(run).get("dataset", {})
         same = (saved.get("id") or saved.get("path")) in (

@@ -19,6 +19,7 @@ from typing import Any
 from hubtool import tasks
 from hubtool.core import rundir
 from hubtool.core.hubclient import HubSettings
+from hubtool.core.rundir import RunDir
 from hubtool.errors import ConfigError, TrainingFailed, UsageError
 from hubtool.training import evaluation
 from hubtool.training.config import FinetuneConfig, with_max_length
@@ -73,6 +74,10 @@ class Run:
     on_save: Callable[[int, Path], None] | None = None  # main process, after each checkpoint
     hub: HubSettings | None = None  # for provenance (the commit the base model resolves to)
     resumes: list[dict[str, Any]] = field(default_factory=list)  # [{step, changed}]
+
+    @property
+    def paths(self) -> RunDir:
+        return RunDir(self.run_dir)
 
 
 # -- building blocks ---------------------------------------------------------------------------
@@ -231,7 +236,7 @@ def make_accelerator(cfg: FinetuneConfig, run_dir: Path) -> Any:
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=cfg.mixed_precision,
         log_with=log_with,
-        project_dir=str(run_dir / "logs"),
+        project_dir=str(RunDir(run_dir).logs),
         cpu=_distributed_on_cpu(),
     )
 
@@ -341,7 +346,7 @@ def restore(run: Run, given: str) -> None:
             "Resume from an earlier one (--resume RUN_DIR/checkpoints/step-N) or start again.",
         ) from None
     run.resumes = resume.history(run.run_dir, run.state.step, changed)
-    log = run.run_dir / "train_log.jsonl"
+    log = run.paths.train_log
     if run.accelerator.is_main_process and log.exists():
         lines = log.read_text().splitlines(keepends=True)[: run.state.log_lines]
         log.write_text("".join(lines))
@@ -477,7 +482,7 @@ def _stopped(run: Run) -> bool:
 
 
 def _best_so_far(run: Run) -> dict[str, Any] | None:
-    path = run.run_dir / "metrics.json"
+    path = run.paths.metrics
     if run.state.best_step is not None and path.exists():
         return rundir.read_json(path)
     return None
@@ -508,7 +513,7 @@ def _evaluate_and_keep(run: Run, best: dict[str, Any] | None) -> dict[str, Any] 
         save_model(run)
         best = metrics_document(run, metrics, predictions)
         if acc.is_main_process:
-            rundir.write_json(run.run_dir / "metrics.json", best)
+            rundir.write_json(run.paths.metrics, best)
     else:
         state.bad_evals += 1
     acc.wait_for_everyone()
@@ -527,7 +532,7 @@ def say(run: Run, line: str) -> None:
 def log(run: Run, entry: dict[str, Any]) -> None:
     run.state.log_lines += 1
     if run.accelerator.is_main_process:
-        with open(run.run_dir / "train_log.jsonl", "a") as fh:
+        with open(run.paths.train_log, "a") as fh:
             fh.write(json.dumps(entry) + "\n")
         if run.cfg.report_to:
             flat = entry.get("eval", {k: v for k, v in entry.items() if k in ("loss", "lr")})
@@ -542,13 +547,13 @@ def save_model(run: Run) -> None:
         model = acc.unwrap_model(run.model)
         model.save_pretrained(tmp, safe_serialization=True)
         run.tokenizer.save_pretrained(tmp)
-        rundir.replace_dir(tmp, run.run_dir / "model")
+        rundir.replace_dir(tmp, run.paths.model)
     acc.wait_for_everyone()
 
 
 def save_checkpoint(run: Run) -> None:
     acc, state = run.accelerator, run.state
-    final = run.run_dir / "checkpoints" / f"step-{state.step}"
+    final = run.paths.checkpoint(state.step)
     tmp = final.with_name(f".{final.name}.tmp")
     acc.save_state(str(tmp))
     acc.wait_for_everyone()
@@ -625,7 +630,7 @@ def write_run_json(run: Run, status: str) -> None:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.started)),
         "duration_s": round(time.time() - run.started, 1),
     }
-    rundir.write_json(run.run_dir / "run.json", document)
+    rundir.write_json(run.paths.run_json, document)
 
 
 # Loggers whose warnings the user can do nothing about (Accelerate's "Removed shared tensor"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hubtool.core import rundir
+from hubtool.core.rundir import RunDir
 from hubtool.errors import UsageError
 from hubtool.training.config import FinetuneConfig
 
@@ -34,7 +35,7 @@ def save_config(checkpoint: Path, cfg: FinetuneConfig) -> None:
 
 def saved_config(checkpoint: Path, run_dir: Path) -> dict[str, Any] | None:
     """The settings the checkpoint was trained with (older checkpoints: run.json's)."""
-    for path in (checkpoint / CONFIG_FILE, run_dir / "run.json"):
+    for path in (checkpoint / CONFIG_FILE, RunDir(run_dir).run_json):
         if path.is_file():
             document = rundir.read_json(path)
             return document.get("config", document) if path.name == "run.json" else document
@@ -70,6 +71,6 @@ def changes(saved: dict[str, Any] | None, cfg: FinetuneConfig, step: int) -> dic
 
 def history(run_dir: Path, step: int, changed: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """run.json's ``resumes`` with this resume added: [{step, changed}]."""
-    path = run_dir / "run.json"
+    path = RunDir(run_dir).run_json
     before = rundir.read_json(path).get("resumes", []) if path.is_file() else []
     return [*before, {"step": step, "changed": changed}]
