@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from hubtool.cli.options import count, settings
+from hubtool.core.output import out
 
 
 @click.command("search")
@@ -68,13 +69,11 @@ def search_command(
     with spinner("Searching the Hub…", enabled=not as_json):
         results = search(settings(), query, refresh=refresh)
     if as_json:
-        import json
-
-        click.echo(json.dumps([r.as_json() for r in results], indent=2, ensure_ascii=False))
+        out.json([r.as_json() for r in results])
     else:
         from hubtool.cli.render import search_table
 
-        click.echo(search_table(results) if results else "No matching checkpoints.")
+        out.result(search_table(results) if results else "No matching checkpoints.")
 
 
 @click.command("info")
@@ -87,10 +86,8 @@ def info_command(model: str, revision: str | None, as_json: bool) -> None:
 
     view = model_view(settings(), model, revision)
     if as_json:
-        import json
-
-        click.echo(json.dumps(view.as_json(), indent=2, ensure_ascii=False))
+        out.json(view.as_json())
     else:
         from hubtool.cli.render import info_text
 
-        click.echo(info_text(view))
+        out.result(info_text(view))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
 from hubtool.cli.options import data_dir_option, open_service, service
+from hubtool.core.output import out
 from hubtool.core.rundir import write_text
 from hubtool.errors import UsageError
 
@@ -86,17 +86,16 @@ def hub_serve(
 
     limits = HubLimits(workers=workers, body_timeout=body_timeout, max_lfs_object=max_lfs_object)
     server = open_service(lambda: make_server(data_dir, host, port, limits, public_url), data_dir)
-    click.echo(server.url)
+    out.result(server.url)
     if url_file is not None:
         write_text(url_file, server.url + "\n")
-    click.echo(
+    out.note(
         f"Local Hub at {server.url} (data in {data_dir}); "
-        f"use it with: export HF_ENDPOINT={server.url} HF_HUB_DISABLE_XET=1",
-        err=True,
+        f"use it with: export HF_ENDPOINT={server.url} HF_HUB_DISABLE_XET=1"
     )
     sys.stdout.flush()
     serve_forever(server)
-    click.echo("Local Hub stopped.", err=True)
+    out.note("Local Hub stopped.")
 
 
 @hub.command("gc")
@@ -112,7 +111,7 @@ def hub_gc(dry_run: bool, as_json: bool, data_dir: Path) -> None:
     done = storage.reclaim(data_dir, dry_run=dry_run)
     if as_json:
         reclaimed = {"bytes": done.bytes, "count": done.count, "kept": done.kept}
-        click.echo(json.dumps({**before.as_dict(), "reclaimed": reclaimed, "dry_run": dry_run}))
+        out.json({**before.as_dict(), "reclaimed": reclaimed, "dry_run": dry_run})
         return
     rows = [
         ["repos", size(before.repos), f"{before.repo_count} repositories"],
@@ -121,10 +120,10 @@ def hub_gc(dry_run: bool, as_json: bool, data_dir: Path) -> None:
         ["database", size(before.database), ""],
         ["total", size(before.total), ""],
     ]
-    click.echo(table(["part", "size", "count"], rows, [12, 10, 20], [False, True, False]))
+    out.result(table(["part", "size", "count"], rows, [12, 10, 20], [False, True, False]))
     verb = "Would reclaim" if dry_run else "Reclaimed"
     kept = f"; kept {len(done.kept)} in use" if done.kept else ""
-    click.echo(f"{verb} {size(done.bytes)} ({done.count} temporaries){kept}.", err=True)
+    out.note(f"{verb} {size(done.bytes)} ({done.count} temporaries){kept}.")
 
 
 @hub.group("user")
@@ -140,7 +139,7 @@ def hub_user() -> None:
 def hub_user_add(name: str, fullname: str | None, email: str | None, data_dir: Path) -> None:
     """Add a user named NAME (its namespace is NAME)."""
     service(data_dir).add_user(name, fullname, email)
-    click.echo(f"Added user {name}.", err=True)
+    out.note(f"Added user {name}.")
 
 
 @hub.group("org")
@@ -158,7 +157,7 @@ def hub_org_add(name: str, members: tuple[str, ...], data_dir: Path) -> None:
     svc.add_user(name, is_org=True)
     for member in members:
         svc.add_member(name, member)
-    click.echo(f"Added organization {name}.", err=True)
+    out.note(f"Added organization {name}.")
 
 
 @hub.group("token")
@@ -174,8 +173,8 @@ def hub_token() -> None:
 def hub_token_create(user: str, write: bool, label: str | None, data_dir: Path) -> None:
     """Create a token for USER and print it once (only its hash is stored)."""
     token = service(data_dir).create_token(user, write, label)
-    click.echo(token)
-    click.echo("This token is shown once; keep it secret (e.g. in HF_TOKEN).", err=True)
+    out.result(token)
+    out.note("This token is shown once; keep it secret (e.g. in HF_TOKEN).")
 
 
 @hub.command("import-catalog")
@@ -192,4 +191,4 @@ def hub_import_catalog(file: Path, data_dir: Path) -> None:
             f"Cannot import {file}: {exc}",
             "Give a JSON-lines file (optionally .gz) or a CSV export.",
         ) from None
-    click.echo(f"Imported {imported} rows from {file} ({skipped} skipped).", err=True)
+    out.note(f"Imported {imported} rows from {file} ({skipped} skipped).")

@@ -10,6 +10,7 @@ import click
 
 from hubtool import tasks
 from hubtool.cli.options import settings
+from hubtool.core.output import out
 from hubtool.errors import UsageError
 
 CARD_FLAGS = {
@@ -61,9 +62,9 @@ def card_command(run_dir, config_file, template, output, check_only, strict, **f
     outcome = card_stage(run_dir, layers, settings(), template, output, check_only, strict)
     _report_card(outcome)
     if outcome.written:
-        click.echo(str(outcome.written))
+        out.result(str(outcome.written))
     else:
-        click.echo("The card passes every check.", err=True)
+        out.note("The card passes every check.")
 
 
 def _report_card(outcome: Any) -> None:
@@ -108,21 +109,21 @@ def push_command(run_dir, repo_id, dry_run, **options) -> None:
     opts = PushOptions(repo_id=repo_id, **options)
     outcome = push_run(run_dir, opts, settings(), dry_run)
     if dry_run:
-        click.echo(push_plan_text(outcome))
+        out.result(push_plan_text(outcome))
         return
     _report_push(outcome)
 
 
 def _report_push(result: Any) -> None:
     if result.created_repo:
-        click.echo(f"Created {result.repo_url}", err=True)
+        out.note(f"Created {result.repo_url}")
     if result.committed:
-        click.echo(f"Committed {result.sent} file(s): {str(result.commit)[:12]}", err=True)
+        out.note(f"Committed {result.sent} file(s): {str(result.commit)[:12]}")
     else:
-        click.echo("Nothing changed: no commit.", err=True)
+        out.note("Nothing changed: no commit.")
     if result.tag:
-        click.echo(f"Tagged {result.tag}", err=True)
-    click.echo(result.pr_url or result.repo_url)
+        out.note(f"Tagged {result.tag}")
+    out.result(result.pr_url or result.repo_url)
 
 
 @click.command("publish")
@@ -163,7 +164,7 @@ def publish_command(
     opts = PushOptions(repo_id, private=private, tag=tag)
     if run_dir is None:
         run_dir = _train_for_release(config, repo_id, overwrite, no_progress)
-    echo = lambda line: click.echo(line, err=True)  # noqa: E731
+    echo = out.note
     result = publish_release(run_dir, opts, reqs, echo, settings())
     _report_push(result)
 
@@ -182,7 +183,7 @@ def _train_for_release(config: Any, repo_id: str, overwrite: bool, no_progress: 
         None,
         overwrite=overwrite,
         progress=not no_progress,
-        echo=lambda line: click.echo(line, err=True),
+        echo=out.note,
         hub=settings(),
     )
     assert run_dir is not None  # publish runs as one process
@@ -218,9 +219,8 @@ def ci_init_command(repo_id, model, dataset, task, root, force) -> None:
     from hubtool.publish.ci import init
 
     for path in init(root, repo_id, model, dataset, task, force):
-        click.echo(str(path))
-    click.echo(
+        out.result(str(path))
+    out.note(
         "Next: add an HF_TOKEN secret (a write token) to the GitHub repository, commit, "
-        "then push a tag: git tag v0.1.0 && git push --tags",
-        err=True,
+        "then push a tag: git tag v0.1.0 && git push --tags"
     )

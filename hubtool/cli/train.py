@@ -9,6 +9,7 @@ import click
 
 from hubtool import tasks
 from hubtool.cli.options import DEFAULT_ASSETS_DIR, settings
+from hubtool.core.output import out
 
 # name: (click type, help). Defaults come from FinetuneConfig; a config file may set any.
 FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
@@ -137,7 +138,7 @@ def finetune_command(config_file, resume, overwrite, no_progress, **flags) -> No
         hub=settings(),
     )
     if run_dir is not None:  # the main process reports; the others stay quiet
-        click.echo(str(run_dir))
+        out.result(str(run_dir))
 
 
 @click.command("evaluate")
@@ -174,7 +175,6 @@ def finetune_command(config_file, resume, overwrite, no_progress, **flags) -> No
 )
 def evaluate_command(model, output, bootstrap, extra_metrics, **options) -> None:
     """Evaluate MODEL (a checkpoint or a RUN_DIR) on a dataset split; write metrics.json."""
-    import json
 
     from hubtool.training.evaluate import evaluate_model
 
@@ -182,9 +182,9 @@ def evaluate_command(model, output, bootstrap, extra_metrics, **options) -> None
         model, options, bootstrap, list(extra_metrics), output, settings()
     )
     if target is None:
-        click.echo(json.dumps(document, indent=2))
+        out.json(document)
     else:
-        click.echo(str(target))
+        out.result(str(target))
 
 
 @click.command("demo")

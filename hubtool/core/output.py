@@ -129,13 +129,34 @@ def runnable(text: str) -> str:
     return text if name == "hubtool" else COMMAND.sub(f"`{name}", text)
 
 
-def note(message: str) -> None:
-    """A line of talk on stderr, on its own line even while a progress bar is drawn."""
-    from tqdm.auto import tqdm
+class Output:
+    """The one way a command talks: ``result`` (a line of data) and ``json`` (a document) on
+    stdout; ``note`` and ``warn`` on stderr, each on its own line above a progress bar, with
+    every `hubtool …` command written so that it runs as printed. Like the ``hf`` CLI's
+    ``out``: commands and library code use the module's ``out``."""
 
-    tqdm.write(runnable(message), file=sys.stderr)
+    def result(self, text: str) -> None:
+        """Data for the user or a script (a path, a URL, a table), on stdout."""
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    def json(self, document: object) -> None:
+        """A machine-readable document on stdout (``--json``)."""
+        import json
+
+        self.result(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+
+    def note(self, message: str) -> None:
+        """Talk on stderr, on its own line even while a progress bar is drawn."""
+        from tqdm.auto import tqdm
+
+        tqdm.write(runnable(message), file=sys.stderr)
+
+    def warn(self, message: str) -> None:
+        """A warning the user can act on: ``Warning: …`` on its own line of stderr."""
+        self.note(f"Warning: {message}")
 
 
-def warn(message: str) -> None:
-    """A warning the user can act on: ``Warning: …`` on its own line of stderr."""
-    note(f"Warning: {message}")
+out = Output()
+note = out.note
+warn = out.warn
