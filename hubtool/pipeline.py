@@ -3,7 +3,6 @@ write the card, push the result. Each stage is its own module; this one only seq
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hubtool.core.hubclient import HubSettings
+from hubtool.core.launch import Launch
 from hubtool.core.output import note, warn
 from hubtool.errors import ConfigError, HubConnectionError, HubtoolError, UsageError
 from hubtool.training.config import FinetuneConfig
@@ -110,24 +110,23 @@ def _check_write_access(who: dict[str, Any], repo_id: str, endpoint: str) -> Non
         )
 
 
-def is_main_process() -> bool:
-    return os.environ.get("RANK", "0") == "0"
-
-
 def run_finetune(
     cfg: FinetuneConfig,
     card_layers: list[dict[str, Any] | None],
     push: PushSettings | None,
     hub: HubSettings,
+    launch: Launch | None = None,
     overwrite: bool = False,
     resume: str | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = note,
 ) -> Path | None:
-    """Train, card, push with the Hub ``hub``. Returns the run directory (None on non-main
+    """Train, card, push with the Hub ``hub``; ``launch``: this process's place in a
+    multi-process job (one process when None). Returns the run directory (None on non-main
     processes)."""
     from hubtool.training.loop import finetune
 
+    launch = launch or Launch()
     preflight(card_layers, push, hub)
     if resume and resume.startswith("hub:"):
         from hubtool.core.hubclient import check_repo_id
@@ -135,10 +134,10 @@ def run_finetune(
         check_repo_id(resume[4:], "--resume hub:NS/NAME")
         resume = (
             fetch_hub_checkpoint(resume[4:], cfg.run_dir, overwrite, hub)
-            if is_main_process()
+            if launch.is_main
             else "latest"
         )
-    background = push is not None and push.strategy != "end" and is_main_process()
+    background = push is not None and push.strategy != "end" and launch.is_main
     pusher = _pusher(push, hub) if push is not None and background else None
     hook = None
     if pusher is not None and push is not None:
@@ -146,7 +145,7 @@ def run_finetune(
 
         hook = on_save_hook(pusher, push.strategy)
     try:
-        run_dir = finetune(cfg, overwrite, resume, progress, on_save=hook, hub=hub)
+        run_dir = finetune(cfg, overwrite, resume, progress, on_save=hook, hub=hub, launch=launch)
     finally:
         if pusher is not None:
             pusher.close()

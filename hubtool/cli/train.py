@@ -119,6 +119,7 @@ def finetune_command(config_file, resume, overwrite, no_progress, **flags) -> No
     """Fine-tune a checkpoint with an Accelerate loop, evaluate it, write its card, push it."""
     from hubtool.cards.stage import card_section
     from hubtool.core.configfile import ConfigFile
+    from hubtool.core.launch import Launch
     from hubtool.core.output import note
     from hubtool.pipeline import push_settings, run_finetune
     from hubtool.training.config import finetune_values, resolve_config
@@ -136,6 +137,7 @@ def finetune_command(config_file, resume, overwrite, no_progress, **flags) -> No
         progress=not no_progress,
         echo=note,
         hub=settings(),
+        launch=Launch.from_env(),
     )
     if run_dir is not None:  # the main process reports; the others stay quiet
         out.result(str(run_dir))

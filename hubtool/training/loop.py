@@ -19,6 +19,7 @@ from typing import Any
 from hubtool import tasks
 from hubtool.core import rundir
 from hubtool.core.hubclient import HubSettings
+from hubtool.core.launch import Launch
 from hubtool.core.rundir import RunDir
 from hubtool.errors import ConfigError, TrainingFailed, UsageError
 from hubtool.training import evaluation
@@ -218,7 +219,7 @@ def _loader_generator(seed: int) -> Any:
     return torch.Generator().manual_seed(seed)
 
 
-def make_accelerator(cfg: FinetuneConfig, run_dir: Path) -> Any:
+def make_accelerator(cfg: FinetuneConfig, run_dir: Path, launch: Launch) -> Any:
     from accelerate import Accelerator
 
     log_with = None
@@ -237,23 +238,23 @@ def make_accelerator(cfg: FinetuneConfig, run_dir: Path) -> Any:
         mixed_precision=cfg.mixed_precision,
         log_with=log_with,
         project_dir=str(RunDir(run_dir).logs),
-        cpu=_distributed_on_cpu(),
+        cpu=launch.distributed and not _cuda(),  # N CPU processes: gloo (MULTI_CPU)
     )
 
 
-def _distributed_on_cpu() -> bool:
-    """Several processes (``accelerate launch --num_processes N``) but no GPU: use gloo on the
-    CPU. Accelerate only picks MULTI_CPU when asked for the CPU explicitly."""
-    import os
-
+def _cuda() -> bool:
     import torch
 
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    return bool(torch.cuda.is_available())
 
 
 # -- setup ---------------------------------------------------------------------------------------
 def setup(
-    cfg: FinetuneConfig, overwrite: bool, resume: str | None, hub: HubSettings | None = None
+    cfg: FinetuneConfig,
+    overwrite: bool,
+    resume: str | None,
+    hub: HubSettings | None = None,
+    launch: Launch | None = None,
 ) -> Run:
     from accelerate.utils import set_seed
     from transformers import get_scheduler
@@ -262,7 +263,7 @@ def setup(
 
     cfg = with_max_length(cfg, _config_limit(cfg.model))
     run_dir = rundir.work_dir(cfg.run_dir, overwrite, resume is not None)
-    accelerator = make_accelerator(cfg, run_dir)
+    accelerator = make_accelerator(cfg, run_dir, launch or Launch())
     if accelerator.is_main_process:
         rundir.prepare(cfg.run_dir, overwrite, resume is not None)
     accelerator.wait_for_everyone()
@@ -659,12 +660,13 @@ def finetune(
     progress: bool = True,
     on_save: Callable[[int, Path], None] | None = None,
     hub: HubSettings | None = None,
+    launch: Launch | None = None,
 ) -> Path | None:
     """The whole stage: set up, train, write run.json; returns the run directory on the
     main process (None on the others). ``on_save`` is called after each checkpoint; ``hub``
     is asked which commits the model and data ids resolve to (provenance)."""
     quiet_libraries(progress)
-    run = setup(cfg, overwrite, resume, hub)
+    run = setup(cfg, overwrite, resume, hub, launch)
     run.hub = hub
     if run.accelerator.is_main_process:
         run.on_save = on_save
