@@ -192,8 +192,8 @@ def storage(what: str, folder: Path | None = None) -> Iterator[None]:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "disk full"
         raise StorageError(
             f"{what} failed: {reason}.",
-            "Free space or choose another --output-dir; complete checkpoints are kept and "
-            "`hubtool finetune … --resume` continues from the last one.",
+            "Free space or choose another --output-dir; complete checkpoints are kept: run "
+            "the same command again with --resume to continue from the last one.",
         ) from None
 
 

@@ -134,7 +134,8 @@ def load_model(cfg: FinetuneConfig, task: str, labels: list[str] | None) -> Any:
     except ValueError as exc:
         raise UsageError(
             f"{cfg.model} cannot be trained for {task}: {str(exc).splitlines()[0]}",
-            "Choose a checkpoint whose architecture serves the task (`hubtool search --task …`).",
+            f"Choose a checkpoint whose architecture serves it: `hubtool search --task {task}` "
+            "lists them.",
         ) from None
     except OSError as exc:
         raise UsageError(
@@ -452,15 +453,16 @@ def _refuse_non_finite(run: Run, loss: Any) -> None:
 
 
 def _diverged(run: Run, what: str) -> TrainingFailed:
-    from hubtool.core.output import invocation
-
-    kept = rundir.checkpoints(run.run_dir)
-    where = f"the last checkpoint ({kept[-1].name}) and " if kept else ""
+    kept = [f"checkpoint {c.name}" for c in rundir.checkpoints(run.run_dir)[-1:]]
+    kept += ["the best model so far (model/)"] if run.paths.model.is_dir() else []
+    where = f"{' and '.join(kept)} in {run.run_dir.resolve()} are kept" if kept else "nothing"
+    staged = run.run_dir != run.cfg.run_dir  # --overwrite: the previous run was not touched
+    untouched = f"; the previous run in {run.cfg.run_dir} is untouched" if staged else ""
     return TrainingFailed(
-        f"Training diverged at step {run.state.step + 1}: {what}. Nothing after it was "
-        f"written; {where}the best model so far (model/) are kept.",
-        "Lower --lr or --weight-decay, keep --max-grad-norm small, or use "
-        f"--mixed-precision no; then start again with `{invocation()} finetune … --overwrite`.",
+        f"Training diverged at step {run.state.step + 1}: {what}. The run stopped before "
+        f"that step reached the weights: {where}{untouched}.",
+        "Lower --lr or --weight-decay or keep --max-grad-norm small (with fp16, try "
+        "--mixed-precision no), then run the same command again with --overwrite.",
     )
 
 
