@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hubtool import demoassets  # noqa: E402
+from hubtool.demo import assets as demoassets  # noqa: E402
 
 ASSETS = ROOT / ".bench-assets"
 LOOPS = ("hubtool", "trainer", "course", "trainer-grouped")
