@@ -69,18 +69,12 @@ def preflight(
 
 def check_push_target(push: PushSettings, settings: HubSettings) -> None:
     """The repo id and branch are well formed, and the token may write to the namespace."""
-    from hubtool.core.hubclient import LOGIN_HINT, has_token, hub_errors, make_api
+    from hubtool.core.hubclient import has_token, hub_errors, make_api, no_token
     from hubtool.publish.push import PushOptions, check_options
 
     check_options(PushOptions(push.repo_id, private=push.private, revision=push.revision))
     if not has_token(settings):
-        from hubtool.errors import HubAuthError
-
-        raise HubAuthError(
-            f"--push to {push.repo_id} needs a write token for {settings.endpoint}, and none "
-            "was found (no HF_TOKEN, and no token stored by `hf auth login`).",
-            LOGIN_HINT,
-        )
+        raise no_token(f"--push to {push.repo_id} needs a write token for {settings.endpoint}")
     try:
         with hub_errors(settings, f"Checking the token for {push.repo_id}"):
             who = make_api(settings).whoami()
@@ -216,7 +210,7 @@ def fetch_hub_checkpoint(repo_id: str, run_dir: Path, overwrite: bool, hub: HubS
     from hubtool.core.hubclient import hub_errors, make_api
     from hubtool.publish.background import CHECKPOINT_BRANCH
 
-    if run_dir.exists() and any((run_dir / f).exists() for f in rundir.RUN_FILES) and not overwrite:
+    if rundir.holds_run(run_dir) and not overwrite:
         raise UsageError(
             f"{run_dir} already holds a run; resuming from the Hub would replace it.",
             "Pass --overwrite, or another --output-dir.",

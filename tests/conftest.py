@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -191,3 +192,22 @@ def built_wheel(tmp_path_factory) -> Path:
     )
     assert proc.returncode == 0, proc.stderr
     return next(dist.glob("hubtool-*.whl"))
+
+
+def serve_hub(data_dir: Path, url_file: Path, stdout: int = subprocess.DEVNULL) -> subprocess.Popen:
+    """`hubtool hub serve` in a subprocess, returned once it has written its URL (30 s at
+    most; the server's stderr is the failure message)."""
+    url_file.unlink(missing_ok=True)
+    args = ["hub", "serve", "--data-dir", str(data_dir), "--url-file", str(url_file)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hubtool", *args], stdout=stdout, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if url_file.exists():
+            return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(proc.stderr.read().decode() if proc.stderr else "no URL")

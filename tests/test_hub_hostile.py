@@ -18,7 +18,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -33,6 +32,7 @@ from huggingface_hub.errors import BadRequestError, HfHubHTTPError
 
 from hubtool.hub.limits import HubLimits
 from hubtool.hub.server import BackgroundHub
+from tests.conftest import serve_hub
 
 QUICK = HubLimits(
     workers=8,
@@ -833,34 +833,6 @@ def test_start_up_survives_cards_and_repos_that_break_metadata(tmp_path, monkeyp
 
 
 # -- 5. crashes, temporaries and a full disk ------------------------------------------------------
-def _serve(data_dir: Path, url_file: Path) -> subprocess.Popen:
-    url_file.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hubtool",
-            "hub",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--url-file",
-            str(url_file),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if url_file.exists():
-            return proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(proc.stderr.read().decode() if proc.stderr else "no URL")
-
-
 def test_kill_9_during_an_lfs_upload_leaves_no_temporaries(tmp_path):
     from hubtool.hub.service import HubService
 
@@ -869,7 +841,7 @@ def test_kill_9_during_an_lfs_upload_leaves_no_temporaries(tmp_path):
     svc.add_user("kim")
     token = svc.create_token("kim", write=True)
     auth = {"Authorization": f"Bearer {token}"}
-    proc = _serve(data, tmp_path / "url")
+    proc = serve_hub(data, tmp_path / "url")
     try:
         url = (tmp_path / "url").read_text().strip()
         r = httpx.post(
@@ -906,7 +878,7 @@ def test_kill_9_during_an_lfs_upload_leaves_no_temporaries(tmp_path):
     from hubtool.hub import storage
 
     assert storage.usage(data).temporary_count == len(temporaries(data))
-    proc = _serve(data, tmp_path / "url2")  # start-up reclaims them
+    proc = serve_hub(data, tmp_path / "url2")  # start-up reclaims them
     try:
         assert temporaries(data) == []
         url = (tmp_path / "url2").read_text().strip()

@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 from huggingface_hub import CommitOperationAdd
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+from tests.conftest import serve_hub
 
 
 def _commit_body(path: str, content: bytes = b"x") -> bytes:
@@ -188,30 +189,6 @@ def test_missing_entry_has_error_code_and_commit(hub, alice, repo_id):
     assert "X-Xet-Hash" not in r.headers
 
 
-def _serve(data_dir: Path, url_file: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hubtool",
-            "hub",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--url-file",
-            str(url_file),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    for _ in range(200):
-        if url_file.exists():
-            return proc
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(proc.stderr.read().decode() if proc.stderr else "no URL")
-
-
 def test_kill_9_mid_commit_leaves_old_or_new_commit(tmp_path):
     """Commits stream in while the server is SIGKILLed; the repo stays consistent."""
     from hubtool.hub.service import HubService
@@ -221,7 +198,7 @@ def test_kill_9_mid_commit_leaves_old_or_new_commit(tmp_path):
     svc.add_user("kim")
     token = svc.create_token("kim", write=True)
     url_file = tmp_path / "url"
-    proc = _serve(data, url_file)
+    proc = serve_hub(data, url_file)
     url = url_file.read_text().strip()
     headers = {"Authorization": f"Bearer {token}"}
     httpx.post(
@@ -283,7 +260,9 @@ for i in range(10_000):
         ["git", "--git-dir", str(git_dir), "fsck", "--no-dangling"], capture_output=True, text=True
     )
     assert fsck.returncode == 0, fsck.stderr
-    proc = _serve(data, tmp_path / "url2")  # the index heals from git at start
+    proc = serve_hub(
+        data, tmp_path / "url2", stdout=subprocess.PIPE
+    )  # the index heals from git at start
     try:
         url = (tmp_path / "url2").read_text().strip()
         info = httpx.get(f"{url}/api/models/kim/crash", headers=headers).json()
@@ -294,7 +273,7 @@ for i in range(10_000):
 
 
 def test_serve_stops_cleanly_on_sigterm(tmp_path):
-    proc = _serve(tmp_path / "hub", tmp_path / "url")
+    proc = serve_hub(tmp_path / "hub", tmp_path / "url", stdout=subprocess.PIPE)
     url = (tmp_path / "url").read_text().strip()
     assert proc.stdout is not None
     assert proc.stdout.readline().decode().strip() == url

@@ -97,9 +97,8 @@ def _card_value(key: str, value: Any) -> Any:
 
 def card_section(config: ConfigFile) -> dict[str, Any]:
     """The ``card:`` section of a hubtool.yaml (``push.repo_id`` counts as the repo id)."""
-    section = config.section("card")
-    push = config.data.get("push") if isinstance(config.data.get("push"), dict) else {}
-    repo = (push or {}).get("repo_id") or (push or {}).get("repo-id")
+    section, push = config.section("card"), config.section("push")
+    repo = push.get("repo_id") or push.get("repo-id")
     return {"repo_id": repo, **section} if repo else dict(section)
 
 

@@ -160,9 +160,6 @@ class CardOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-SAVED_SETTINGS = "card_settings.json"
-
-
 def card_stage(
     run_dir: Path,
     layers: Sequence[dict[str, Any] | None],

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any
 
 from hubtool.errors import UsageError
 
@@ -118,6 +117,19 @@ class Fit:
 
 
 TRANSFORMERS_LIBRARIES = frozenset({None, "transformers", "sentence-transformers", "peft"})
+Head = tuple[str, str, str]  # (architecture, the pipeline tag it implies, its Auto class)
+
+
+def heads_of(architectures: list[str]) -> list[Head]:
+    """The heads a checkpoint's ``config.json`` architectures name (those that imply one)."""
+    return [(a, *h) for a in architectures if (h := head_of(a))]
+
+
+def not_transformers(library: str | None, architectures: list[str]) -> Fit | None:
+    """``no`` for a checkpoint of another library that names no transformers architecture."""
+    if library not in TRANSFORMERS_LIBRARIES and not architectures:
+        return Fit("no", f"a {library} model, not a transformers checkpoint")
+    return None
 
 
 def fit_for_task(
@@ -128,10 +140,10 @@ def fit_for_task(
     library: str | None = None,
 ) -> Fit:
     """Whether a checkpoint can serve ``task``, judged from its tags and config."""
-    if library not in TRANSFORMERS_LIBRARIES and not architectures:
-        return Fit("no", f"a {library} model, not a transformers checkpoint")
-    heads = [(a, h) for a in architectures if (h := head_of(a))]
-    for arch, (head_task, auto) in heads:
+    if (refused := not_transformers(library, architectures)) is not None:
+        return refused
+    heads = heads_of(architectures)
+    for arch, head_task, auto in heads:
         if head_task == task:
             return Fit("ready", f"{arch} has a trained {task} head ({auto})")
         if task in SEQ2SEQ_TASKS and head_task == "text2text-generation":
@@ -169,14 +181,14 @@ def fit_for_task(
     return Fit("no", f"{arch} cannot serve {task}")
 
 
-def family_of(model_type: str | None, heads: list[Any], pipeline_tag: str | None) -> str | None:
+def family_of(model_type: str | None, heads: list[Head], pipeline_tag: str | None) -> str | None:
     if model_type in MLM_ENCODERS:
         return "encoder"
     if model_type in SEQ2SEQ:
         return "seq2seq"
     if model_type in DECODERS:
         return "decoder"
-    tasks = {h[1][0] for h in heads}
+    tasks = {task for _, task, _ in heads}
     if tasks & {"fill-mask"} or (not heads and pipeline_tag in ENCODER_TAGS):
         return "encoder"
     if tasks & {"text2text-generation"}:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hubtool.errors import HubAuthError, HubConnectionError, NotFoundError
+from hubtool.errors import HubAuthError, HubConnectionError, NotFoundError, UsageError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # One part of a Hub repo id (huggingface_hub's rules, in ASCII): letters, digits, - _ .,
@@ -44,8 +44,6 @@ def valid_repo_id(value: object, namespace: bool = True) -> bool:
 def check_repo_id(value: str, what: str = "repo id", namespace: bool = True) -> str:
     """``value`` when it is a valid repo id; a UsageError saying why not otherwise."""
     if not valid_repo_id(value, namespace):
-        from hubtool.errors import UsageError
-
         raise UsageError(
             f"{value!r} is not a Hub repo id ({what}).",
             "Use NAMESPACE/NAME with ASCII letters, digits, '-', '_' or '.' (not at the "
@@ -131,11 +129,7 @@ def hub_errors(settings: HubSettings, what: str) -> Iterator[None]:
 def _http_error(settings: HubSettings, what: str, exc: Any) -> Exception:
     status = exc.response.status_code if exc.response is not None else None
     if status == 401 and not has_token(settings):
-        return HubAuthError(
-            f"{what}: {settings.endpoint} needs a token, and none was found "
-            "(no HF_TOKEN, and no token stored by `hf auth login`).",
-            LOGIN_HINT,
-        )
+        return no_token(f"{what}: {settings.endpoint} needs a token")
     if status == 401:
         return HubAuthError(
             f"{what}: {settings.endpoint} refused the credentials (401): the token is "
@@ -165,6 +159,14 @@ LOGIN_HINT = (
     "Log in with `hf auth login`, or export HF_TOKEN=<a write token>; for a local Hub, "
     "`hubtool hub token create USER --write` prints one."
 )
+
+
+def no_token(what: str) -> HubAuthError:
+    """The error for a request that needs a token when none is configured anywhere."""
+    return HubAuthError(
+        f"{what}, and none was found (no HF_TOKEN, and no token stored by `hf auth login`).",
+        LOGIN_HINT,
+    )
 
 
 def has_token(settings: HubSettings) -> bool:

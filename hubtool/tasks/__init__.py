@@ -6,13 +6,7 @@ is the order ``--task auto`` tries them in), and its tests.
 
 from __future__ import annotations
 
-from hubtool.core.architectures import (
-    TRANSFORMERS_LIBRARIES,
-    Fit,
-    family_of,
-    fit_for_task,
-    head_of,
-)
+from hubtool.core.architectures import Fit, family_of, fit_for_task, heads_of, not_transformers
 from hubtool.errors import UsageError
 from hubtool.tasks.base import Checkpoint, Columns, Predictions, Task, metric
 from hubtool.tasks.classification import TextClassification
@@ -59,11 +53,11 @@ def fit(
     tasks hubtool trains (the task decides), the Hub's conventions for the others."""
     if task not in BY_NAME:
         return fit_for_task(task, pipeline_tag, architectures, model_type, library)
-    if library not in TRANSFORMERS_LIBRARIES and not architectures:
-        return Fit("no", f"a {library} model, not a transformers checkpoint")
-    heads = tuple((a, *h) for a in architectures if (h := head_of(a)))
-    family = family_of(model_type, [(a, (t, auto)) for a, t, auto in heads], pipeline_tag)
-    checkpoint = Checkpoint(pipeline_tag, tuple(architectures), model_type, heads, family)
+    if (refused := not_transformers(library, architectures)) is not None:
+        return refused
+    heads = heads_of(architectures)
+    family = family_of(model_type, heads, pipeline_tag)
+    checkpoint = Checkpoint(pipeline_tag, tuple(architectures), model_type, tuple(heads), family)
     return BY_NAME[task].fit(checkpoint)
 
 

@@ -28,11 +28,6 @@ def evaluate_model(
 
     from hubtool.training.loop import load_tokenizer
 
-    if extra_metrics and options["task"] != "auto" and not tasks.get(options["task"]).labelled:
-        raise UsageError(
-            f"Extra metrics need predictions and references; {options['task']} has only losses."
-        )
-    extras = [evaluation.metric(name) for name in extra_metrics]  # before any heavy work
     run_dir = Path(target) if (Path(target) / "model").is_dir() else None
     model_path = str(RunDir(run_dir).model) if run_dir else target
     tokenizer = load_tokenizer(model_path)
@@ -40,13 +35,16 @@ def evaluate_model(
     task = options["task"] if options["task"] != "auto" else _task_of(config, run_dir)
     labelled = tasks.get(task).labelled
     labels = [config.id2label[i] for i in sorted(config.id2label)] if labelled else None
+    if extra_metrics and not labelled:
+        raise UsageError(f"Extra metrics need predictions and references; {task} has only losses.")
+    extras = [evaluation.metric(name) for name in extra_metrics]  # before the data and model
     cfg = _data_config(model_path, task, options, run_dir)
     split_ds, source = _load_split(cfg, options["split"], hub)
     prepared = _prepare_split(split_ds, cfg, task, labels, tokenizer)
     accelerator = Accelerator()
     predictions = _predict(accelerator, model_path, task, labels, cfg, prepared, tokenizer)
     metrics = evaluation.compute(predictions, labels)
-    metrics.update(_extra_metrics(extras, task, predictions))
+    metrics.update(_extra_metrics(extras, predictions))
     document = {
         "model": model_path,
         **evaluation.document(task, source, options["split"], predictions, metrics),
@@ -79,10 +77,8 @@ def _predict(
     return evaluation.predict(accelerator, model, loader, task)
 
 
-def _extra_metrics(modules: list[Any], task: str, p: evaluation.Predictions) -> dict[str, Any]:
+def _extra_metrics(modules: list[Any], p: evaluation.Predictions) -> dict[str, Any]:
     """Any other evaluate modules the user asked for (loaded up front)."""
-    if modules and not tasks.get(task).labelled:
-        raise UsageError(f"Extra metrics need predictions and references; {task} has only losses.")
     out: dict[str, Any] = {}
     for module in modules:
         out.update(module.compute(predictions=p.predictions, references=p.references))

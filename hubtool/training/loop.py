@@ -310,6 +310,7 @@ def setup(
         state,
         metric_name,
         time.time(),
+        hub=hub,
     )
     if resume is not None:
         restore(run, resume)
@@ -669,7 +670,6 @@ def finetune(
     is asked which commits the model and data ids resolve to (provenance)."""
     quiet_libraries(progress)
     run = setup(cfg, overwrite, resume, hub, launch)
-    run.hub = hub
     if run.accelerator.is_main_process:
         run.on_save = on_save
     try:
