@@ -508,11 +508,13 @@ def test_roberta_checkpoint_and_csv_data(tmp_path):
     assert info["dataset"]["validation"]["stratified"] is False  # string labels
 
 
-def launch_two(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`accelerate launch` with two CPU processes (gloo), as a user runs it."""
+def launch_two(args: list[str], cwd: Path, *launcher: str) -> subprocess.CompletedProcess[str]:
+    """`accelerate launch` with two CPU processes (gloo), as a user runs it; ``launcher``
+    adds flags (``--use_fsdp``…) in place of ``--multi_gpu``."""
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     assert accelerate
-    launch = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    kind = list(launcher) or ["--multi_gpu"]
+    launch = [accelerate, "launch", *kind, "--num_processes", "2", "--num_machines", "1"]
     proc = subprocess.run(
         [*launch, "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hubtool", *args],
         cwd=cwd,
@@ -577,3 +579,88 @@ def test_weights_missing_suggests_from_scratch(datasets_dir, tmp_path):
     )
     assert proc.returncode == 2 and "--from-scratch" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+FSDP = ("--use_fsdp", "--fsdp_version", "2")
+
+
+def test_fsdp_on_two_cpu_processes_resumes_exactly_and_writes_one_model(
+    checkpoint, datasets_dir, tmp_path
+):
+    """`accelerate launch --use_fsdp --fsdp_version 2` on gloo: the weights are sharded over
+    the two processes, the run checkpoints, a resume from the middle trains the same steps
+    as the uninterrupted run, and model/ is one whole model any user can load."""
+    from transformers import AutoModelForSequenceClassification
+
+    args = ["--max-steps", "8", "--save-every", "4", "--eval-every", "4", "--seed", "3"]
+    args += ["--batch-size", "8", "--keep-checkpoints", "2"]
+    launch_two(base_args(checkpoint, datasets_dir / "cls", "straight", *args), tmp_path, *FSDP)
+    straight = tmp_path / "straight"
+    info = json.loads((straight / "run.json").read_text())
+    assert info["hardware"]["distributed"] == "FSDP" and info["hardware"]["processes"] == 2
+    shutil.copytree(straight, tmp_path / "resumed")
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-8")
+    resumed = launch_two(
+        base_args(checkpoint, datasets_dir / "cls", "resumed", *args, "--resume"), tmp_path, *FSDP
+    )
+    assert "Resumed from" in resumed.stderr and "step 4" in resumed.stderr
+    steps = [[e for e in read_log(tmp_path / n) if e["step"] > 4] for n in ("straight", "resumed")]
+    assert steps[0] == steps[1] and len(steps[0]) >= 5  # 4 losses and an evaluation
+    files = sorted(p.name for p in (straight / "model").iterdir())
+    assert [f for f in files if f.endswith(".safetensors")] == ["model.safetensors"]
+    model = AutoModelForSequenceClassification.from_pretrained(straight / "model")
+    assert model.num_labels == 2 and not list((tmp_path / "resumed").glob("**/*rank1*"))
+
+
+def test_fsdp_version_1_on_cpus_is_refused_with_the_flag_to_use(checkpoint, datasets_dir, tmp_path):
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    assert accelerate
+    proc = subprocess.run(
+        [
+            accelerate,
+            "launch",
+            "--use_fsdp",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "hubtool",
+            *base_args(checkpoint, datasets_dir / "cls", "v1", "--max-steps", "2"),
+        ],
+        cwd=tmp_path,
+        env=client_env("http://127.0.0.1:9", tmp_path / "hf_home"),
+        capture_output=True,
+        text=True,
+        timeout=HEAVY_TIMEOUT,
+    )
+    assert proc.returncode != 0
+    assert "Error: FSDP version 1 cannot checkpoint on CPU processes" in proc.stderr
+    assert "Add --fsdp_version 2" in proc.stderr
+    assert not (tmp_path / "v1" / "checkpoints").exists()
+
+
+def test_a_refused_launch_stops_every_process_with_the_same_message(
+    checkpoint, datasets_dir, tmp_path
+):
+    """A run folder that holds a run: each process says so; none reports a hubtool bug."""
+    run(base_args(checkpoint, datasets_dir / "cls", "taken", "--max-steps", "2"), tmp_path)
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    assert accelerate
+    launch = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    launch += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hubtool"]
+    proc = subprocess.run(
+        [*launch, *base_args(checkpoint, datasets_dir / "cls", "taken", "--max-steps", "2")],
+        cwd=tmp_path,
+        env=client_env("http://127.0.0.1:9", tmp_path / "hf_home"),
+        capture_output=True,
+        text=True,
+        timeout=HEAVY_TIMEOUT,
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.count("taken already holds a run") == 2
+    assert "bug in hubtool" not in proc.stderr

@@ -242,7 +242,9 @@ def training_facts(run: dict[str, Any], log: list[dict[str, Any]]) -> dict[str, 
     cfg, steps = run.get("config", {}), run.get("steps", {})
     hw, speed = run.get("hardware", {}), run.get("throughput", {})
     processes = hw.get("processes", 1)
-    params = [(k, cfg.get(k)) for k in HYPERPARAMETERS if cfg.get(k) is not None]
+    chosen = run.get("precision") or {}
+    shown = {**cfg, "mixed_precision": _precision_label(chosen) or cfg.get("mixed_precision")}
+    params = [(k, shown.get(k)) for k in HYPERPARAMETERS if shown.get(k) is not None]
     params += [
         ("effective_batch_size", cfg.get("batch_size", 0) * cfg.get("grad_accum", 1) * processes),
         ("optimizer", "AdamW (torch)"),
@@ -256,11 +258,32 @@ def training_facts(run: dict[str, Any], log: list[dict[str, Any]]) -> dict[str, 
         "train_seconds": speed.get("train_seconds"),
         "samples_per_second": speed.get("samples_per_second"),
         "padding_ratio": speed.get("padding_ratio"),
+        "precision_text": _precision_text(chosen.get("used")),
+        "precision_auto": chosen.get("requested") == "auto",
+        "precision_reason": chosen.get("reason"),
         "started": run.get("started"),
         "seed": run.get("seed", cfg.get("seed")),
         "resumes": run.get("resumes") or [],
         "evaluations": _evaluations(log, steps.get("per_epoch") or 0),
     }
+
+
+PRECISION_NAMES = {"no": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}
+
+
+def _precision_label(chosen: dict[str, Any]) -> str | None:
+    """'bf16 autocast (auto)' for run.json's precision decision; None for older runs."""
+    used = chosen.get("used")
+    if used is None:
+        return None
+    how = " (auto)" if chosen.get("requested") == "auto" else ""
+    return f"{PRECISION_NAMES.get(used, used)}{how}"
+
+
+def _precision_text(used: str | None) -> str | None:
+    if used in (None, "no"):
+        return "fp32" if used else None
+    return f"{used} autocast (weights and optimizer state in fp32)"
 
 
 def _evaluations(log: list[dict[str, Any]], per_epoch: int) -> dict[str, Any]:

@@ -38,7 +38,11 @@ FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
     "scheduler": (str, "linear, cosine, cosine_with_restarts, polynomial, constant, …"),
     "max_grad_norm": (float, "Gradient clipping norm."),
     "max_length": (int, "Tokens per example (default: 128, or the model's limit)."),
-    "mixed_precision": (click.Choice(["no", "bf16", "fp16"]), "Mixed precision."),
+    "mixed_precision": (
+        click.Choice(["auto", "no", "bf16", "fp16"]),
+        "auto (default): bf16 where the GPU or CPU computes it natively and faster, fp16 on "
+        "older GPUs, fp32 otherwise; no, bf16 or fp16 force one.",
+    ),
     "seed": (int, "Random seed (data order, masking, initialisation)."),
     "eval_every": (str, "'epoch' or a number of steps."),
     "save_every": (str, "Checkpoint every 'epoch' or N steps."),
@@ -53,6 +57,10 @@ FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
     "mlm_probability": (float, "fill-mask: share of tokens masked."),
     "whole_word_mask": (bool, "fill-mask: mask whole words."),
     "label_all_subwords": (bool, "token-classification: label every sub-word."),
+    "compile": (
+        click.Choice(["auto", "yes", "no"]),
+        "torch.compile the model: auto (default) compiles GPU runs long enough to repay it.",
+    ),
     "group_by_length": (bool, "Batch examples of similar lengths (less padding)."),
     "from_scratch": (
         bool,

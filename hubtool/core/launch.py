@@ -12,11 +12,19 @@ from dataclasses import dataclass
 class Launch:
     rank: int = 0
     world_size: int = 1
+    fsdp: bool = False  # accelerate launch --use_fsdp (or an FSDP accelerate config)
+    fsdp_version: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Launch:
         env = os.environ if environ is None else environ
-        return cls(int(env.get("RANK", "0") or 0), int(env.get("WORLD_SIZE", "1") or 1))
+        version = env.get("FSDP_VERSION", "1").strip()
+        return cls(
+            int(env.get("RANK", "0") or 0),
+            int(env.get("WORLD_SIZE", "1") or 1),
+            env.get("ACCELERATE_USE_FSDP", "false").strip().lower() in ("true", "1", "yes"),
+            int(version) if version.isdigit() else 1,
+        )
 
     @property
     def is_main(self) -> bool:

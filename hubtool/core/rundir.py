@@ -122,12 +122,11 @@ def work_dir(run_dir: Path, overwrite: bool, resume: bool) -> Path:
     return run_dir
 
 
-def prepare(run_dir: Path, overwrite: bool, resume: bool) -> Path:
-    """Refuse a folder that holds another run unless resuming or overwriting; make the folder
-    the run writes to (see ``work_dir``) and return it."""
+def check_target(run_dir: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse a folder that holds another run unless resuming or overwriting (writes nothing:
+    every process of a launch checks, so all of them stop with the same message)."""
     _check_usable(run_dir)
-    holds = holds_run(run_dir)
-    if holds and not (overwrite or resume):
+    if holds_run(run_dir) and not (overwrite or resume):
         raise UsageError(
             f"{run_dir} already holds a run.",
             "Pass --resume to continue it, --overwrite to replace it, or choose "
@@ -138,6 +137,12 @@ def prepare(run_dir: Path, overwrite: bool, resume: bool) -> Path:
             f"Nothing to resume in {run_dir}: it has no checkpoints/.",
             "Start a new run without --resume.",
         )
+
+
+def prepare(run_dir: Path, overwrite: bool, resume: bool) -> Path:
+    """``check_target``, then make the folder the run writes to (see ``work_dir``) and
+    return it."""
+    check_target(run_dir, overwrite, resume)
     work = work_dir(run_dir, overwrite, resume)
     if work != run_dir:
         shutil.rmtree(work, ignore_errors=True)  # a staging folder an interrupted run left

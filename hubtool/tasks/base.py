@@ -94,12 +94,18 @@ class Task(ABC):
         """(model features with a ``length`` column, examples truncated)."""
 
     @abstractmethod
-    def collator(self, tokenizer: Any, cfg: Any) -> Collate:
-        """Turns feature rows into a padded batch (the ``length`` column dropped)."""
+    def collator(self, tokenizer: Any, cfg: Any, pad_multiple: int | None = None) -> Collate:
+        """Turns feature rows into a padded batch (the ``length`` column dropped), padded to
+        a multiple of ``pad_multiple`` tokens when given (compiled runs)."""
 
     def evaluation_set(self, validation: Any, collate: Collate, seed: int) -> tuple[Any, Collate]:
         """The validation features and collator evaluation uses (fixed for every pass)."""
         return validation, collate
+
+    def train_faster(self, model: Any, batch: dict[str, Any]) -> str | None:
+        """Install a cheaper training forward that gives the same loss on ``batch`` (checked
+        there); a line for run.json saying what it is, or None when the model is unchanged."""
+        return None
 
     # -- evaluation ------------------------------------------------------------------------
     @abstractmethod

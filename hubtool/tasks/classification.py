@@ -92,10 +92,10 @@ class TextClassification(Task):
         truncated = sum(mapped["truncated"])
         return mapped.remove_columns(["truncated"]), truncated
 
-    def collator(self, tokenizer: Any, cfg: Any) -> Collate:
+    def collator(self, tokenizer: Any, cfg: Any, pad_multiple: int | None = None) -> Collate:
         from transformers import DataCollatorWithPadding
 
-        return without_length(DataCollatorWithPadding(tokenizer))
+        return without_length(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple))
 
     def gather(
         self, accelerator: Any, outputs: Any, batch: dict[str, Any], out: Predictions

@@ -88,10 +88,12 @@ class TokenClassification(Task):
         truncated = sum(mapped["truncated"])
         return mapped.remove_columns(["truncated"]), truncated
 
-    def collator(self, tokenizer: Any, cfg: Any) -> Collate:
+    def collator(self, tokenizer: Any, cfg: Any, pad_multiple: int | None = None) -> Collate:
         from transformers import DataCollatorForTokenClassification
 
-        return without_length(DataCollatorForTokenClassification(tokenizer))
+        return without_length(
+            DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_multiple)
+        )
 
     def gather(
         self, accelerator: Any, outputs: Any, batch: dict[str, Any], out: Predictions

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -18,14 +18,16 @@ class LengthGroupedBatchSampler:
 
     def __init__(
         self,
-        lengths: list[int],
+        lengths: Sequence[int],
         batch_size: int,
         seed: int,
         group: bool = True,
         shuffle: bool = True,
         mega: int = 50,
     ) -> None:
-        self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
+        # A plain list: a datasets Column would read Arrow once per element while sorting.
+        self.lengths = lengths[:] if hasattr(lengths, "__getitem__") else list(lengths)
+        self.batch_size, self.seed = batch_size, seed
         self.group, self.shuffle, self.mega = group, shuffle, mega
         self.epoch = 0
 

@@ -26,7 +26,7 @@ SCHEDULERS = (
     "constant_with_warmup",
     "inverse_sqrt",
 )
-PRECISIONS = ("no", "bf16", "fp16")
+PRECISIONS = ("auto", "no", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class FinetuneConfig:
     scheduler: str = "linear"
     max_grad_norm: float = 1.0
     max_length: int | None = None  # None: 128, or the model's limit when lower
-    mixed_precision: str = "no"
+    mixed_precision: str = "auto"
     seed: int = 42
     eval_every: str = "epoch"
     save_every: str = "epoch"
@@ -67,6 +67,7 @@ class FinetuneConfig:
     whole_word_mask: bool = False
     label_all_subwords: bool = False
     from_scratch: bool = False
+    compile: str = "auto"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,6 +207,7 @@ def check(cfg: FinetuneConfig) -> None:
         (_every_ok(cfg.eval_every), "eval_every must be 'epoch' or a positive number of steps"),
         (_every_ok(cfg.save_every), "save_every must be 'epoch' or a positive number of steps"),
         (cfg.report_to in (None, "tensorboard"), "report_to must be 'tensorboard'"),
+        (cfg.compile in ("auto", "yes", "no"), "compile must be auto, yes or no"),
     ]
     for ok, message in rules:
         if not ok:

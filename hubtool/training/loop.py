@@ -22,8 +22,10 @@ from hubtool.core.hubclient import HubSettings
 from hubtool.core.launch import Launch
 from hubtool.core.rundir import RunDir
 from hubtool.errors import ConfigError, TrainingFailed, UsageError
-from hubtool.training import evaluation
+from hubtool.training import compiling, evaluation, precision
+from hubtool.training.compiling import Compilation
 from hubtool.training.config import FinetuneConfig, with_max_length
+from hubtool.training.precision import Precision
 
 
 @dataclass
@@ -39,6 +41,7 @@ class LoopState:
     log_lines: int = 0
     last_eval_step: int | None = None
     train_seconds: float = 0.0  # inside training steps only (this process)
+    model_seconds: float = 0.0  # of which forward, backward and optimizer step
     samples: int = 0
     real_tokens: int = 0  # attention-mask tokens (this process)
     computed_tokens: int = 0  # batch positions, padding included (this process)
@@ -75,6 +78,10 @@ class Run:
     on_save: Callable[[int, Path], None] | None = None  # main process, after each checkpoint
     hub: HubSettings | None = None  # for provenance (the commit the base model resolves to)
     resumes: list[dict[str, Any]] = field(default_factory=list)  # [{step, changed}]
+    precision: Precision | None = None  # what --mixed-precision resolved to, and why
+    compilation: Compilation | None = None  # whether --compile is on, and why
+    # the fast paths in use: fast_cpu_dropout, allocator, task_forward (run.json "speed")
+    speed: dict[str, Any] = field(default_factory=dict)
 
     @property
     def paths(self) -> RunDir:
@@ -127,10 +134,13 @@ def load_model(cfg: FinetuneConfig, task: str, labels: list[str] | None) -> Any:
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report; we say what matters ourselves
     try:
+        config = transformers.AutoConfig.from_pretrained(cfg.model, **kwargs)
+        attention = _attention(auto, config)
         if cfg.from_scratch:
-            config = transformers.AutoConfig.from_pretrained(cfg.model, **kwargs)
-            return auto.from_config(config)
-        return auto.from_pretrained(cfg.model, ignore_mismatched_sizes=bool(kwargs), **kwargs)
+            return auto.from_config(config, **attention)
+        return auto.from_pretrained(
+            cfg.model, ignore_mismatched_sizes=bool(kwargs), **kwargs, **attention
+        )
     except ValueError as exc:
         raise UsageError(
             f"{cfg.model} cannot be trained for {task}: {str(exc).splitlines()[0]}",
@@ -148,6 +158,15 @@ def load_model(cfg: FinetuneConfig, task: str, labels: list[str] | None) -> Any:
         ) from exc
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def _attention(auto: Any, config: Any) -> dict[str, Any]:
+    """SDPA (PyTorch's fused attention) wherever the architecture implements it."""
+    try:
+        model_class = auto._model_mapping[type(config)]
+    except (AttributeError, KeyError):  # not served by this head: from_pretrained says so
+        return {}
+    return {"attn_implementation": "sdpa"} if getattr(model_class, "_supports_sdpa", False) else {}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -186,13 +205,15 @@ def build_optimizer(model: Any, cfg: FinetuneConfig) -> Any:
         return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def build_loaders(cfg: FinetuneConfig, data: Any, tokenizer: Any) -> tuple[Any, Any, Any]:
+def build_loaders(
+    cfg: FinetuneConfig, data: Any, tokenizer: Any, pad_multiple: int | None = None
+) -> tuple[Any, Any, Any]:
     from torch.utils.data import DataLoader
 
     from hubtool.training.batching import LengthGroupedBatchSampler
 
     task = tasks.get(data.task)
-    collate = task.collator(tokenizer, cfg)
+    collate = task.collator(tokenizer, cfg, pad_multiple)
     sampler = LengthGroupedBatchSampler(
         data.train["length"], cfg.batch_size, cfg.seed, group=cfg.group_by_length
     )
@@ -220,7 +241,9 @@ def _loader_generator(seed: int) -> Any:
     return torch.Generator().manual_seed(seed)
 
 
-def make_accelerator(cfg: FinetuneConfig, run_dir: Path, launch: Launch) -> Any:
+def make_accelerator(
+    cfg: FinetuneConfig, run_dir: Path, launch: Launch, precision: Precision
+) -> Any:
     from accelerate import Accelerator
 
     log_with = None
@@ -234,13 +257,35 @@ def make_accelerator(cfg: FinetuneConfig, run_dir: Path, launch: Launch) -> Any:
                 "--report-to tensorboard needs the tensorboard package.", "pip install tensorboard"
             )
         log_with = "tensorboard"
+    cpus = launch.distributed and not _cuda()
     return Accelerator(
         gradient_accumulation_steps=cfg.grad_accum,
-        mixed_precision=cfg.mixed_precision,
+        mixed_precision=precision.used,
         log_with=log_with,
         project_dir=str(RunDir(run_dir).logs),
-        cpu=launch.distributed and not _cuda(),  # N CPU processes: gloo (MULTI_CPU)
+        cpu=cpus and not launch.fsdp,  # N CPU processes: gloo (MULTI_CPU)
+        fsdp_plugin=_cpu_fsdp_plugin(launch) if cpus and launch.fsdp else None,
     )
+
+
+def _cpu_fsdp_plugin(launch: Launch) -> Any:
+    """FSDP over N CPU processes on gloo. Accelerate shards only on accelerator devices: on
+    CPUs it would run plain data parallelism and say nothing, so the process group is made
+    on CPU and then labelled as a multi-device one, which Accelerate's FSDP path accepts."""
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    if launch.fsdp_version != 2:
+        raise ConfigError(
+            f"FSDP version {launch.fsdp_version} cannot checkpoint on CPU processes (its "
+            "full state dict crashes and its sharded one restores the optimizer wrongly).",
+            "Add --fsdp_version 2 to `accelerate launch` (or fsdp_version: 2 in the "
+            "accelerate config).",
+        )
+    PartialState(cpu=True)
+    PartialState._shared_state["distributed_type"] = DistributedType.MULTI_GPU
+    # Loading on rank 0 only and broadcasting needs an accelerator device: every rank loads.
+    return FullyShardedDataParallelPlugin(fsdp_version=2, cpu_ram_efficient_loading=False)
 
 
 def _cuda() -> bool:
@@ -263,8 +308,12 @@ def setup(
     from hubtool.training.features import prepare_data
 
     cfg = with_max_length(cfg, _config_limit(cfg.model))
+    rundir.check_target(cfg.run_dir, overwrite, resume is not None)  # on every process
     run_dir = rundir.work_dir(cfg.run_dir, overwrite, resume is not None)
-    accelerator = make_accelerator(cfg, run_dir, launch or Launch())
+    launch = launch or Launch()
+    cpus = launch.distributed and not _cuda()
+    mixed = precision.choose(cfg.mixed_precision, hub.cache_dir if hub else None, cpus)
+    accelerator = make_accelerator(cfg, run_dir, launch, mixed)
     if accelerator.is_main_process:
         rundir.prepare(cfg.run_dir, overwrite, resume is not None)
     accelerator.wait_for_everyone()
@@ -273,7 +322,14 @@ def setup(
     with accelerator.main_process_first():
         data = prepare_data(cfg, tokenizer, hub)
     model = load_model(cfg, data.task, data.label_names)
-    sampler, train_loader, eval_loader = build_loaders(cfg, data, tokenizer)
+    speed = _cpu_paths(model, accelerator)
+    compiled = compiling.choose(
+        cfg.compile, str(accelerator.device), _planned_steps(cfg, data, accelerator)
+    )
+    if compiled.used:
+        compiling.compile_model(model)
+    sampler, train_loader, eval_loader = build_loaders(cfg, data, tokenizer, compiled.pad_multiple)
+    speed["task_forward"] = tasks.get(data.task).train_faster(model, next(iter(eval_loader)))
     optimizer = build_optimizer(model, cfg)
     model, optimizer, train_loader, eval_loader = accelerator.prepare(
         model, optimizer, train_loader, eval_loader
@@ -311,10 +367,33 @@ def setup(
         metric_name,
         time.time(),
         hub=hub,
+        precision=mixed,
+        compilation=compiled,
+        speed=speed,
     )
     if resume is not None:
         restore(run, resume)
     return run
+
+
+def _cpu_paths(model: Any, accelerator: Any) -> dict[str, Any]:
+    """On CPUs: dropout masks from 16-bit thresholds (training/dropout.py), and freed
+    memory kept for reuse (training/allocator.py)."""
+    if accelerator.device.type != "cpu":
+        return {"fast_cpu_dropout": False, "allocator": None}
+    from hubtool.training import allocator, dropout
+
+    return {
+        "fast_cpu_dropout": dropout.speed_up(model),
+        "allocator": allocator.keep_freed_memory(),
+    }
+
+
+def _planned_steps(cfg: FinetuneConfig, data: Any, accelerator: Any) -> int:
+    """The run's optimizer steps, known before the loaders are prepared."""
+    batches = math.ceil(len(data.train) / (cfg.batch_size * accelerator.num_processes))
+    per_epoch = max(math.ceil(batches / cfg.grad_accum), 1)
+    return cfg.max_steps or math.ceil(per_epoch * cfg.epochs)
 
 
 def _config_limit(model_id: str) -> int | None:
@@ -348,6 +427,7 @@ def restore(run: Run, given: str) -> None:
             f"The checkpoint {checkpoint} cannot be loaded: {str(exc).splitlines()[0][:200]}",
             "Resume from an earlier one (--resume RUN_DIR/checkpoints/step-N) or start again.",
         ) from None
+    changed |= resume.precision_change(run.run_dir, run.precision)
     run.resumes = resume.history(run.run_dir, run.state.step, changed)
     log = run.paths.train_log
     if run.accelerator.is_main_process and log.exists():
@@ -419,8 +499,10 @@ def _train_step(run: Run, batch: dict[str, Any]) -> float:
     state.computed_tokens += int(ids.numel())
     mask = batch.get("attention_mask")
     state.real_tokens += int(mask.sum()) if mask is not None else int(ids.numel())
-    loss = _optimizer_step(run, batch)
+    start = time.perf_counter()
+    loss = _optimizer_step(run, batch)  # float(loss) waits for a GPU: the timing is real
     now = time.perf_counter()  # since the previous step: batch loading included
+    state.model_seconds += now - start
     state.train_seconds += now - run.tick
     run.tick = now
     return loss
@@ -546,13 +628,22 @@ def log(run: Run, entry: dict[str, Any]) -> None:
 def save_model(run: Run) -> None:
     acc = run.accelerator
     acc.wait_for_everyone()
+    # Under FSDP the weights are sharded: every process takes part in gathering them.
+    full = acc.get_state_dict(run.model) if _sharded(acc) else None
     if acc.is_main_process:
         tmp = run.run_dir / ".model.tmp"
         model = acc.unwrap_model(run.model)
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=full)
         run.tokenizer.save_pretrained(tmp)
         rundir.replace_dir(tmp, run.paths.model)
     acc.wait_for_everyone()
+
+
+def _sharded(accelerator: Any) -> bool:
+    """FSDP or DeepSpeed: the whole weights must be gathered from the processes."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
 def save_checkpoint(run: Run) -> None:
@@ -596,8 +687,24 @@ def throughput(run: Run) -> dict[str, Any]:
         "computed_tokens": st.computed_tokens,
         "real_tokens_per_second": round(st.real_tokens / seconds, 1) if st.samples else None,
         "padding_ratio": round(st.computed_tokens / st.real_tokens, 3) if st.real_tokens else None,
+        # batch loading, collation and bookkeeping: the share of training time not in the model
+        "outside_model_share": (
+            round(1 - st.model_seconds / st.train_seconds, 3) if st.train_seconds else None
+        ),
         "processes": run.accelerator.num_processes,
     }
+
+
+def _speed_record(run: Run) -> dict[str, Any]:
+    used = getattr(run.accelerator.unwrap_model(run.model).config, "_attn_implementation", None)
+    return {"attention": "sdpa" if used == "hubtool_sdpa" else used, **run.speed}
+
+
+def _compile_record(run: Run) -> dict[str, Any] | None:
+    if run.compilation is None:
+        return None
+    seconds = compiling.compile_seconds() if run.compilation.used else None
+    return {**run.compilation.as_dict(), "seconds": seconds}
 
 
 def write_run_json(run: Run, status: str) -> None:
@@ -627,9 +734,15 @@ def write_run_json(run: Run, status: str) -> None:
             "done": run.state.step,
         },
         "throughput": throughput(run),
+        "precision": run.precision.as_dict() if run.precision else None,
+        "compile": _compile_record(run),
+        "speed": _speed_record(run),
         "resumes": run.resumes,
         "seed": run.cfg.seed,
-        "hardware": rundir.hardware(acc.num_processes, str(acc.device)),
+        "hardware": {
+            **rundir.hardware(acc.num_processes, str(acc.device)),
+            "distributed": acc.distributed_type.value,  # NO, MULTI_CPU, MULTI_GPU, FSDP…
+        },
         "versions": rundir.versions(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.started)),
         "duration_s": round(time.time() - run.started, 1),

@@ -74,3 +74,14 @@ def history(run_dir: Path, step: int, changed: dict[str, list[Any]]) -> list[dic
     path = RunDir(run_dir).run_json
     before = rundir.read_json(path).get("resumes", []) if path.is_file() else []
     return [*before, {"step": step, "changed": changed}]
+
+
+def precision_change(run_dir: Path, now: Any) -> dict[str, list[Any]]:
+    """{"precision": [before, now]} when ``--mixed-precision auto`` resolves to another
+    precision than the run was trained in (a resume on another machine); else {}."""
+    path = RunDir(run_dir).run_json
+    before = (rundir.read_json(path).get("precision") or {}) if path.is_file() else {}
+    used = before.get("used")
+    if now is None or used is None or used == now.used:
+        return {}
+    return {"precision": [used, now.used]}
