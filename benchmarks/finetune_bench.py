@@ -16,6 +16,8 @@ Loops, each in its own process, alternating on every round (medians reported):
                 GPU, bf16 or fp16), use_cpu=True on a CPU
   course        the Hugging Face course's Accelerate loop (chapter 3), as written
   hubtool-fp32, hubtool-compile   optional: hubtool forced to fp32 / with --compile yes
+  trainer-grouped                 optional: trainer-best in fp32 (what Trainer's best is on a
+                                  CPU without bf16; compare with hubtool-fp32)
   trainer-best-malloc             optional: trainer-best with glibc told to keep freed memory
                                   (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_), as hubtool
                                   does for itself on a CPU
@@ -47,7 +49,7 @@ from hubtool.demo import assets as demoassets  # noqa: E402
 
 ASSETS = ROOT / ".bench-assets"
 LOOPS = ("hubtool", "trainer", "trainer-best", "course")
-EXTRA_LOOPS = ("hubtool-fp32", "hubtool-compile", "trainer-best-malloc")
+EXTRA_LOOPS = ("hubtool-fp32", "hubtool-compile", "trainer-best-malloc", "trainer-grouped")
 # glibc's thresholds as environment variables: what hubtool sets for itself (allocator.py)
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str((1 << 31) - 1)}
 
@@ -207,7 +209,8 @@ def run_loop(name: str, model: Path, data: Path, args, work: Path, precision: st
             "compile_s": (info.get("compile") or {}).get("seconds"),
         }
     script = COURSE if name == "course" else TRAINER
-    variant = "best" if name.startswith("trainer-best") else "plain"
+    variant = "best" if name.startswith(("trainer-best", "trainer-grouped")) else "plain"
+    precision = "no" if name == "trainer-grouped" else precision
     argv = [str(model), str(data), str(args.steps), str(args.batch_size), variant, precision]
     env = {**bench_env(work), **(MALLOC_ENV if name.endswith("-malloc") else {})}
     proc = subprocess.run(
@@ -335,9 +338,14 @@ def report(results: dict[str, list[dict]], ceilings: dict[str, float], params: i
                 ratio = rows["hubtool"]["sps"] / rows[other]["sps"]
                 gap = 100 * (rows["hubtool"]["accuracy"] - rows[other]["accuracy"])
                 print(f"hubtool / {other}: {ratio:.2f}x samples/s, accuracy {gap:+.1f} points")
-    compiled = [r["compile_s"] for r in results.get("hubtool-compile", []) if r.get("compile_s")]
+    compiled = [r for r in results.get("hubtool-compile", []) if r.get("compile_s")]
     if compiled:
-        print(f"hubtool-compile: {statistics.median(compiled):.0f} s compiling (not in samples/s)")
+        spent = statistics.median(r["compile_s"] for r in compiled)
+        steady = statistics.median(r["samples"] / (r["seconds"] - r["compile_s"]) for r in compiled)
+        print(
+            f"hubtool-compile: {spent:.0f} s compiling, inside its samples/s; without it "
+            f"{steady:.1f} samples/s"
+        )
 
 
 MLM_TRAINER = textwrap.dedent("""
