@@ -149,8 +149,21 @@ def test_speed_up_changes_training_only_and_saves_a_stock_model(checkpoint, tmp_
     assert dropout.speed_up(fast)
     assert any(isinstance(m, dropout.FastDropout) for m in fast.modules())
     ids = torch.randint(5, 100, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[0, 7:] = 0  # padding must stay masked out
+    mask[2, 3:] = 0
     with torch.inference_mode():
-        assert torch.equal(stock.eval()(input_ids=ids).logits, fast.eval()(input_ids=ids).logits)
+        a = stock.eval()(input_ids=ids, attention_mask=mask).logits
+        b = fast.eval()(input_ids=ids, attention_mask=mask).logits
+        assert torch.equal(a, b)
+        fast.train()  # training path with dropout: padding still masked out
+        changed = ids.clone()
+        changed[0, 7:] = 1  # what stands in the padding does not matter
+        torch.manual_seed(0)
+        x = fast(input_ids=ids, attention_mask=mask).logits
+        torch.manual_seed(0)
+        y = fast(input_ids=changed, attention_mask=mask).logits
+        assert torch.allclose(x[0, :7], y[0, :7], atol=1e-5)
     fast.train()
     loss = fast(input_ids=ids, labels=ids).loss
     loss.backward()

@@ -84,3 +84,17 @@ def token_rows(n: int, seed: int = 0) -> list[dict]:
         tags = ["B-PER" if w in PEOPLE else "B-LOC" if w in PLACES else "O" for w in tokens]
         rows.append({"tokens": tokens, "ner_tags": tags})
     return rows
+
+
+MULTI_LABELS = {"animal": {"cat", "dog"}, "place": PLACES, "feeling": {"happy", "sad"}}
+
+
+def multi_label_rows(n: int, seed: int = 0) -> list[dict]:
+    """Several labels per text (none, one or more): which word groups the text mentions."""
+    return [
+        {
+            "text": t,
+            "labels": [k for k, words in MULTI_LABELS.items() if set(words) & set(t.split())],
+        }
+        for t in texts(n, seed)
+    ]

@@ -41,6 +41,10 @@ METRIC_NAMES = {
     "f1": "F1 (entity)",
     "perplexity": "Perplexity",
     "loss": "Loss",
+    "f1_micro": "F1 (micro)",
+    "precision_micro": "Precision (micro)",
+    "recall_micro": "Recall (micro)",
+    "subset_accuracy": "Subset accuracy (every label right)",
 }
 
 
@@ -170,6 +174,7 @@ def model_facts(files: RunFiles, settings: CardSettings, base: BaseCard) -> dict
             "from_scratch": scratch,
         },
         "labels": run.get("labels") or [],
+        "multi_label": bool(run.get("multi_label")),
         "mask_token": mask,
         "example": example.format(mask=mask or "[MASK]"),
     }
@@ -225,6 +230,8 @@ def data_facts(run: dict[str, Any], settings: CardSettings) -> dict[str, Any]:
             },
         ],
         "label_distribution": _distribution(stats.get("label_distribution") or {}),
+        "multi_label": bool(run.get("multi_label")),
+        "co_occurrence": stats.get("label_co_occurrence") or [],
         "columns": run.get("columns", {}),
         "max_length": cfg.get("max_length"),
         "language_guess": stats.get("language_guess"),
@@ -319,6 +326,7 @@ def evaluation_facts(metrics: dict[str, Any]) -> dict[str, Any]:
         "resamples": intervals.get("resamples"),
         "per_class": details.get("per_class"),
         "confusion_matrix": details.get("confusion_matrix"),
+        "threshold": (details.get("decision") or {}).get("threshold"),
         "by_length": metrics.get("by_length") or [],
         "step": metrics.get("step"),
     }
@@ -367,6 +375,8 @@ def snippet(model: dict[str, Any]) -> str:
 
     repo = model["repo_id"] or model["name"]
     extra = tasks.get(model["task"]).pipeline_options
+    if model.get("multi_label"):  # every label's score, not only the top one
+        extra += ", top_k=None"
     return (
         "from transformers import pipeline\n\n"
         f"pipe = pipeline({literal(model['task'])}, model={literal(repo)}{extra})\n"

@@ -56,6 +56,8 @@ class Predictions:
     counts: list[int] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     examples: int = 0  # the split's size (fill-mask: blocks), counted once over processes
+    multi_label: bool = False  # predictions are per-label probabilities, references 0/1
+    threshold: float | None = None  # multi-label: the decision threshold compute() chose
 
     @property
     def size(self) -> int:
@@ -101,6 +103,10 @@ class Task(ABC):
     def evaluation_set(self, validation: Any, collate: Collate, seed: int) -> tuple[Any, Collate]:
         """The validation features and collator evaluation uses (fixed for every pass)."""
         return validation, collate
+
+    def best_for(self, multi_label: bool) -> str:
+        """The metric that picks the best model (multi-label data may choose another)."""
+        return self.best_metric
 
     def train_faster(self, model: Any, batch: dict[str, Any]) -> str | None:
         """Install a cheaper training forward that gives the same loss on ``batch`` (checked

@@ -97,12 +97,20 @@ class TextClassification(Task):
 
         return without_length(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple))
 
+    def best_for(self, multi_label: bool) -> str:
+        return "f1_micro" if multi_label else self.best_metric
+
     def gather(
         self, accelerator: Any, outputs: Any, batch: dict[str, Any], out: Predictions
     ) -> None:
-        gather_labels(accelerator, outputs, batch, out, pad=False)
+        if batch["labels"].is_floating_point():  # 0/1 per label: multi-label
+            gather_label_sets(accelerator, outputs, batch, out)
+        else:
+            gather_labels(accelerator, outputs, batch, out, pad=False)
 
     def compute(self, p: Predictions, label_names: list[str] | None) -> dict[str, Any]:
+        if p.multi_label:
+            return multi_label_metrics(p, label_names)
         n = len(label_names) if label_names else None
         refs, preds = p.references, p.predictions
         result = dict(metric("accuracy").compute(predictions=preds, references=refs))
@@ -118,12 +126,13 @@ class TextClassification(Task):
         return {**result, **mean_loss(p)}
 
     def slices(self, p: Predictions) -> list[dict[str, Any]]:
-        """Accuracy by input length (tokens)."""
+        """Accuracy by input length (tokens); subset accuracy for multi-label."""
         rows, low = [], 0
+        right = _right(p)
         for high in (*LENGTH_BUCKETS, 1 << 30):
             idx = [i for i, n in enumerate(p.lengths) if low < n <= high]
             if idx:
-                correct = sum(p.predictions[i] == p.references[i] for i in idx)
+                correct = sum(right[i] for i in idx)
                 rows.append(
                     {
                         "tokens": f"{low + 1}-{high}" if high < 1 << 30 else f">{low}",
@@ -151,3 +160,66 @@ def gather_labels(
     out.references += labels.tolist()
     out.lengths += sizes.tolist()
     out.losses += losses.float().tolist()
+
+
+def _right(p: Predictions) -> list[bool]:
+    """Per example: its prediction is right (every label, for multi-label)."""
+    if not p.multi_label:
+        return [a == b for a, b in zip(p.predictions, p.references, strict=True)]
+    t = p.threshold if p.threshold is not None else 0.5
+    return [
+        all((x >= t) == bool(y) for x, y in zip(prob, ref, strict=True))
+        for prob, ref in zip(p.predictions, p.references, strict=True)
+    ]
+
+
+def gather_label_sets(
+    accelerator: Any, outputs: Any, batch: dict[str, Any], out: Predictions
+) -> None:
+    """Multi-label: per-label probabilities (sigmoid), 0/1 references, lengths, and each
+    example's mean binary cross-entropy."""
+    import torch.nn.functional as F
+
+    logits, labels = outputs.logits.float(), batch["labels"].float()
+    losses = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(dim=-1)
+    sizes = batch["attention_mask"].sum(dim=-1)
+    probs, labels, sizes, losses = accelerator.gather_for_metrics(
+        (logits.sigmoid().detach(), labels, sizes, losses.detach())
+    )
+    out.multi_label = True
+    out.predictions += probs.tolist()
+    out.references += labels.int().tolist()
+    out.lengths += sizes.tolist()
+    out.losses += losses.tolist()
+
+
+THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 … 0.95
+
+
+def multi_label_metrics(p: Predictions, label_names: list[str] | None) -> dict[str, Any]:
+    """Scores at the decision threshold: ``p.threshold`` when set (a trained model's, or a
+    bootstrap's), else the one that maximises micro F1 on these predictions (the validation
+    split during training; ties go to the threshold nearest 0.5), which is then set."""
+    scorer = metric("multilabel")
+
+    def at(t: float) -> dict[str, Any]:
+        return dict(scorer.compute(predictions=p.predictions, references=p.references, threshold=t))
+
+    if p.threshold is not None:  # fixed already: the model's own, or a bootstrap's
+        best, result = p.threshold, at(p.threshold)
+    else:
+        scored = {t: at(t) for t in THRESHOLDS}
+        best = max(THRESHOLDS, key=lambda t: (scored[t]["f1_micro"], -abs(t - 0.5)))
+        p.threshold, result = best, scored[best]
+    names = label_names or [str(i) for i in range(len(result["f1"]))]
+    result["per_class"] = {
+        names[i]: {k: result[k][i] for k in ("precision", "recall", "f1", "support")}
+        for i in range(len(names))
+    }
+    for key in ("precision", "recall", "f1", "support"):
+        del result[key]
+    result["decision"] = {
+        "threshold": best,
+        "chosen": "the threshold in 0.05–0.95 with the best micro F1 on the evaluated split",
+    }
+    return {**result, **mean_loss(p)}

@@ -2,12 +2,12 @@
 
 ``--compile auto`` (the default) compiles on a CUDA GPU when the run is long enough to repay
 the compile time; on a CPU it does not: inductor's compiled training step was measured slower
-than eager there (all-MiniLM-L6-v2, bf16, 2 cores, 200 steps: 145 against 163 samples/s
-even leaving out its 38 s of compiling; `benchmarks/finetune_bench.py --loops
-hubtool,hubtool-compile`), so ``--compile yes`` is needed to force it. A compiled run pads each batch to a
-multiple of 8 tokens (inside length-grouped batches that costs little padding), and dynamo
-makes the length dynamic at its first change, so new lengths do not recompile batch after
-batch.
+than eager there (all-MiniLM-L6-v2, bf16, 2 cores, 200 steps: 145 against 163 samples/s even
+leaving out its 38 s of compiling; ``benchmarks/finetune_bench.py --loops
+hubtool,hubtool-compile``), so ``--compile yes`` is needed to force it. A compiled run pads
+each batch to a multiple of 8 tokens (inside length-grouped batches that costs little
+padding), and dynamo makes the length dynamic at its first change, so new lengths do not
+recompile batch after batch.
 """
 
 from __future__ import annotations

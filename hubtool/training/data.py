@@ -29,6 +29,7 @@ class PreparedData:
     label_column: str | None
     source: dict[str, Any]
     stats: dict[str, Any] = field(default_factory=dict)
+    multi_label: bool = False  # a label column of lists: several labels per example
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -215,3 +216,49 @@ def encode_labels(
 def label_distribution(ds: Any, names: list[str], per_token: bool) -> dict[str, int]:
     counts = Counter(_flat(ds["labels"], per_token))
     return {names[i]: counts.get(i, 0) for i in range(len(names))}
+
+
+# -- multi-label ----------------------------------------------------------------------------
+def holds_lists(ds: Any, column: str) -> bool:
+    """Whether the column holds a list of labels per row (multi-label classification)."""
+    feature = ds.features[column]
+    return _inner_feature(feature) is not feature
+
+
+def check_label_lists(ds: Any, column: str, split: str) -> None:
+    """Every row has a list of labels (possibly empty), never a missing one."""
+    for i, row in enumerate(ds[column]):
+        if row is None or any(v is None for v in row):
+            raise UsageError(
+                f"Row {i} of the {split} split has no label list in {column!r} (or a null in it).",
+                "Give each row a list of its labels; [] for a row with none.",
+            )
+
+
+def encode_multi_hot(ds: Any, column: str, names: list[str], label_set: str = "training") -> Any:
+    """Label lists as 0/1 floats per label, in ``names`` order, in a ``labels`` column."""
+    indexed = encode_labels(ds, column, names, True, label_set)
+    n = len(names)
+
+    def hot(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        rows = [set(row) for row in batch["labels"]]
+        return {"multi_hot": [[1.0 if i in row else 0.0 for i in range(n)] for row in rows]}
+
+    hot_ds = indexed.map(hot, batched=True, remove_columns=["labels"], desc="Encoding label lists")
+    return hot_ds.rename_column("multi_hot", "labels")  # floats: BCE needs them so
+
+
+def multi_hot_distribution(ds: Any, names: list[str]) -> dict[str, int]:
+    import numpy as np
+
+    counts = np.asarray(ds["labels"], dtype=float).sum(axis=0) if len(ds) else np.zeros(len(names))
+    return {name: int(counts[i]) for i, name in enumerate(names)}
+
+
+def co_occurrence(ds: Any, names: list[str], top: int = 10) -> list[dict[str, Any]]:
+    """The label pairs found together most often in training examples."""
+    pairs: Counter[tuple[int, int]] = Counter()
+    for row in ds["labels"]:
+        on = [i for i, v in enumerate(row) if v]
+        pairs.update((a, b) for k, a in enumerate(on) for b in on[k + 1 :])
+    return [{"labels": [names[a], names[b]], "examples": n} for (a, b), n in pairs.most_common(top)]

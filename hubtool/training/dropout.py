@@ -94,8 +94,12 @@ def speed_up(model: nn.Module) -> bool:
     config = getattr(model, "config", None)
     if getattr(config, "_attn_implementation", None) == "sdpa":
         from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
         AttentionInterface.register(ATTENTION, attention)
+        # Without a mask function of its own name, transformers builds no attention mask at
+        # all for a registered attention: padding would be attended to.
+        AttentionMaskInterface.register(ATTENTION, sdpa_mask)
         model.set_attn_implementation(ATTENTION)  # type: ignore[operator]
         changed = True
     return changed

@@ -35,14 +35,22 @@ def evaluate_model(
     task = options["task"] if options["task"] != "auto" else _task_of(config, run_dir)
     labelled = tasks.get(task).labelled
     labels = [config.id2label[i] for i in sorted(config.id2label)] if labelled else None
+    multi = getattr(config, "problem_type", None) == "multi_label_classification"
     if extra_metrics and not labelled:
         raise UsageError(f"Extra metrics need predictions and references; {task} has only losses.")
+    if extra_metrics and multi:
+        raise UsageError(
+            "Extra metrics take one class id per example; this model is multi-label.",
+            "Its micro/macro F1, subset accuracy and per-label scores are computed already.",
+        )
     extras = [evaluation.metric(name) for name in extra_metrics]  # before the data and model
     cfg = _data_config(model_path, task, options, run_dir)
     split_ds, source = _load_split(cfg, options["split"], hub)
-    prepared = _prepare_split(split_ds, cfg, task, labels, tokenizer)
-    accelerator = Accelerator()
-    predictions = _predict(accelerator, model_path, task, labels, cfg, prepared, tokenizer)
+    prepared = _prepare_split(split_ds, cfg, task, labels, tokenizer, multi)
+    accelerator = Accelerator(mixed_precision=_run_precision(run_dir))
+    predictions = _predict(accelerator, model_path, task, labels, cfg, prepared, tokenizer, multi)
+    if multi:  # the threshold tuned on validation in training, not one tuned on this split
+        predictions.threshold = getattr(config, "multi_label_threshold", None) or 0.5
     metrics = evaluation.compute(predictions, labels)
     metrics.update(_extra_metrics(extras, predictions))
     document = {
@@ -69,12 +77,28 @@ def _predict(
     cfg: FinetuneConfig,
     prepared: Any,
     tokenizer: Any,
+    multi: bool = False,
 ) -> evaluation.Predictions:
     from hubtool.training.loop import load_model
 
-    model = load_model(cfg, task, labels)
+    model = load_model(cfg, task, labels, multi)
     model, loader = accelerator.prepare(model, _loader(cfg, prepared, task, tokenizer))
     return evaluation.predict(accelerator, model, loader, task)
+
+
+def _run_precision(run_dir: Path | None) -> str:
+    """A run's own precision (its metrics.json came from it); fp32 for a bare model."""
+    path = RunDir(run_dir).run_json if run_dir else None
+    if path is None or not path.exists():
+        return "no"
+    used = (rundir.read_json(path).get("precision") or {}).get("used")
+    return used if used == "bf16" or (used == "fp16" and _cuda()) else "no"
+
+
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def _extra_metrics(modules: list[Any], p: evaluation.Predictions) -> dict[str, Any]:
@@ -148,12 +172,20 @@ def _load_split(
 
 
 def _prepare_split(
-    ds: Any, cfg: FinetuneConfig, task: str, labels: list[str] | None, tokenizer: Any
+    ds: Any,
+    cfg: FinetuneConfig,
+    task: str,
+    labels: list[str] | None,
+    tokenizer: Any,
+    multi: bool = False,
 ) -> Any:
     spec = tasks.get(task)
     cols = spec.columns(list(ds.column_names), cfg)
     spec.check_rows(ds, "evaluation", cols)
-    if cols.label is not None and labels is not None:
+    if cols.label is not None and labels is not None and multi:
+        data.check_label_lists(ds, cols.label, "evaluation")
+        ds = data.encode_multi_hot(ds, cols.label, labels, label_set="model's")
+    elif cols.label is not None and labels is not None:
         ds = data.encode_labels(ds, cols.label, labels, spec.per_token, label_set="model's")
     return spec.tokenize(ds, tokenizer, cfg, cols)[0]
 

@@ -15,6 +15,8 @@ HIGHER_IS_BETTER = {
     "accuracy": True,
     "f1_macro": True,
     "f1": True,
+    "f1_micro": True,
+    "subset_accuracy": True,
     "matthews_correlation": True,
     "precision": True,
     "recall": True,
@@ -64,6 +66,8 @@ def bootstrap(
             [p.references[i] for i in idx] if p.references else [],
             [p.losses[i] for i in idx] if p.losses else [],
             [p.counts[i] for i in idx] if p.counts else [],
+            multi_label=p.multi_label,
+            threshold=p.threshold,  # multi-label: the threshold of the whole split, fixed
         )
         for key, value in scalars(compute(resampled, label_names)).items():
             samples.setdefault(key, []).append(value)

@@ -33,11 +33,17 @@ def prepare_data(
         if len(ds) == 0:  # so that row numbers are the file's
             raise UsageError(f"The {split} split is empty.")
         task.check_rows(ds, split, cols)
+    multi = bool(cols.label) and not task.per_token and data.holds_lists(first, str(cols.label))
+    if multi:
+        for split, ds in ((s, d) for s, d in raw.items() if s in used):
+            data.check_label_lists(ds, str(cols.label), split)
     train, validation, how = data.choose_splits(raw, cfg, cols.label)
     names = None
     stats: dict[str, Any] = {"train_rows": len(train), "validation_rows": len(validation)}
     stats["language_guess"] = _language_of(train, cols.text)
-    if cols.label is not None:
+    if cols.label is not None and multi:
+        names, train, validation = _multi_hot(train, validation, cols.label, stats)
+    elif cols.label is not None:
         names = data.label_names_for(train, validation, cols.label, task.per_token)
         train = data.encode_labels(train, cols.label, names, task.per_token)
         validation = data.encode_labels(validation, cols.label, names, task.per_token)
@@ -50,8 +56,23 @@ def prepare_data(
     stats["truncated"] = {"train": train_cut, "validation": val_cut}
     source = {**source, "split": how["split"], "validation": how}
     return data.PreparedData(
-        task.name, train, validation, names, cols.text, cols.pair, cols.label, source, stats
+        task.name, train, validation, names, cols.text, cols.pair, cols.label, source, stats, multi
     )
+
+
+def _multi_hot(
+    train: Any, validation: Any, column: str, stats: dict[str, Any]
+) -> tuple[list[str], Any, Any]:
+    """Multi-label: the label set, both splits as 0/1 per label, their counts and pairs."""
+    names = data.label_names_for(train, validation, column, True)
+    train = data.encode_multi_hot(train, column, names)
+    validation = data.encode_multi_hot(validation, column, names)
+    stats["label_distribution"] = {
+        "train": data.multi_hot_distribution(train, names),
+        "validation": data.multi_hot_distribution(validation, names),
+    }
+    stats["label_co_occurrence"] = data.co_occurrence(train, names)
+    return names, train, validation
 
 
 def _language_of(ds: Any, column: str) -> str | None:

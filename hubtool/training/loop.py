@@ -116,7 +116,9 @@ def load_tokenizer(model_id: str) -> Any:
     return tokenizer
 
 
-def load_model(cfg: FinetuneConfig, task: str, labels: list[str] | None) -> Any:
+def load_model(
+    cfg: FinetuneConfig, task: str, labels: list[str] | None, multi_label: bool = False
+) -> Any:
     """The checkpoint's weights with the task's head, or (``from_scratch``) a seeded random
     initialisation of its architecture."""
     import transformers
@@ -129,6 +131,8 @@ def load_model(cfg: FinetuneConfig, task: str, labels: list[str] | None) -> Any:
             "id2label": dict(enumerate(labels)),
             "label2id": {name: i for i, name in enumerate(labels)},
         }
+        if multi_label:  # sigmoid + binary cross-entropy per label
+            kwargs["problem_type"] = "multi_label_classification"
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -321,7 +325,7 @@ def setup(
     tokenizer = load_tokenizer(cfg.model)
     with accelerator.main_process_first():
         data = prepare_data(cfg, tokenizer, hub)
-    model = load_model(cfg, data.task, data.label_names)
+    model = load_model(cfg, data.task, data.label_names, data.multi_label)
     speed = _cpu_paths(model, accelerator)
     compiled = compiling.choose(
         cfg.compile, str(accelerator.device), _planned_steps(cfg, data, accelerator)
@@ -348,7 +352,7 @@ def setup(
     accelerator.register_for_checkpointing(scheduler)
     state = LoopState()
     accelerator.register_for_checkpointing(state)
-    metric_name = cfg.metric_for_best or tasks.get(data.task).best_metric
+    metric_name = cfg.metric_for_best or tasks.get(data.task).best_for(data.multi_label)
     run = Run(
         cfg,
         run_dir,
@@ -596,6 +600,8 @@ def _evaluate_and_keep(run: Run, best: dict[str, Any] | None) -> dict[str, Any] 
     )
     if evaluation.better(run.metric_name, value, state.best_metric):
         state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
+        if predictions.threshold is not None:  # multi-label: saved in the model's config
+            acc.unwrap_model(run.model).config.multi_label_threshold = predictions.threshold
         save_model(run)
         best = metrics_document(run, metrics, predictions)
         if acc.is_main_process:
@@ -716,6 +722,7 @@ def write_run_json(run: Run, status: str) -> None:
         "config": run.cfg.as_dict(),
         "task": run.data.task,
         "labels": run.data.label_names,
+        "multi_label": run.data.multi_label,
         "columns": {
             "text": run.data.text_column,
             "text_pair": run.data.text_pair_column,

@@ -48,7 +48,7 @@ def choose(requested: str, cache_dir: Path | None, distributed_cpu: bool = False
     gpu = torch.cuda.is_available() and not distributed_cpu
     if requested == "auto":
         return _cuda_choice(torch) if gpu else _cpu_choice(cache_dir)
-    asked = f"asked for (--mixed-precision {requested})"
+    asked = f"--mixed-precision {requested}"
     if requested == "fp16" and not gpu:
         raise ConfigError(
             "--mixed-precision fp16 needs a GPU: on a CPU, PyTorch autocasts to bf16 only.",

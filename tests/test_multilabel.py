@@ -1,0 +1,127 @@
+"""Multi-label text classification: a label column of lists trains a sigmoid head with a
+tuned decision threshold, scored by micro/macro F1, subset accuracy and per-label scores,
+carded, pushed, loaded back by a transformers pipeline, evaluated again and resumed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests import tiny
+from tests.test_finetune import base_args, launch_two, read_log, run
+
+LEARN = ["--lr", "5e-3", "--epochs", "30", "--warmup-ratio", "0.1", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def multi_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("multi")
+    tiny.write_jsonl(root / "tags" / "train.jsonl", tiny.multi_label_rows(300))
+    tiny.write_jsonl(root / "tags" / "validation.jsonl", tiny.multi_label_rows(80, seed=7))
+    return root / "tags"
+
+
+@pytest.fixture(scope="module")
+def trained(checkpoint, multi_data, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("multi-run")
+    run(base_args(checkpoint, multi_data, "out", *LEARN), work)
+    return work / "out"
+
+
+def test_a_label_list_column_trains_a_multi_label_model_that_learns(trained):
+    info = json.loads((trained / "run.json").read_text())
+    assert info["task"] == "text-classification" and info["multi_label"] is True
+    assert info["labels"] == ["animal", "feeling", "place"]
+    doc = json.loads((trained / "metrics.json").read_text())
+    m = doc["metrics"]
+    # always predicting every label scores micro F1 0.667 here: this one learnt the groups
+    assert m["f1_micro"] > 0.8 and m["subset_accuracy"] > 0.45
+    assert {"f1_macro", "precision_micro", "recall_micro", "loss"} <= set(m)
+    assert "accuracy" not in m and doc["metric_for_best"] == "f1_micro"
+    assert set(doc["details"]["per_class"]) == {"animal", "feeling", "place"}
+    threshold = doc["details"]["decision"]["threshold"]
+    config = json.loads((trained / "model" / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+    assert config["multi_label_threshold"] == threshold and 0 < threshold < 1
+    pairs = info["data"]["label_co_occurrence"]
+    assert pairs and all(len(p["labels"]) == 2 and p["examples"] > 0 for p in pairs)
+
+
+def test_the_card_says_what_a_multi_label_model_is(trained):
+    card = (trained / "model" / "README.md").read_text()
+    assert "pipeline_tag: text-classification" in card
+    assert "Subset accuracy" in card and "F1 (micro)" in card
+    assert "Labels found together most often" in card
+    assert "a label is predicted when its sigmoid score is at least" in card
+    assert "top_k=None" in card  # the snippet shows every label's score
+
+
+def test_a_transformers_pipeline_gives_independent_scores_per_label(trained):
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=str(trained / "model"), top_k=None)
+    out = pipe("the cat in paris")
+    rows = out[0] if out and isinstance(out[0], list) else out
+    scores = {r["label"]: r["score"] for r in rows}
+    assert set(scores) == {"animal", "feeling", "place"}
+    assert scores["animal"] > 0.5 and scores["place"] > 0.5 and scores["feeling"] < 0.5
+
+
+def test_evaluate_uses_the_threshold_tuned_in_training(trained, multi_data, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    (copy / "metrics.json").unlink()
+    done = run(["evaluate", str(copy), "--dataset", str(multi_data)], tmp_path)
+    assert done.returncode == 0
+    again = json.loads((copy / "metrics.json").read_text())
+    first = json.loads((trained / "metrics.json").read_text())
+    assert again["metrics"]["f1_micro"] == pytest.approx(first["metrics"]["f1_micro"], abs=1e-6)
+    assert again["details"]["decision"]["threshold"] == first["details"]["decision"]["threshold"]
+
+
+def test_a_missing_label_list_is_refused_naming_the_row(checkpoint, tmp_path):
+    rows = tiny.multi_label_rows(30)
+    rows[4]["labels"] = None
+    tiny.write_jsonl(tmp_path / "bad" / "train.jsonl", rows)
+    proc = run(base_args(checkpoint, tmp_path / "bad", "out"), tmp_path, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "Row 4 of the train split has no label list" in proc.stderr
+
+
+def test_multi_label_resumes_exactly_and_runs_on_two_processes(checkpoint, multi_data, tmp_path):
+    args = ["--max-steps", "8", "--save-every", "4", "--eval-every", "4", "--seed", "2"]
+    run(base_args(checkpoint, multi_data, "straight", *args), tmp_path)
+    shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-8")
+    run(base_args(checkpoint, multi_data, "resumed", *args, "--resume"), tmp_path)
+    logs = [[e for e in read_log(tmp_path / n) if e["step"] > 4] for n in ("straight", "resumed")]
+    assert logs[0] == logs[1] and len(logs[0]) >= 5
+    launch_two(base_args(checkpoint, multi_data, "two", *args, "--batch-size", "8"), tmp_path)
+    doc = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert doc["examples"] == 80  # each validation example counted once over 2 processes
+    assert "f1_micro" in doc["metrics"]
+
+
+def test_a_pushed_multi_label_model_shows_its_scores_on_the_hub(trained, hub, alice, tmp_path):
+    from huggingface_hub import ModelCard
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    repo = f"{alice.name}/tags"
+    run(
+        ["push", str(run_dir), "--repo-id", repo],
+        tmp_path,
+        env_extra={"HF_TOKEN": alice.token},
+        hub_url=hub.url,
+    )
+    api = hub.api(alice)
+    assert api.model_info(repo).pipeline_tag == "text-classification"
+    card = ModelCard(Path(api.hf_hub_download(repo, "README.md")).read_text())
+    results = card.data.eval_results or []
+    names = {r.metric_type for r in results}
+    assert {"f1_micro", "subset_accuracy"} <= names
+    config = json.loads(Path(api.hf_hub_download(repo, "config.json")).read_text())
+    assert config["problem_type"] == "multi_label_classification"
