@@ -168,15 +168,7 @@ def hubtool_finetune(
     """run.json of one `hubtool finetune` run, with its metrics under "metrics"."""
     args = ["--model", str(model), "--dataset", str(dataset), "--max-steps", str(steps)]
     args += ["--batch-size", str(batch), "--max-length", "128", "--output-dir", str(out)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "hubtool", "finetune", *args, "--no-progress", *extra],
-        env=bench_env(work),
-        capture_output=True,
-        text=True,
-        cwd=work,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"hubtool failed:\n{proc.stderr[-3000:]}")
+    run_python("hubtool", ["-m", "hubtool", "finetune", *args, "--no-progress", *extra], work)
     info = json.loads((out / "run.json").read_text())
     info["metrics"] = json.loads((out / "metrics.json").read_text())["metrics"]
     return info
@@ -212,17 +204,27 @@ def run_loop(name: str, model: Path, data: Path, args, work: Path, precision: st
     variant = "best" if name.startswith(("trainer-best", "trainer-grouped")) else "plain"
     precision = "no" if name == "trainer-grouped" else precision
     argv = [str(model), str(data), str(args.steps), str(args.batch_size), variant, precision]
-    env = {**bench_env(work), **(MALLOC_ENV if name.endswith("-malloc") else {})}
+    env = MALLOC_ENV if name.endswith("-malloc") else {}
+    return last_json(run_python(name, ["-c", script, *argv], work, env))
+
+
+def run_python(name: str, argv: list[str], work: Path, env: dict[str, str] | None = None) -> str:
+    """Run this Python with ``argv`` in the benchmark's environment; its stdout."""
     proc = subprocess.run(
-        [sys.executable, "-c", script, *argv],
-        env=env,
+        [sys.executable, *argv],
+        env={**bench_env(work), **(env or {})},
         capture_output=True,
         text=True,
         cwd=work,
     )
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return proc.stdout
+
+
+def last_json(stdout: str) -> dict:
+    """The JSON line a competitor script prints last."""
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def device() -> str:
@@ -391,16 +393,7 @@ def mlm_report(model: Path, work: Path, args, precision: str) -> str:
         ours.append(info["throughput"]["samples_per_second"])
         ppl.append(info["metrics"]["perplexity"])
         argv = [str(model), str(corpus), str(steps), str(batch), precision]
-        proc = subprocess.run(
-            [sys.executable, "-c", MLM_TRAINER, *argv],
-            env=bench_env(work),
-            capture_output=True,
-            text=True,
-            cwd=work,
-        )
-        if proc.returncode != 0:
-            raise SystemExit(f"Trainer MLM failed:\n{proc.stderr[-3000:]}")
-        done = json.loads(proc.stdout.strip().splitlines()[-1])
+        done = last_json(run_python("Trainer MLM", ["-c", MLM_TRAINER, *argv], work))
         theirs.append(done["samples"] / done["seconds"])
     share = projection_share(model)
     a, b = statistics.median(ours), statistics.median(theirs)

@@ -211,6 +211,13 @@ def missing(column: str, what: str, columns: list[str]) -> UsageError:
     )
 
 
+def holds_lists(ds: Any, column: str) -> bool:
+    """Whether the column holds a list per row (of labels: multi-label classification)."""
+    import datasets
+
+    return isinstance(ds.features[column], (datasets.Sequence, datasets.List, list))
+
+
 def check_given(columns: list[str], cfg: Any) -> None:
     """The columns the user named exist."""
     for given, what in (

@@ -13,6 +13,7 @@ from hubtool.tasks.base import (
     Task,
     check_given,
     example_losses,
+    holds_lists,
     lengths,
     mean_loss,
     metric,
@@ -73,6 +74,17 @@ class TextClassification(Task):
                 f"Columns: {', '.join(columns)}. Use --label-column.",
             )
         return Columns(text, pair, label)
+
+    def check_rows(self, ds: Any, split: str, cols: Columns) -> None:
+        super().check_rows(ds, split, cols)
+        if cols.label and holds_lists(ds, cols.label):  # multi-label: a list in every row
+            for i, row in enumerate(ds[cols.label]):
+                if row is None or any(v is None for v in row):
+                    raise UsageError(
+                        f"Row {i} of the {split} split has no label list in {cols.label!r} "
+                        "(or a null in it).",
+                        "Give each row a list of its labels; [] for a row with none.",
+                    )
 
     def tokenize(self, ds: Any, tokenizer: Any, cfg: Any, cols: Columns) -> tuple[Any, int]:
         def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:

@@ -102,16 +102,17 @@ class FillMask(Task):
             return None
         stock = model.forward
         model.forward = _masked_positions_forward(model, head, stock)
+        was_training = model.training
+        model.eval()
         try:
-            was_training = model.training
-            model.eval()
             with torch.inference_mode():
                 same = torch.allclose(
                     model.forward(**batch).loss, stock(**batch).loss, rtol=1e-4, atol=1e-5
                 )
-            model.train(was_training)
         except Exception:  # a head that is not position-wise after all
             same = False
+        finally:
+            model.train(was_training)
         if not same:
             model.forward = stock
             return None

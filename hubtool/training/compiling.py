@@ -25,7 +25,6 @@ class Compilation:
     requested: str
     used: bool
     reason: str
-    seconds: float | None = None  # time spent compiling (dynamo + inductor), when on
 
     @property
     def pad_multiple(self) -> int | None:

@@ -219,22 +219,6 @@ def label_distribution(ds: Any, names: list[str], per_token: bool) -> dict[str, 
 
 
 # -- multi-label ----------------------------------------------------------------------------
-def holds_lists(ds: Any, column: str) -> bool:
-    """Whether the column holds a list of labels per row (multi-label classification)."""
-    feature = ds.features[column]
-    return _inner_feature(feature) is not feature
-
-
-def check_label_lists(ds: Any, column: str, split: str) -> None:
-    """Every row has a list of labels (possibly empty), never a missing one."""
-    for i, row in enumerate(ds[column]):
-        if row is None or any(v is None for v in row):
-            raise UsageError(
-                f"Row {i} of the {split} split has no label list in {column!r} (or a null in it).",
-                "Give each row a list of its labels; [] for a row with none.",
-            )
-
-
 def encode_multi_hot(ds: Any, column: str, names: list[str], label_set: str = "training") -> Any:
     """Label lists as 0/1 floats per label, in ``names`` order, in a ``labels`` column."""
     indexed = encode_labels(ds, column, names, True, label_set)

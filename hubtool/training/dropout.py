@@ -103,10 +103,3 @@ def speed_up(model: nn.Module) -> bool:
         model.set_attn_implementation(ATTENTION)  # type: ignore[operator]
         changed = True
     return changed
-
-
-def restore_attention(model: nn.Module) -> None:
-    """SDPA again (before the model is saved or used outside training)."""
-    config = getattr(model, "config", None)
-    if getattr(config, "_attn_implementation", None) == ATTENTION:
-        model.set_attn_implementation("sdpa")  # type: ignore[operator]

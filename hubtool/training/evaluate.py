@@ -13,6 +13,7 @@ from hubtool.core.rundir import RunDir
 from hubtool.errors import UsageError
 from hubtool.training import data, evaluation
 from hubtool.training.config import FinetuneConfig, with_max_length
+from hubtool.training.precision import gpu_available
 
 
 def evaluate_model(
@@ -92,13 +93,7 @@ def _run_precision(run_dir: Path | None) -> str:
     if path is None or not path.exists():
         return "no"
     used = (rundir.read_json(path).get("precision") or {}).get("used")
-    return used if used == "bf16" or (used == "fp16" and _cuda()) else "no"
-
-
-def _cuda() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
+    return used if used == "bf16" or (used == "fp16" and gpu_available()) else "no"
 
 
 def _extra_metrics(modules: list[Any], p: evaluation.Predictions) -> dict[str, Any]:
@@ -183,7 +178,6 @@ def _prepare_split(
     cols = spec.columns(list(ds.column_names), cfg)
     spec.check_rows(ds, "evaluation", cols)
     if cols.label is not None and labels is not None and multi:
-        data.check_label_lists(ds, cols.label, "evaluation")
         ds = data.encode_multi_hot(ds, cols.label, labels, label_set="model's")
     elif cols.label is not None and labels is not None:
         ds = data.encode_labels(ds, cols.label, labels, spec.per_token, label_set="model's")

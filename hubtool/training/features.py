@@ -8,6 +8,7 @@ from typing import Any
 from hubtool import tasks
 from hubtool.core.hubclient import HubSettings
 from hubtool.errors import UsageError
+from hubtool.tasks.base import holds_lists
 from hubtool.training import data
 from hubtool.training.config import FinetuneConfig
 
@@ -33,10 +34,7 @@ def prepare_data(
         if len(ds) == 0:  # so that row numbers are the file's
             raise UsageError(f"The {split} split is empty.")
         task.check_rows(ds, split, cols)
-    multi = bool(cols.label) and not task.per_token and data.holds_lists(first, str(cols.label))
-    if multi:
-        for split, ds in ((s, d) for s, d in raw.items() if s in used):
-            data.check_label_lists(ds, str(cols.label), split)
+    multi = bool(cols.label) and not task.per_token and holds_lists(first, str(cols.label))
     train, validation, how = data.choose_splits(raw, cfg, cols.label)
     names = None
     stats: dict[str, Any] = {"train_rows": len(train), "validation_rows": len(validation)}

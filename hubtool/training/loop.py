@@ -261,7 +261,7 @@ def make_accelerator(
                 "--report-to tensorboard needs the tensorboard package.", "pip install tensorboard"
             )
         log_with = "tensorboard"
-    cpus = launch.distributed and not _cuda()
+    cpus = _cpu_processes(launch)
     return Accelerator(
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=precision.used,
@@ -292,10 +292,9 @@ def _cpu_fsdp_plugin(launch: Launch) -> Any:
     return FullyShardedDataParallelPlugin(fsdp_version=2, cpu_ram_efficient_loading=False)
 
 
-def _cuda() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
+def _cpu_processes(launch: Launch) -> bool:
+    """A launch of several processes on a machine without CUDA: they run on CPUs (gloo)."""
+    return launch.distributed and not precision.gpu_available()
 
 
 # -- setup ---------------------------------------------------------------------------------------
@@ -315,8 +314,8 @@ def setup(
     rundir.check_target(cfg.run_dir, overwrite, resume is not None)  # on every process
     run_dir = rundir.work_dir(cfg.run_dir, overwrite, resume is not None)
     launch = launch or Launch()
-    cpus = launch.distributed and not _cuda()
-    mixed = precision.choose(cfg.mixed_precision, hub.cache_dir if hub else None, cpus)
+    cache = hub.cache_dir if hub else None
+    mixed = precision.choose(cfg.mixed_precision, cache, _cpu_processes(launch))
     accelerator = make_accelerator(cfg, run_dir, launch, mixed)
     if accelerator.is_main_process:
         rundir.prepare(cfg.run_dir, overwrite, resume is not None)
@@ -339,8 +338,7 @@ def setup(
         model, optimizer, train_loader, eval_loader
     )
     # Sized from the prepared loader: with N processes each one sees 1/N of the batches.
-    steps_per_epoch = max(math.ceil(len(train_loader) / cfg.grad_accum), 1)
-    total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
+    steps_per_epoch, total = _schedule(cfg, len(train_loader))
     # Not prepared: Accelerate would step it once per process at every optimizer step.
     # The loop steps it once per optimizer step, so the schedule is the same for any N.
     scheduler = get_scheduler(
@@ -396,8 +394,13 @@ def _cpu_paths(model: Any, accelerator: Any) -> dict[str, Any]:
 def _planned_steps(cfg: FinetuneConfig, data: Any, accelerator: Any) -> int:
     """The run's optimizer steps, known before the loaders are prepared."""
     batches = math.ceil(len(data.train) / (cfg.batch_size * accelerator.num_processes))
+    return _schedule(cfg, batches)[1]
+
+
+def _schedule(cfg: FinetuneConfig, batches: int) -> tuple[int, int]:
+    """(optimizer steps per epoch, total steps) for ``batches`` batches per epoch."""
     per_epoch = max(math.ceil(batches / cfg.grad_accum), 1)
-    return cfg.max_steps or math.ceil(per_epoch * cfg.epochs)
+    return per_epoch, cfg.max_steps or math.ceil(per_epoch * cfg.epochs)
 
 
 def _config_limit(model_id: str) -> int | None:
@@ -703,7 +706,11 @@ def throughput(run: Run) -> dict[str, Any]:
 
 def _speed_record(run: Run) -> dict[str, Any]:
     used = getattr(run.accelerator.unwrap_model(run.model).config, "_attn_implementation", None)
-    return {"attention": "sdpa" if used == "hubtool_sdpa" else used, **run.speed}
+    if run.speed.get("fast_cpu_dropout"):
+        from hubtool.training.dropout import ATTENTION
+
+        used = "sdpa" if used == ATTENTION else used  # SDPA with the cheaper dropout mask
+    return {"attention": used, **run.speed}
 
 
 def _compile_record(run: Run) -> dict[str, Any] | None:

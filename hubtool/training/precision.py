@@ -17,13 +17,13 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from hubtool.core.rundir import cpu_name
 from hubtool.errors import ConfigError
 
 PROBE_FILE = "precision-probe.json"
@@ -45,7 +45,7 @@ def choose(requested: str, cache_dir: Path | None, distributed_cpu: bool = False
     """The precision to train in. ``cache_dir`` keeps the CPU probe's answer (None: probe)."""
     import torch
 
-    gpu = torch.cuda.is_available() and not distributed_cpu
+    gpu = gpu_available() and not distributed_cpu
     if requested == "auto":
         return _cuda_choice(torch) if gpu else _cpu_choice(cache_dir)
     asked = f"--mixed-precision {requested}"
@@ -90,12 +90,16 @@ def cpu_bf16_instructions() -> list[str]:
 
 def _proc_cpu_flags() -> set[str]:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return set()
+        return set()
+    return next((set(x.split(":", 1)[1].split()) for x in lines if x.startswith("flags")), set())
+
+
+def gpu_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def _cpu_choice(cache_dir: Path | None) -> Precision:
@@ -123,20 +127,8 @@ def machine_key() -> str:
     """Separates probe answers by CPU, thread count and torch build."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    text = f"{cpu}|{sorted(_proc_cpu_flags())}|{torch.get_num_threads()}|{torch.__version__}"
-    for line in _cpuinfo_lines():
-        if line.startswith("model name"):
-            text += line
-            break
+    text = f"{cpu_name()}|{sorted(_proc_cpu_flags())}|{torch.get_num_threads()}|{torch.__version__}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _cpuinfo_lines() -> list[str]:
-    try:
-        return Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return []
 
 
 def cached_probe(cache_dir: Path | None) -> dict[str, Any]:
