@@ -125,3 +125,40 @@ def test_a_pushed_multi_label_model_shows_its_scores_on_the_hub(trained, hub, al
     assert {"f1_micro", "subset_accuracy"} <= names
     config = json.loads(Path(api.hf_hub_download(repo, "config.json")).read_text())
     assert config["problem_type"] == "multi_label_classification"
+
+
+def test_several_0_1_columns_are_one_multi_label_set(trained, checkpoint, tmp_path):
+    names = sorted(tiny.MULTI_LABELS)  # the list run's label order: the same training
+
+    def columns(rows: list[dict]) -> list[dict]:
+        return [{"text": r["text"], **{n: int(n in r["labels"]) for n in names}} for r in rows]
+
+    tiny.write_jsonl(tmp_path / "cols" / "train.jsonl", columns(tiny.multi_label_rows(300)))
+    tiny.write_jsonl(
+        tmp_path / "cols" / "validation.jsonl", columns(tiny.multi_label_rows(80, seed=7))
+    )
+    run(base_args(checkpoint, tmp_path / "cols", "out", *LEARN), tmp_path)
+    info = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert info["multi_label"] is True and info["data"]["label_columns"] == names
+    assert info["labels"] == names  # in the columns' order
+    # the same examples as label lists (the `trained` run): the same model and scores
+    got = json.loads((tmp_path / "out" / "metrics.json").read_text())["metrics"]
+    assert got == pytest.approx(json.loads((trained / "metrics.json").read_text())["metrics"])
+    card = (tmp_path / "out" / "model" / "README.md").read_text()
+    assert "each label is a 0/1 column of the data (animal, feeling, place)" in card
+    # evaluate folds the same columns; two named columns only are refused as a label set
+    done = run(["evaluate", str(tmp_path / "out"), "--dataset", str(tmp_path / "cols"),
+                "--output", str(tmp_path / "again.json")], tmp_path)  # fmt: skip
+    assert done.returncode == 0
+    again = json.loads((tmp_path / "again.json").read_text())["metrics"]["f1_micro"]
+    assert again == pytest.approx(json.loads((tmp_path / "out" / "metrics.json").read_text())[
+        "metrics"]["f1_micro"], abs=1e-6)  # fmt: skip
+    rows = columns(tiny.multi_label_rows(30))
+    rows[5]["place"] = 2
+    tiny.write_jsonl(tmp_path / "bad" / "train.jsonl", rows)
+    proc = run(
+        base_args(checkpoint, tmp_path / "bad", "bad", "--label-column", "animal,place"),
+        tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 2 and "Row 5 has 2 in the label column 'place'" in proc.stderr

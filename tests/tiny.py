@@ -98,3 +98,131 @@ def multi_label_rows(n: int, seed: int = 0) -> list[dict]:
         }
         for t in texts(n, seed)
     ]
+
+
+def qa_rows(n: int, seed: int = 0, unanswerable: bool = False, words: int = 14) -> list[dict]:
+    """SQuAD-style rows: who is in the text (a person) and where (a place). With
+    ``unanswerable``, some contexts have no place and their "where" question no answer."""
+    rng = random.Random(seed)
+    plain = [w for w in WORDS if w not in PEOPLE and w not in PLACES]
+    rows = []
+    for i in range(n):
+        context_words = [rng.choice(plain) for _ in range(rng.randint(3, words))]
+        person, place = rng.choice(PEOPLE), rng.choice(PLACES)
+        context_words.insert(rng.randint(0, len(context_words)), person)
+        has_place = not (unanswerable and i % 4 == 3)
+        if has_place:
+            context_words.insert(rng.randint(0, len(context_words)), place)
+        context = " ".join(context_words)
+        asks_place = i % 2 == 1 or (unanswerable and i % 4 == 3)
+        answer = place if asks_place else person
+        question = "where is it" if asks_place else "who is there"
+        if asks_place and not has_place:
+            answers = {"text": [], "answer_start": []}
+        else:
+            start = f" {context} ".index(f" {answer} ")
+            answers = {"text": [answer], "answer_start": [start]}
+        rows.append({"id": str(i), "question": question, "context": context, "answers": answers})
+    return rows
+
+
+TRANSLATE = {
+    "the": "le",
+    "cat": "chat",
+    "dog": "chien",
+    "sat": "assis",
+    "on": "sur",
+    "mat": "tapis",
+    "ran": "couru",
+    "fast": "vite",
+    "slow": "lent",
+    "happy": "heureux",
+    "sad": "triste",
+    "good": "bon",
+    "bad": "mauvais",
+    "movie": "film",
+    "film": "film",
+    "great": "super",
+    "awful": "affreux",
+    "paris": "paris",
+    "london": "londres",
+    "berlin": "berlin",
+    "city": "ville",
+    "river": "fleuve",
+    "alice": "alice",
+    "bob": "bob",
+    "carol": "carole",
+    "met": "vu",
+    "in": "dans",
+}
+
+
+def summary_rows(n: int, seed: int = 0) -> list[dict]:
+    """A document and its "headline": the people and places it names, in order."""
+    rows = []
+    for t in texts(n, seed):
+        named = [w for w in t.split() if w in PEOPLE or w in PLACES] or ["nothing"]
+        rows.append({"document": t, "summary": " ".join(named)})
+    return rows
+
+
+def translation_rows(n: int, seed: int = 0) -> list[dict]:
+    """English to "French", word for word, as {"translation": {"en": …, "fr": …}}."""
+    return [
+        {"translation": {"en": t, "fr": " ".join(TRANSLATE[w] for w in t.split())}}
+        for t in texts(n, seed)
+    ]
+
+
+def build_seq2seq_checkpoint(folder: Path, kind: str = "t5") -> Path:
+    """A 2-layer T5 or BART with a sub-word tokenizer trained on the tiny vocabulary and its
+    translations ([SEP] ends every text: the end-of-sequence token)."""
+    import torch
+    from transformers import (
+        BartConfig,
+        BartForConditionalGeneration,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    from hubtool.training.subwords import train_tokenizer
+
+    words = list(WORDS) + list(TRANSLATE.values()) + ["nothing"]
+    fast = train_tokenizer(texts(400) + words * 3, 200, 128)
+    fast.add_special_tokens({"eos_token": "[SEP]", "bos_token": "[CLS]"})
+    pad, eos, bos = fast.pad_token_id, fast.eos_token_id, fast.bos_token_id
+    torch.manual_seed(0)
+    if kind == "bart":
+        config = BartConfig(
+            vocab_size=len(fast),
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            max_position_embeddings=128,
+            pad_token_id=pad,
+            bos_token_id=bos,
+            eos_token_id=eos,
+            decoder_start_token_id=eos,
+            forced_eos_token_id=eos,
+        )
+        model = BartForConditionalGeneration(config)
+    else:
+        config = T5Config(
+            vocab_size=len(fast),
+            d_model=32,
+            d_ff=64,
+            d_kv=16,
+            num_layers=2,
+            num_heads=2,
+            pad_token_id=pad,
+            eos_token_id=eos,
+            decoder_start_token_id=pad,
+        )
+        model = T5ForConditionalGeneration(config)
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder

@@ -119,15 +119,23 @@ def classification_slices(metrics: dict[str, Any], worst: int = 3) -> dict[str, 
     """The classes and length buckets where the model does worst."""
     per_class = metrics.get("details", {}).get("per_class") or {}
     classes = sorted(per_class.items(), key=lambda kv: (kv[1].get("f1", 0.0), kv[0]))
-    metric = next((k for k in ("accuracy", "f1") if k in metrics.get("metrics", {})), None)
-    buckets = [b for b in metrics.get("by_length") or [] if metric and metric in b]
-    buckets.sort(key=lambda b: b[metric])
+    scored = ("accuracy", "f1", "rougeL", "bleu")
+    metric = next((k for k in scored if k in metrics.get("metrics", {})), None)
+    buckets = [_slice(b) for b in metrics.get("by_length") or [] if metric and metric in b]
+    buckets.sort(key=lambda b: b[str(metric)])
     return {
         "kind": "worst-slices",
         "classes": [{"label": k, **v} for k, v in classes[:worst]],
         "length_metric": metric,
         "lengths": buckets[:worst],
     }
+
+
+def _slice(bucket: dict[str, Any]) -> dict[str, Any]:
+    """A length bucket with its name (``context 65-128 words``, ``1-16 tokens``)."""
+    unit = "words" if "words" in bucket else "tokens"
+    name = f"{bucket.get('part', '')} {bucket[unit]} {unit}".strip()
+    return {**bucket, "slice": name}
 
 
 def measure(

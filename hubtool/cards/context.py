@@ -45,6 +45,12 @@ METRIC_NAMES = {
     "precision_micro": "Precision (micro)",
     "recall_micro": "Recall (micro)",
     "subset_accuracy": "Subset accuracy (every label right)",
+    "exact_match": "Exact match",
+    "has_answer_exact_match": "Exact match (answerable)",
+    "has_answer_f1": "F1 (answerable)",
+    "no_answer_exact_match": "Accuracy on unanswerable questions",
+    "brevity_penalty": "BLEU brevity penalty",
+    "length_ratio": "Output/reference length",
 }
 
 
@@ -132,6 +138,10 @@ def languages(run: dict[str, Any], settings: CardSettings, base: BaseCard) -> li
                 raise ConfigError(f"Unknown language {name!r} in the card settings.")
             codes.append(lang.code)
         return codes
+    pair = [(run.get("config") or {}).get(k) for k in ("source_lang", "target_lang")]
+    if run.get("task") == "translation" and all(pair):  # both sides of the pair, as the Hub
+        found = [find_language(str(c)) for c in pair]
+        return [f.code if f else str(c) for f, c in zip(found, pair, strict=True)]
     guess = run.get("data", {}).get("language_guess")
     if guess:
         return [guess]
@@ -176,7 +186,8 @@ def model_facts(files: RunFiles, settings: CardSettings, base: BaseCard) -> dict
         "labels": run.get("labels") or [],
         "multi_label": bool(run.get("multi_label")),
         "mask_token": mask,
-        "example": example.format(mask=mask or "[MASK]"),
+        "example": example.format(mask=mask or "[MASK]") if isinstance(example, str) else example,
+        "source_prefix": (run.get("data", {}).get("preparation") or {}).get("source_prefix"),
     }
 
 
@@ -232,10 +243,14 @@ def data_facts(run: dict[str, Any], settings: CardSettings) -> dict[str, Any]:
         "label_distribution": _distribution(stats.get("label_distribution") or {}),
         "multi_label": bool(run.get("multi_label")),
         "co_occurrence": stats.get("label_co_occurrence") or [],
+        "label_columns": stats.get("label_columns") or [],
         "columns": run.get("columns", {}),
         "max_length": cfg.get("max_length"),
         "language_guess": stats.get("language_guess"),
-        "mlm": tasks.get(run["task"]).data_settings(cfg) if run.get("task") else None,
+        "settings": {
+            **((tasks.get(run["task"]).data_settings(cfg) or {}) if run.get("task") else {}),
+            **(stats.get("preparation") or {}),
+        },
         "label_all_subwords": cfg.get("label_all_subwords"),
     }
 
@@ -315,11 +330,13 @@ def _evaluations(log: list[dict[str, Any]], per_epoch: int) -> dict[str, Any]:
 def evaluation_facts(metrics: dict[str, Any]) -> dict[str, Any]:
     intervals = metrics.get("confidence_intervals") or {}
     details = metrics.get("details", {})
+    task = metrics.get("task")
+    names = {**METRIC_NAMES, **(tasks.get(task).metric_names if task in tasks.BY_NAME else {})}
     return {
         "split": metrics.get("dataset", {}).get("split"),
         "examples": metrics.get("examples"),
         "metrics": [
-            {"name": k, "label": METRIC_NAMES.get(k, k), "value": v, "interval": intervals.get(k)}
+            {"name": k, "label": names.get(k, k), "value": v, "interval": intervals.get(k)}
             for k, v in metrics.get("metrics", {}).items()
         ],
         "interval_level": intervals.get("level"),
@@ -328,6 +345,12 @@ def evaluation_facts(metrics: dict[str, Any]) -> dict[str, Any]:
         "confusion_matrix": details.get("confusion_matrix"),
         "threshold": (details.get("decision") or {}).get("threshold"),
         "by_length": metrics.get("by_length") or [],
+        "length_columns": [
+            {"key": k, "label": names.get(k, k)}
+            for k in (metrics.get("by_length") or [{}])[0]
+            if k not in ("part", "tokens", "words", "examples")
+        ],
+        "generation": details.get("generation"),
         "step": metrics.get("step"),
     }
 
@@ -368,20 +391,19 @@ def config_yaml(run: dict[str, Any]) -> str:
 
 def snippet(model: dict[str, Any]) -> str:
     """Python that loads this exact repo for its task and runs the card's example."""
-    import json
-
-    def literal(text: str) -> str:  # a double-quoted Python string literal
-        return json.dumps(text, ensure_ascii=False)
-
     repo = model["repo_id"] or model["name"]
-    extra = tasks.get(model["task"]).pipeline_options
+    spec = tasks.get(model["task"])
+    extra = spec.pipeline_options
     if model.get("multi_label"):  # every label's score, not only the top one
         extra += ", top_k=None"
-    return (
-        "from transformers import pipeline\n\n"
-        f"pipe = pipeline({literal(model['task'])}, model={literal(repo)}{extra})\n"
-        f"print(pipe({literal(model['example'])}))\n"
-    )
+    return spec.usage(repo, example_input(model), extra)
+
+
+def example_input(model: dict[str, Any]) -> Any:
+    """The card's example as the model takes it (with the source prefix it was trained on)."""
+    example = model["example"]
+    prefix = model.get("source_prefix")
+    return prefix + example if prefix and isinstance(example, str) else example
 
 
 def bibtex(model: dict[str, Any], settings: CardSettings, endpoint: str, started: Any) -> str:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hubtool import tasks
 from hubtool.cards.base import BaseCard, read_base_card
 from hubtool.cards.inputs import (  # noqa: F401  (the stage's interface)
     CARD_KEYS,
@@ -99,7 +100,7 @@ def front_matter(ctx: dict[str, Any], settings: CardSettings, base: BaseCard) ->
         metrics=[m["name"] for m in ctx["evaluation"]["metrics"]] or None,
         model_name=model["name"],
         eval_results=cardparts.eval_results(model, data, ctx["evaluation"]) or None,
-        widget=[{"text": model["example"]}],
+        widget=[tasks.get(model["task"]).widget(cardparts.example_input(model))],
     )
     meta = card_data.to_dict()
     if model["base_model"]["id"]:

@@ -61,6 +61,26 @@ FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
         click.Choice(["auto", "yes", "no"]),
         "torch.compile the model: auto (default) compiles GPU runs long enough to repay it.",
     ),
+    "doc_stride": (
+        int,
+        "question-answering: tokens shared by a context's windows (default: max length / 4).",
+    ),
+    "max_answer_length": (int, "question-answering: longest answer predicted, in tokens."),
+    "source_column": (str, "summarization/translation: the input text column."),
+    "target_column": (str, "summarization/translation: the output text column."),
+    "source_lang": (str, "translation: the source language code (en, fr, …)."),
+    "target_lang": (str, "translation: the target language code."),
+    "source_prefix": (
+        str,
+        "summarization/translation: text put before every input (default: the T5 task "
+        "prefix for T5 checkpoints, else none).",
+    ),
+    "max_target_length": (int, "summarization/translation: target tokens kept in training."),
+    "num_beams": (int, "summarization/translation: beams when generating for evaluation."),
+    "max_new_tokens": (
+        int,
+        "summarization/translation: tokens generated at most (default: max target length).",
+    ),
     "group_by_length": (bool, "Batch examples of similar lengths (less padding)."),
     "from_scratch": (
         bool,
@@ -151,6 +171,27 @@ def finetune_command(config_file, resume, overwrite, no_progress, **flags) -> No
         out.result(str(run_dir))
 
 
+# Task settings evaluate takes as finetune does (a run's own are used when not given).
+EVALUATE_TASK_OPTIONS = (
+    "source_column",
+    "target_column",
+    "source_lang",
+    "target_lang",
+    "source_prefix",
+    "num_beams",
+    "max_new_tokens",
+    "doc_stride",
+    "max_answer_length",
+)
+
+
+def task_options(fn):
+    for name in reversed(EVALUATE_TASK_OPTIONS):
+        kind, text = FINETUNE_OPTIONS[name]
+        fn = click.option(f"--{name.replace('_', '-')}", name, type=kind, help=text)(fn)
+    return fn
+
+
 @click.command("evaluate")
 @click.argument("model")
 @click.option("--dataset", required=True, help="Hub dataset id or local file/folder.")
@@ -166,6 +207,7 @@ def finetune_command(config_file, resume, overwrite, no_progress, **flags) -> No
 @click.option("--label-column")
 @click.option("--max-length", type=int, help="Default: 128, or the model's limit when lower.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
+@task_options
 @click.option(
     "--metrics",
     "extra_metrics",

@@ -17,6 +17,8 @@ ARCHITECTURE_HEADS: tuple[tuple[str, str, str], ...] = (
     ("ForTokenClassification", "token-classification", "AutoModelForTokenClassification"),
     ("ForQuestionAnswering", "question-answering", "AutoModelForQuestionAnswering"),
     ("ForConditionalGeneration", "text2text-generation", "AutoModelForSeq2SeqLM"),
+    ("MTModel", "translation", "AutoModelForSeq2SeqLM"),  # MarianMTModel, trained translators
+    ("EncoderDecoderModel", "text2text-generation", "AutoModelForSeq2SeqLM"),  # BERT2BERT…
     ("ForImageClassification", "image-classification", "AutoModelForImageClassification"),
     ("ForMultipleChoice", "multiple-choice", "AutoModelForMultipleChoice"),
     ("ForMaskedLM", "fill-mask", "AutoModelForMaskedLM"),
@@ -54,7 +56,7 @@ data2vec-text xmod luke deberta deberta-v2 electra funnel convbert modernbert
 )
 SEQ2SEQ = frozenset(
     "t5 mt5 umt5 longt5 bart mbart marian pegasus m2m_100 led prophetnet "
-    "plbart bigbird_pegasus fsmt nllb-moe switch_transformers".split()
+    "plbart bigbird_pegasus fsmt nllb-moe switch_transformers encoder-decoder".split()
 )
 DECODERS = frozenset(
     "gpt2 gpt_neo gpt_neox gptj llama mistral mixtral opt bloom falcon qwen2 "

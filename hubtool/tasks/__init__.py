@@ -11,9 +11,18 @@ from hubtool.errors import UsageError
 from hubtool.tasks.base import Checkpoint, Columns, Predictions, Task, metric
 from hubtool.tasks.classification import TextClassification
 from hubtool.tasks.fill_mask import FillMask
+from hubtool.tasks.question_answering import QuestionAnswering
+from hubtool.tasks.seq2seq import Summarization, Translation
 from hubtool.tasks.token_classification import TokenClassification
 
-TASKS: tuple[Task, ...] = (TokenClassification(), TextClassification(), FillMask())
+TASKS: tuple[Task, ...] = (
+    QuestionAnswering(),
+    TokenClassification(),
+    Translation(),
+    Summarization(),
+    TextClassification(),
+    FillMask(),
+)
 BY_NAME = {t.name: t for t in TASKS}
 NAMES = tuple(BY_NAME)
 

@@ -55,9 +55,13 @@ class Predictions:
     losses: list[float] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    # per example, what slices group by (question/context words, source/target tokens…)
+    attributes: list[dict[str, int]] = field(default_factory=list)
     examples: int = 0  # the split's size (fill-mask: blocks), counted once over processes
     multi_label: bool = False  # predictions are per-label probabilities, references 0/1
     threshold: float | None = None  # multi-label: the decision threshold compute() chose
+    timing: dict[str, float] = field(default_factory=dict)  # seconds by phase (generation…)
+    seconds: float = 0.0  # the whole pass
 
     @property
     def size(self) -> int:
@@ -70,11 +74,14 @@ class Task(ABC):
     auto_class: ClassVar[str]  # the transformers Auto class of its head
     best_metric: ClassVar[str]  # what picks the best model by default
     release_requirement: ClassVar[str]  # `hubtool ci init`'s default gate
-    examples: ClassVar[dict[str, str]]  # widget text by language ({mask}: the mask token)
-    labelled: ClassVar[bool] = True  # reads a label column
+    # widget example by language: text ({mask}: the mask token), or the widget's fields
+    examples: ClassVar[dict[str, Any]]
+    labelled: ClassVar[bool] = True  # reads a label column of classes
+    predicts: ClassVar[bool] = True  # gathers a prediction per example (else only losses)
     per_token: ClassVar[bool] = False  # one label per token (else per example)
     bias_probe: ClassVar[str] = "slices"  # "completions" (masked-LM probes) or "slices"
     pipeline_options: ClassVar[str] = ""  # extra arguments of the card's pipeline() snippet
+    metric_names: ClassVar[dict[str, str]] = {}  # how the card names this task's metrics
 
     # -- data ------------------------------------------------------------------------------
     @abstractmethod
@@ -100,6 +107,20 @@ class Task(ABC):
         """Turns feature rows into a padded batch (the ``length`` column dropped), padded to
         a multiple of ``pad_multiple`` tokens when given (compiled runs)."""
 
+    def tokenize_eval(self, ds: Any, tokenizer: Any, cfg: Any, cols: Columns) -> tuple[Any, int]:
+        """Features of a split that is evaluated (tasks that post-process predictions keep
+        what they need to map them back to their examples)."""
+        return self.tokenize(ds, tokenizer, cfg, cols)
+
+    def preparation(self, cfg: Any, train: Any, cols: Columns) -> dict[str, Any]:
+        """How the data is prepared beyond the config's own values (resolved defaults,
+        counts), for run.json and the card; set on the model's config by ``configure``."""
+        return {}
+
+    def configure(self, config: Any, preparation: dict[str, Any]) -> None:  # noqa: B027
+        """Record on the model's config what inference needs to know of the training data
+        (nothing, unless the task says so)."""
+
     def evaluation_set(self, validation: Any, collate: Collate, seed: int) -> tuple[Any, Collate]:
         """The validation features and collator evaluation uses (fixed for every pass)."""
         return validation, collate
@@ -114,6 +135,17 @@ class Task(ABC):
         return None
 
     # -- evaluation ------------------------------------------------------------------------
+    def predict(
+        self, accelerator: Any, model: Any, loader: Any, out: Predictions, cfg: Any, tokenizer: Any
+    ) -> None:
+        """One pass over ``loader`` without gradients, each batch gathered into ``out``."""
+        import torch
+
+        for batch in loader:
+            with torch.inference_mode():
+                outputs = model(**batch)
+            self.gather(accelerator, outputs, batch, out)
+
     @abstractmethod
     def gather(
         self, accelerator: Any, outputs: Any, batch: dict[str, Any], out: Predictions
@@ -132,6 +164,19 @@ class Task(ABC):
     def data_settings(self, config: dict[str, Any]) -> dict[str, Any] | None:
         """Settings of the run's data preparation the card reports (None: nothing special)."""
         return None
+
+    def widget(self, example: Any) -> dict[str, Any]:
+        """The card's widget entry for the task's example."""
+        return example if isinstance(example, dict) else {"text": example}
+
+    def usage(self, repo: str, example: Any, options: str) -> str:
+        """Python that loads the published repo and runs the example (``repo`` and the
+        example's strings are written as literals; ``options``: more pipeline arguments)."""
+        return (
+            "from transformers import pipeline\n\n"
+            f"pipe = pipeline({literal(self.name)}, model={literal(repo)}{options})\n"
+            f"print(pipe({literal(example)}))\n"
+        )
 
     # family -> how a checkpoint of that family without the task's head is trained for it
     families: ClassVar[dict[str, str]] = {
@@ -160,6 +205,13 @@ class Task(ABC):
 
 
 # -- shared helpers --------------------------------------------------------------------------
+def literal(text: str) -> str:
+    """A double-quoted Python string literal."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
 @functools.cache
 def metric(name: str) -> Any:
     """A shipped evaluate module by name; any other evaluate id is loaded as evaluate does
@@ -209,6 +261,24 @@ def missing(column: str, what: str, columns: list[str]) -> UsageError:
     return UsageError(
         f"The {what} column {column!r} does not exist.", f"Columns: {', '.join(columns)}."
     )
+
+
+def texts_of(rows: Any, column: str) -> list[Any]:
+    """A column's values; ``translation.fr`` reads the ``fr`` text of each pair."""
+    names = rows.column_names if hasattr(rows, "column_names") else list(rows)
+    if column in names or "." not in column:
+        return list(rows[column])
+    base, key = column.split(".", 1)
+    values = []
+    for i, pair in enumerate(rows[base]):
+        if not isinstance(pair, dict) or key not in pair:
+            have = ", ".join(sorted(pair)) if isinstance(pair, dict) else type(pair).__name__
+            raise UsageError(
+                f"Row {i} of the {base!r} column has no {key!r} text (it has: {have}).",
+                "Check --source-lang and --target-lang against the data's language codes.",
+            )
+        values.append(pair[key])
+    return values
 
 
 def holds_lists(ds: Any, column: str) -> bool:

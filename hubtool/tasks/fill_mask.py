@@ -33,6 +33,7 @@ class FillMask(Task):
         "fr": "Paris est la {mask} de la France.",
     }
     labelled = False
+    predicts = False
     bias_probe = "completions"
 
     def claims(self, columns: list[str], label_column: str | None) -> bool:

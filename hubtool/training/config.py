@@ -68,6 +68,18 @@ class FinetuneConfig:
     label_all_subwords: bool = False
     from_scratch: bool = False
     compile: str = "auto"
+    # question answering
+    doc_stride: int | None = None  # None: a quarter of max_length
+    max_answer_length: int = 30
+    # summarization and translation
+    source_column: str | None = None
+    target_column: str | None = None
+    source_lang: str | None = None
+    target_lang: str | None = None
+    source_prefix: str | None = None  # None: the T5 task prefix where the checkpoint needs one
+    max_target_length: int = 128
+    num_beams: int = 1
+    max_new_tokens: int | None = None  # None: max_target_length
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -181,6 +193,11 @@ RANGES: list[tuple[str, float | None, float | None, str]] = [
     ("keep_checkpoints", 1, 10_000, "between 1 and 10,000"),
     ("early_stopping", 1, 1_000_000, "≥ 1"),
     ("mlm_probability", 0, 1, "in (0, 1)"),
+    ("doc_stride", 0, 16_384, "between 0 and 16,384"),
+    ("max_answer_length", 1, 4_096, "between 1 and 4,096"),
+    ("max_target_length", 1, 65_536, "between 1 and 65,536"),
+    ("num_beams", 1, 64, "between 1 and 64"),
+    ("max_new_tokens", 1, 65_536, "between 1 and 65,536"),
 ]
 OPEN_LOW = {"lr", "epochs", "max_grad_norm", "validation_share", "mlm_probability"}
 OPEN_HIGH = {"lr", "warmup_ratio", "validation_share", "mlm_probability"}

@@ -246,3 +246,60 @@ def co_occurrence(ds: Any, names: list[str], top: int = 10) -> list[dict[str, An
         on = [i for i, v in enumerate(row) if v]
         pairs.update((a, b) for k, a in enumerate(on) for b in on[k + 1 :])
     return [{"labels": [names[a], names[b]], "examples": n} for (a, b), n in pairs.most_common(top)]
+
+
+FOLDED = "labels_from_columns"  # the label list made from several 0/1 columns
+
+
+def binary_columns(ds: Any, given: str | None, reserved: tuple[str, ...]) -> list[str]:
+    """The 0/1 columns that are a multi-label example's labels: those named in
+    ``--label-column a,b,c``, or (none named, no usual label column) every column that holds
+    only 0 and 1 (ints or booleans) when there are at least two."""
+    import datasets
+
+    if given and "," in given:
+        named = [c.strip() for c in given.split(",") if c.strip()]
+        absent = [c for c in named if c not in ds.column_names]
+        if absent:
+            raise UsageError(
+                f"The label columns {', '.join(map(repr, absent))} do not exist.",
+                f"Columns: {', '.join(ds.column_names)}.",
+            )
+        for column in named:
+            _check_binary(ds, column)
+        return named
+    if given or any(c in ds.column_names for c in reserved):
+        return []
+    found = []
+    for column, feature in ds.features.items():
+        whole = isinstance(feature, datasets.Value) and (
+            feature.dtype == "bool" or feature.dtype.startswith(("int", "uint"))
+        )
+        if whole and set(ds.unique(column)) <= {0, 1}:
+            found.append(column)
+    return found if len(found) >= 2 else []
+
+
+def _check_binary(ds: Any, column: str) -> None:
+    for i, value in enumerate(ds[column]):
+        if isinstance(value, str) or value not in (0, 1):  # 0, 1, True, False (and 0.0, 1.0)
+            raise UsageError(
+                f"Row {i} has {value!r:.40} in the label column {column!r}: a label column of "
+                "a multi-label set holds 0 or 1.",
+                "Give 0/1 (or true/false) in every label column.",
+            )
+
+
+def fold_binary_columns(ds: Any, columns: list[str]) -> Any:
+    """Several 0/1 columns as one column of label lists (``FOLDED``), in column order."""
+    import datasets
+
+    def fold(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        rows = zip(*(batch[c] for c in columns), strict=True)
+        return {FOLDED: [[i for i, v in enumerate(row) if v] for row in rows]}
+
+    features = ds.features.copy()
+    features[FOLDED] = datasets.Sequence(datasets.ClassLabel(names=columns))
+    for column in columns:
+        del features[column]
+    return ds.map(fold, batched=True, remove_columns=columns, features=features)

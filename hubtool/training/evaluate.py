@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def evaluate_model(
     labelled = tasks.get(task).labelled
     labels = [config.id2label[i] for i in sorted(config.id2label)] if labelled else None
     multi = getattr(config, "problem_type", None) == "multi_label_classification"
-    if extra_metrics and not labelled:
+    if extra_metrics and not tasks.get(task).predicts:
         raise UsageError(f"Extra metrics need predictions and references; {task} has only losses.")
     if extra_metrics and multi:
         raise UsageError(
@@ -84,7 +85,7 @@ def _predict(
 
     model = load_model(cfg, task, labels, multi)
     model, loader = accelerator.prepare(model, _loader(cfg, prepared, task, tokenizer))
-    return evaluation.predict(accelerator, model, loader, task)
+    return evaluation.predict(accelerator, model, loader, task, cfg, tokenizer)
 
 
 def _run_precision(run_dir: Path | None) -> str:
@@ -127,19 +128,36 @@ def _task_of(config: Any, run_dir: Path | None) -> str:
     )
 
 
+# How the run prepared and generated (the model expects the same), unless given again.
+TASK_SETTINGS = (
+    "source_lang",
+    "target_lang",
+    "source_prefix",
+    "max_target_length",
+    "num_beams",
+    "max_new_tokens",
+    "doc_stride",
+    "max_answer_length",
+)
+
+
 def _data_config(
     model_path: str, task: str, options: dict[str, Any], run_dir: Path | None
 ) -> FinetuneConfig:
     columns: dict[str, Any] = {}
     if run_dir and RunDir(run_dir).run_json.exists():
-        saved = rundir.read_json(RunDir(run_dir).run_json).get("columns", {})
+        run = rundir.read_json(RunDir(run_dir).run_json)
+        saved = run.get("columns", {})
         columns = {
             "text_column": saved.get("text"),
             "text_pair_column": saved.get("text_pair"),
             "label_column": saved.get("label"),
         }
-    for key in ("text_column", "text_pair_column", "label_column"):
-        if options.get(key):
+        trained = run.get("config") or {}
+        columns |= {k: trained[k] for k in TASK_SETTINGS if trained.get(k) is not None}
+    given = ("text_column", "text_pair_column", "label_column", "source_column", "target_column")
+    for key in (*given, *TASK_SETTINGS):
+        if options.get(key) is not None:
             columns[key] = options[key]
     from hubtool.training.loop import _config_limit
 
@@ -175,13 +193,37 @@ def _prepare_split(
     multi: bool = False,
 ) -> Any:
     spec = tasks.get(task)
+    if multi:
+        ds, cfg = _fold_label_columns(ds, cfg, labels or [])
     cols = spec.columns(list(ds.column_names), cfg)
     spec.check_rows(ds, "evaluation", cols)
     if cols.label is not None and labels is not None and multi:
         ds = data.encode_multi_hot(ds, cols.label, labels, label_set="model's")
     elif cols.label is not None and labels is not None:
         ds = data.encode_labels(ds, cols.label, labels, spec.per_token, label_set="model's")
-    return spec.tokenize(ds, tokenizer, cfg, cols)[0]
+    return spec.tokenize_eval(ds, tokenizer, cfg, cols)[0]
+
+
+def _fold_label_columns(
+    ds: Any, cfg: FinetuneConfig, labels: list[str]
+) -> tuple[Any, FinetuneConfig]:
+    """A multi-label model trained on 0/1 columns is evaluated on the same columns (or on
+    those named with ``--label-column a,b,c``), folded into label lists as in training."""
+    if cfg.label_column and "," in cfg.label_column:
+        columns = data.binary_columns(ds, cfg.label_column, ())
+    elif cfg.label_column == data.FOLDED and data.FOLDED not in ds.column_names:
+        absent = [name for name in labels if name not in ds.column_names]
+        if absent:
+            raise UsageError(
+                "The model's labels came from 0/1 columns; this split lacks "
+                f"{', '.join(map(repr, absent[:10]))}.",
+                "Evaluate on data with a 0/1 column per label, or name them with "
+                "--label-column a,b,c.",
+            )
+        columns = labels
+    else:
+        return ds, cfg
+    return data.fold_binary_columns(ds, columns), replace(cfg, label_column=data.FOLDED)
 
 
 def _loader(cfg: FinetuneConfig, prepared: Any, task: str, tokenizer: Any) -> Any:

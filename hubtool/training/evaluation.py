@@ -4,6 +4,7 @@ intervals, the metrics.json document."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -26,19 +27,19 @@ HIGHER_IS_BETTER = {
 metric = tasks.metric  # the evaluate modules shipped in hubtool/metrics/, loaded by path
 
 
-def predict(accelerator: Any, model: Any, loader: Any, task: str) -> Predictions:
+def predict(
+    accelerator: Any, model: Any, loader: Any, task: str, cfg: Any, tokenizer: Any
+) -> Predictions:
     """Run the model over ``loader`` on every process; the task gathers each batch, each
     example counted once. Runs without gradients; the model is left in training mode."""
-    import torch
-
-    spec = tasks.get(task)
     out = Predictions(task, examples=len(getattr(loader, "dataset", None) or []))
     model.eval()
-    for batch in loader:
-        with torch.inference_mode():
-            outputs = model(**batch)
-        spec.gather(accelerator, outputs, batch, out)
-    model.train()
+    start = time.perf_counter()
+    try:
+        tasks.get(task).predict(accelerator, model, loader, out, cfg, tokenizer)
+    finally:
+        model.train()
+    out.seconds = time.perf_counter() - start
     return out
 
 
@@ -99,4 +100,5 @@ def document(
         "metrics": scalars(metrics),
         "details": {k: v for k, v in metrics.items() if not isinstance(v, (int, float))},
         "by_length": tasks.get(task).slices(p),
+        "evaluation_seconds": round(p.seconds, 3),
     }

@@ -3,12 +3,14 @@ says which columns it reads, checks the rows and tokenizes them; this module seq
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hubtool import tasks
 from hubtool.core.hubclient import HubSettings
 from hubtool.errors import UsageError
-from hubtool.tasks.base import holds_lists
+from hubtool.tasks.base import holds_lists, texts_of
+from hubtool.tasks.classification import LABEL_COLUMNS
 from hubtool.training import data
 from hubtool.training.config import FinetuneConfig
 
@@ -27,6 +29,13 @@ def prepare_data(
     """
     raw, source = data.load_raw(cfg, hub)
     first = raw[cfg.train_split] if cfg.train_split in raw else next(iter(raw.values()))
+    binary: list[str] = []
+    if cfg.task in ("auto", "text-classification"):  # several 0/1 columns: multi-label
+        binary = data.binary_columns(first, cfg.label_column, LABEL_COLUMNS)
+    if binary:
+        raw = type(raw)({s: data.fold_binary_columns(d, binary) for s, d in raw.items()})
+        cfg = replace(cfg, label_column=data.FOLDED)
+        first = raw[cfg.train_split] if cfg.train_split in raw else next(iter(raw.values()))
     task = choose_task(list(first.column_names), cfg)
     cols = task.columns(list(first.column_names), cfg)
     used = {cfg.train_split, cfg.validation_split, *data.VALIDATION_NAMES}
@@ -34,12 +43,17 @@ def prepare_data(
         if len(ds) == 0:  # so that row numbers are the file's
             raise UsageError(f"The {split} split is empty.")
         task.check_rows(ds, split, cols)
-    multi = bool(cols.label) and not task.per_token and holds_lists(first, str(cols.label))
+    multi = task.labelled and bool(cols.label) and not task.per_token
+    multi = multi and holds_lists(first, str(cols.label))
     train, validation, how = data.choose_splits(raw, cfg, cols.label)
     names = None
     stats: dict[str, Any] = {"train_rows": len(train), "validation_rows": len(validation)}
     stats["language_guess"] = _language_of(train, cols.text)
-    if cols.label is not None and multi:
+    if binary:
+        stats["label_columns"] = binary  # the 0/1 columns the label lists were made of
+    if not task.labelled:  # spans or texts: the task reads them itself
+        pass
+    elif cols.label is not None and multi:
         names, train, validation = _multi_hot(train, validation, cols.label, stats)
     elif cols.label is not None:
         names = data.label_names_for(train, validation, cols.label, task.per_token)
@@ -49,8 +63,9 @@ def prepare_data(
             "train": data.label_distribution(train, names, task.per_token),
             "validation": data.label_distribution(validation, names, task.per_token),
         }
+    stats["preparation"] = task.preparation(cfg, train, cols)
     train, train_cut = task.tokenize(train, tokenizer, cfg, cols)
-    validation, val_cut = task.tokenize(validation, tokenizer, cfg, cols)
+    validation, val_cut = task.tokenize_eval(validation, tokenizer, cfg, cols)
     stats["truncated"] = {"train": train_cut, "validation": val_cut}
     source = {**source, "split": how["split"], "validation": how}
     return data.PreparedData(
@@ -77,5 +92,5 @@ def _language_of(ds: Any, column: str) -> str | None:
     """The language of the first few hundred texts (for the card when nobody says)."""
     from hubtool.core.languages import guess_language
 
-    sample = ds.select(range(min(300, len(ds))))[column]
+    sample = texts_of(ds.select(range(min(300, len(ds)))), column)
     return guess_language([" ".join(t) if isinstance(t, list) else str(t) for t in sample])
