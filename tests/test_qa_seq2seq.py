@@ -392,9 +392,20 @@ def test_cards_check_and_release_gates_name_metrics_the_tasks_compute(
     for run_dir in (trained_qa, trained_sum, trained_tr):
         doc = metrics_of(run_dir)
         assert run(["card", str(run_dir), "--check"], tmp_path).returncode == 0
-        requirement = parse_requirement(tasks.get(doc["task"]).release_requirement)
+        requirement = parse_requirement(tasks.get(doc["task"]).release_for(False))
         assert requirement.metric in doc["metrics"]  # `hubtool ci init`'s default gate
         try:
             gate(doc["metrics"], [requirement])
         except GateFailed as refused:  # a tiny model may fail it, but never for a lack of it
             assert "has no metric" not in str(refused)
+
+
+def test_tokenizers_with_language_codes_are_refused_not_trained_silently_wrong():
+    from types import SimpleNamespace
+
+    from hubtool.errors import UsageError
+    from hubtool.tasks.seq2seq import _refuse_language_codes
+
+    with pytest.raises(UsageError, match="marks languages with its own codes"):
+        _refuse_language_codes(SimpleNamespace(src_lang="en_XX"), "translation")
+    _refuse_language_codes(SimpleNamespace(), "translation")  # T5, BART, Marian: trained

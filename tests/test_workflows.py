@@ -86,6 +86,30 @@ def test_ci_init_writes_and_refuses_to_overwrite(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
+def test_ci_init_gates_each_task_on_a_metric_it_computes(tmp_path):
+    def init(*args: str) -> subprocess.CompletedProcess[str]:
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        return hubtool("ci", "init", "--repo-id", "alice/m", "--dir", str(folder), *args,
+                       cwd=tmp_path)  # fmt: skip
+
+    def written() -> dict:
+        newest = max(tmp_path.iterdir(), key=lambda p: p.stat().st_mtime)
+        return yaml.safe_load((newest / "hubtool.yaml").read_text())
+
+    assert init("--multi-label").returncode == 0
+    assert written()["publish"]["require"] == ["f1_micro>=0.80"]
+    refused = init("--task", "translation")
+    assert refused.returncode == 2 and "--source-lang and --target-lang" in refused.stderr
+    assert (
+        init("--task", "translation", "--source-lang", "en", "--target-lang", "fr").returncode == 0
+    )
+    config = written()
+    assert config["finetune"]["source_lang"] == "en" and config["finetune"]["target_lang"] == "fr"
+    assert config["publish"]["require"] == ["bleu>=20"]
+    assert init("--task", "question-answering").returncode == 0
+    assert written()["publish"]["require"] == ["f1>=0.80"]
+
+
 # -- running a workflow's steps ---------------------------------------------------------------
 def tag_push_env(tag: str) -> dict[str, str]:
     """What GitHub sets for a tag push."""

@@ -214,11 +214,16 @@ def ci_group() -> None:
     help="The repository to write into.",
 )
 @click.option("--force", is_flag=True, help="Replace an existing workflow or hubtool.yaml.")
-def ci_init_command(repo_id, model, dataset, task, root, force) -> None:
+@click.option("--source-lang", help="translation: the source language code.")
+@click.option("--target-lang", help="translation: the target language code.")
+@click.option(
+    "--multi-label", is_flag=True, help="text-classification with several labels per example."
+)
+def ci_init_command(repo_id, model, dataset, task, root, force, **options) -> None:
     """Write .github/workflows/publish-model.yml and a starter hubtool.yaml."""
     from hubtool.publish.ci import init
 
-    for path in init(root, repo_id, model, dataset, task, force):
+    for path in init(root, repo_id, model, dataset, task, force, options):
         out.result(str(path))
     out.note(
         "Next: add an HF_TOKEN secret (a write token) to the GitHub repository, commit, "

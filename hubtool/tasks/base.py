@@ -129,6 +129,10 @@ class Task(ABC):
         """The metric that picks the best model (multi-label data may choose another)."""
         return self.best_metric
 
+    def release_for(self, multi_label: bool) -> str:
+        """`hubtool ci init`'s default gate (on a metric the run computes)."""
+        return self.release_requirement
+
     def train_faster(self, model: Any, batch: dict[str, Any]) -> str | None:
         """Install a cheaper training forward that gives the same loss on ``batch`` (checked
         there); a line for run.json saying what it is, or None when the model is unchanged."""

@@ -112,6 +112,9 @@ class TextClassification(Task):
     def best_for(self, multi_label: bool) -> str:
         return "f1_micro" if multi_label else self.best_metric
 
+    def release_for(self, multi_label: bool) -> str:
+        return "f1_micro>=0.80" if multi_label else self.release_requirement
+
     def gather(
         self, accelerator: Any, outputs: Any, batch: dict[str, Any], out: Predictions
     ) -> None:

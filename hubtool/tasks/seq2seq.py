@@ -19,7 +19,6 @@ from hubtool.tasks.base import (
     Columns,
     Predictions,
     Task,
-    example_losses,
     literal,
     mean_loss,
     metric,
@@ -90,6 +89,7 @@ class Seq2Seq(Task):
         config.source_prefix = preparation.get("source_prefix") or ""
 
     def tokenize(self, ds: Any, tokenizer: Any, cfg: Any, cols: Columns) -> tuple[Any, int]:
+        _refuse_language_codes(tokenizer, self.name)
         prefix = self.prefix(cfg, _model_type(cfg))
         source_limit, target_limit = int(cfg.max_length or 128), int(cfg.max_target_length)
 
@@ -139,7 +139,7 @@ class Seq2Seq(Task):
             start = time.perf_counter()
             with torch.inference_mode():
                 outputs = model(**batch)
-                losses = example_losses(outputs.logits, batch["labels"])
+                losses = _example_losses(outputs.logits, batch["labels"])
                 middle = time.perf_counter()
                 generated = generator.generate(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **options
@@ -371,6 +371,32 @@ def _saved_prefix(cfg: Any) -> str | None:
     config = _model_config(cfg)
     saved = getattr(config, "source_prefix", None) if config is not None else None
     return saved if isinstance(saved, str) else None
+
+
+def _example_losses(logits: Any, labels: Any) -> Any:
+    """Each example's mean cross-entropy over its target tokens, one example at a time (a
+    whole batch in fp32 would be batch × length × vocabulary floats: gigabytes for mT5)."""
+    import torch
+    import torch.nn.functional as F
+
+    return torch.stack(
+        [
+            F.cross_entropy(row.float(), target, ignore_index=-100)
+            for row, target in zip(logits, labels, strict=True)
+        ]
+    ).detach()
+
+
+def _refuse_language_codes(tokenizer: Any, task: str) -> None:
+    """mBART, NLLB and M2M100 tokenizers mark languages with codes of their own (en_XX,
+    eng_Latn, __en__) and generation must be forced to start with the target's: hubtool does
+    not set them yet, and training without them would be silently wrong."""
+    if getattr(tokenizer, "src_lang", None) is not None or hasattr(tokenizer, "lang_code_to_id"):
+        raise UsageError(
+            f"This checkpoint's tokenizer ({type(tokenizer).__name__}) marks languages with "
+            f"its own codes, which hubtool does not set for {task} yet.",
+            "Use a checkpoint without language codes (T5, mT5, BART, Marian, BERT2BERT…).",
+        )
 
 
 def _language_name(code: str) -> str:
