@@ -409,3 +409,14 @@ def test_tokenizers_with_language_codes_are_refused_not_trained_silently_wrong()
     with pytest.raises(UsageError, match="marks languages with its own codes"):
         _refuse_language_codes(SimpleNamespace(src_lang="en_XX"), "translation")
     _refuse_language_codes(SimpleNamespace(), "translation")  # T5, BART, Marian: trained
+
+
+def test_a_question_too_long_for_its_window_is_refused_quoting_it(checkpoint, tmp_path):
+    rows = tiny.qa_rows(20)
+    rows[7]["question"] = " ".join(["who is there"] * 12)
+    tiny.write_jsonl(tmp_path / "long-q" / "train.jsonl", rows)
+    args = base_args(checkpoint, tmp_path / "long-q", "out", "--max-length", "32")
+    proc = run(args, tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "The question 'who is there who is there" in proc.stderr
+    assert "leave no room for its context" in proc.stderr and "--max-length" in proc.stderr

@@ -113,14 +113,17 @@ class QuestionAnswering(Task):
         def encode(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, Any]:
             questions = [q.lstrip() for q in batch[question]]
             pair = (questions, batch[context]) if right else (batch[context], questions)
-            out = tokenizer(
-                *pair,
-                truncation="only_second" if right else "only_first",
-                max_length=cfg.max_length,
-                stride=stride,
-                return_overflowing_tokens=True,
-                return_offsets_mapping=True,
-            )
+            try:
+                out = tokenizer(
+                    *pair,
+                    truncation="only_second" if right else "only_first",
+                    max_length=cfg.max_length,
+                    stride=stride,
+                    return_overflowing_tokens=True,
+                    return_offsets_mapping=True,
+                )
+            except Exception as exc:  # the tokenizers library raises a bare Exception
+                raise _too_long(questions, tokenizer, cfg) from exc
             origin = out.pop("overflow_to_sample_mapping")
             starts, ends, offsets = [], [], []
             for f, sample in enumerate(origin):
@@ -295,6 +298,19 @@ class QuestionAnswering(Task):
             "else:\n"
             "    print(context[offsets[start][0] : offsets[end][1]])\n"
         )
+
+
+def _too_long(questions: list[str], tokenizer: Any, cfg: Any) -> UsageError:
+    """The question that leaves no room for its context in a window, quoted (rows are
+    renumbered once a validation share is carved off, so the text is what finds it)."""
+    sizes = [len(tokenizer(q, verbose=False)["input_ids"]) for q in questions]
+    worst = max(range(len(sizes)), key=sizes.__getitem__)
+    return UsageError(
+        f"The question {questions[worst]!r:.80} takes {sizes[worst]} tokens: windows of "
+        f"{cfg.max_length} tokens (with a stride of {_stride(cfg)}) leave no room for its "
+        "context.",
+        "Raise --max-length (or lower --doc-stride), or shorten the question.",
+    )
 
 
 def _stride(cfg: Any) -> int:
