@@ -1,7 +1,7 @@
 """Per-task benchmark: summarization (headline generation) and extractive question answering,
 hubtool against Seq2SeqTrainer / Trainer at their best, on real text.
 
-    python benchmarks/task_bench.py [--runs 3] [--steps 100] [--batch-size 16]
+    python benchmarks/task_bench.py [--runs 3] [--steps 100] [--batch-size 16] [--lr 5e-5]
                                     [--tasks summarization,question-answering]
 
 Real material (../shared/docs/real-assets.md), installed into .bench-assets/ when missing:
@@ -151,7 +151,8 @@ SEQ2SEQ_TRAINER = textwrap.dedent(r"""
     ds = ds.map(enc, batched=True, remove_columns=["article", "headline"])
     args = Seq2SeqTrainingArguments(
         output_dir="trainer-out", max_steps=steps, per_device_train_batch_size=batch,
-        per_device_eval_batch_size=batch * 2, learning_rate=5e-5, lr_scheduler_type="linear",
+        per_device_eval_batch_size=batch * 2, learning_rate=float(sys.argv[7]),
+        lr_scheduler_type="linear",
         weight_decay=0.0, seed=0, report_to=[], save_strategy="no", logging_strategy="no",
         eval_strategy="no", train_sampling_strategy="group_by_length", bf16=precision == "bf16",
         fp16=precision == "fp16", use_cpu=not torch.cuda.is_available(),
@@ -225,7 +226,8 @@ QA_TRAINER = textwrap.dedent(r"""
                         remove_columns=val.column_names)
     args = TrainingArguments(
         output_dir="trainer-out", max_steps=steps, per_device_train_batch_size=batch,
-        per_device_eval_batch_size=batch * 2, learning_rate=5e-5, lr_scheduler_type="linear",
+        per_device_eval_batch_size=batch * 2, learning_rate=float(sys.argv[7]),
+        lr_scheduler_type="linear",
         weight_decay=0.0, seed=0, report_to=[], save_strategy="no", logging_strategy="no",
         eval_strategy="no", train_sampling_strategy="group_by_length", bf16=precision == "bf16",
         fp16=precision == "fp16", use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
@@ -265,7 +267,7 @@ def hubtool_run(task: str, model: Path, data: Path, args, work: Path) -> dict:
     out = work / f"run-{time.time_ns()}"
     flags = ["--model", str(model), "--dataset", str(data), "--max-steps", str(args.steps)]
     flags += ["--batch-size", str(args.batch_size), "--output-dir", str(out), "--no-progress"]
-    flags += ["--scheduler", "linear", "--weight-decay", "0", "--seed", "0"]
+    flags += ["--scheduler", "linear", "--weight-decay", "0", "--seed", "0", "--lr", str(args.lr)]
     if task == "summarization":
         flags += ["--max-length", str(MAX_SOURCE), "--max-target-length", str(MAX_TARGET)]
         flags += ["--max-new-tokens", str(MAX_TARGET)]
@@ -289,6 +291,7 @@ def hubtool_run(task: str, model: Path, data: Path, args, work: Path) -> dict:
 def trainer_run(task: str, model: Path, data: Path, args, work: Path, precision: str) -> dict:
     script = SEQ2SEQ_TRAINER if task == "summarization" else QA_TRAINER
     argv = [str(model), str(data), str(args.steps), str(args.batch_size), precision, str(ROOT)]
+    argv.append(str(args.lr))
     return last_json(run_python("trainer", ["-c", script, *argv], work))
 
 
@@ -299,7 +302,10 @@ def median(runs: list[dict], key: str) -> float | None:
 
 def report(task: str, results: dict[str, list[dict]], args) -> None:
     score = "ROUGE-L" if task == "summarization" else "F1"
-    print(f"\n## {task}: {args.steps} steps × batch {args.batch_size}, medians of {args.runs}")
+    print(
+        f"\n## {task}: {args.steps} steps × batch {args.batch_size}, lr {args.lr:g}, "
+        f"medians of {args.runs}"
+    )
     print(f"| loop | dtype | train samples/s | eval s | generation share | {score} |")
     print("|---|---|---|---|---|---|")
     for name, runs in results.items():
@@ -319,6 +325,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=5e-5, help="Peak learning rate (both).")
     parser.add_argument("--tasks", default=",".join(TASKS))
     args = parser.parse_args()
     chosen = args.tasks.split(",")
