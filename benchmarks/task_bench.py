@@ -130,20 +130,26 @@ def bert2bert() -> Path:
 
 
 # -- loops -----------------------------------------------------------------------------------
-SEQ2SEQ_TRAINER = textwrap.dedent(r"""
-    import json, sys, time
+# What both competitor scripts start with: argv (model, data, steps, batch, precision, the
+# hubtool checkout for its shipped metrics, lr), the tokenizer and the JSON-lines splits.
+PREAMBLE = textwrap.dedent(r"""
+    import collections, json, sys, time
     import numpy as np, torch
     from datasets import load_dataset
-    from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq,
-                              Seq2SeqTrainer, Seq2SeqTrainingArguments)
+    from transformers import AutoTokenizer
     sys.path.insert(0, sys.argv[6])
     from hubtool.tasks.base import metric
     model_dir, data, precision = sys.argv[1], sys.argv[2], sys.argv[5]
     steps, batch = int(sys.argv[3]), int(sys.argv[4])
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, attn_implementation="sdpa")
     files = {"train": f"{data}/train.jsonl", "validation": f"{data}/validation.jsonl"}
     ds = load_dataset("json", data_files=files)
+""")
+
+SEQ2SEQ_TRAINER = PREAMBLE + textwrap.dedent(r"""
+    from transformers import (AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, Seq2SeqTrainer,
+                              Seq2SeqTrainingArguments)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, attn_implementation="sdpa")
     def enc(b):
         out = tok(b["article"], truncation=True, max_length=128)
         out["labels"] = tok(text_target=b["headline"], truncation=True, max_length=24)["input_ids"]
@@ -174,20 +180,10 @@ SEQ2SEQ_TRAINER = textwrap.dedent(r"""
                       "score": rouge["rougeL"], "dtype": precision}))
 """)
 
-QA_TRAINER = textwrap.dedent(r"""
-    import collections, json, sys, time
-    import numpy as np, torch
-    from datasets import load_dataset
-    from transformers import (AutoModelForQuestionAnswering, AutoTokenizer,
-                              DataCollatorWithPadding, Trainer, TrainingArguments)
-    sys.path.insert(0, sys.argv[6])
-    from hubtool.tasks.base import metric
-    model_dir, data, precision = sys.argv[1], sys.argv[2], sys.argv[5]
-    steps, batch = int(sys.argv[3]), int(sys.argv[4])
-    tok = AutoTokenizer.from_pretrained(model_dir)
+QA_TRAINER = PREAMBLE + textwrap.dedent(r"""
+    from transformers import (AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
     model = AutoModelForQuestionAnswering.from_pretrained(model_dir, attn_implementation="sdpa")
-    files = {"train": f"{data}/train.jsonl", "validation": f"{data}/validation.jsonl"}
-    ds = load_dataset("json", data_files=files)
     L, S = 256, 64
     def train_features(ex):  # the course's chapter 7 preprocessing
         q = [x.strip() for x in ex["question"]]

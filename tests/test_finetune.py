@@ -483,6 +483,21 @@ def test_roberta_checkpoint_and_csv_data(tmp_path):
     assert info["dataset"]["validation"]["stratified"] is False  # string labels
 
 
+def resumed_and_two_processes(model: Path, dataset: Path, cwd: Path) -> dict:
+    """Train 8 steps; again from its step-4 checkpoint, asserting the resumed steps log the
+    same as the uninterrupted ones; then on two processes. Returns the two-process
+    metrics.json (the caller checks each example is counted once)."""
+    args = ["--max-steps", "8", "--save-every", "4", "--eval-every", "4", "--seed", "2"]
+    run(base_args(model, dataset, "straight", *args), cwd)
+    shutil.copytree(cwd / "straight", cwd / "resumed")
+    shutil.rmtree(cwd / "resumed" / "checkpoints" / "step-8")
+    run(base_args(model, dataset, "resumed", *args, "--resume"), cwd)
+    logs = [[e for e in read_log(cwd / n) if e["step"] > 4] for n in ("straight", "resumed")]
+    assert logs[0] == logs[1] and len(logs[0]) >= 5
+    launch_two(base_args(model, dataset, "two", *args, "--batch-size", "8"), cwd)
+    return json.loads((cwd / "two" / "metrics.json").read_text())
+
+
 def launch_two(
     args: list[str], cwd: Path, *launcher: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests import tiny
-from tests.test_finetune import base_args, launch_two, read_log, run
+from tests.test_finetune import base_args, resumed_and_two_processes, run
 
 LEARN = ["--lr", "5e-3", "--epochs", "30", "--warmup-ratio", "0.1", "--batch-size", "32"]
 
@@ -92,15 +92,7 @@ def test_a_missing_label_list_is_refused_naming_the_row(checkpoint, tmp_path):
 
 
 def test_multi_label_resumes_exactly_and_runs_on_two_processes(checkpoint, multi_data, tmp_path):
-    args = ["--max-steps", "8", "--save-every", "4", "--eval-every", "4", "--seed", "2"]
-    run(base_args(checkpoint, multi_data, "straight", *args), tmp_path)
-    shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
-    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-8")
-    run(base_args(checkpoint, multi_data, "resumed", *args, "--resume"), tmp_path)
-    logs = [[e for e in read_log(tmp_path / n) if e["step"] > 4] for n in ("straight", "resumed")]
-    assert logs[0] == logs[1] and len(logs[0]) >= 5
-    launch_two(base_args(checkpoint, multi_data, "two", *args, "--batch-size", "8"), tmp_path)
-    doc = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    doc = resumed_and_two_processes(checkpoint, multi_data, tmp_path)
     assert doc["examples"] == 80  # each validation example counted once over 2 processes
     assert "f1_micro" in doc["metrics"]
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests import tiny
 from tests.conftest import client_env
-from tests.test_finetune import base_args, launch_two, read_log, run
+from tests.test_finetune import base_args, resumed_and_two_processes, run
 
 QA_LEARN = ["--epochs", "8"]
 S2S_LEARN = ["--epochs", "10"]
@@ -189,15 +189,7 @@ def test_a_doc_stride_too_large_for_the_window_is_refused(checkpoint, data, tmp_
 
 
 def test_qa_resumes_exactly_and_counts_examples_once_on_two_processes(checkpoint, data, tmp_path):
-    args = ["--max-steps", "8", "--save-every", "4", "--eval-every", "4", "--seed", "2"]
-    run(base_args(checkpoint, data / "qa", "straight", *args), tmp_path)
-    shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
-    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-8")
-    run(base_args(checkpoint, data / "qa", "resumed", *args, "--resume"), tmp_path)
-    logs = [[e for e in read_log(tmp_path / n) if e["step"] > 4] for n in ("straight", "resumed")]
-    assert logs[0] == logs[1] and len(logs[0]) >= 5
-    launch_two(base_args(checkpoint, data / "qa", "two", *args, "--batch-size", "8"), tmp_path)
-    doc = metrics_of(tmp_path / "two")
+    doc = resumed_and_two_processes(checkpoint, data / "qa", tmp_path)
     assert doc["examples"] == 60 and "exact_match" in doc["metrics"]
 
 
@@ -328,15 +320,7 @@ def test_a_decoder_only_checkpoint_is_refused_for_seq2seq_with_searchs_reason(da
 
 
 def test_seq2seq_resumes_exactly_and_runs_on_two_processes(t5, data, tmp_path):
-    args = ["--max-steps", "8", "--save-every", "4", "--eval-every", "4", "--seed", "2"]
-    run(base_args(t5, data / "sum", "straight", *args), tmp_path)
-    shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
-    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-8")
-    run(base_args(t5, data / "sum", "resumed", *args, "--resume"), tmp_path)
-    logs = [[e for e in read_log(tmp_path / n) if e["step"] > 4] for n in ("straight", "resumed")]
-    assert logs[0] == logs[1] and len(logs[0]) >= 5
-    launch_two(base_args(t5, data / "sum", "two", *args, "--batch-size", "8"), tmp_path)
-    doc = metrics_of(tmp_path / "two")
+    doc = resumed_and_two_processes(t5, data / "sum", tmp_path)
     assert doc["examples"] == 60 and "rougeL" in doc["metrics"]
 
 

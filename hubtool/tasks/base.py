@@ -150,11 +150,12 @@ class Task(ABC):
                 outputs = model(**batch)
             self.gather(accelerator, outputs, batch, out)
 
-    @abstractmethod
     def gather(
         self, accelerator: Any, outputs: Any, batch: dict[str, Any], out: Predictions
     ) -> None:
-        """Add one batch's predictions to ``out``, each example counted once."""
+        """Add one batch's predictions to ``out``, each example counted once (what the
+        default ``predict`` calls; a task with a ``predict`` of its own needs none)."""
+        raise NotImplementedError(f"{type(self).__name__} gathers in its predict()")
 
     @abstractmethod
     def compute(self, p: Predictions, label_names: list[str] | None) -> dict[str, Any]:
@@ -232,6 +233,18 @@ def metric(name: str) -> Any:
             f"Shipped modules (always available): {shipped}. Others come from the Hub "
             "(HF_ENDPOINT must reach one that has them) or a local folder with the script.",
         ) from None
+
+
+def buckets(values: list[int], edges: tuple[int, ...]) -> list[tuple[str, list[int]]]:
+    """(range, indices) of the values in each bucket ``(previous edge, edge]``, and beyond
+    the last edge; empty buckets left out. Ranges read ``1-16``, ``17-32``, ``>256``."""
+    out, low = [], 0
+    for high in (*edges, None):
+        idx = [i for i, n in enumerate(values) if low < n and (high is None or n <= high)]
+        if idx:
+            out.append((f"{low + 1}-{high}" if high is not None else f">{low}", idx))
+        low = high or low
+    return out
 
 
 def without_length(collate: Any) -> Collate:

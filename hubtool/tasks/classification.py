@@ -11,6 +11,7 @@ from hubtool.tasks.base import (
     Columns,
     Predictions,
     Task,
+    buckets,
     check_given,
     example_losses,
     holds_lists,
@@ -142,21 +143,15 @@ class TextClassification(Task):
 
     def slices(self, p: Predictions) -> list[dict[str, Any]]:
         """Accuracy by input length (tokens); subset accuracy for multi-label."""
-        rows, low = [], 0
         right = _right(p)
-        for high in (*LENGTH_BUCKETS, 1 << 30):
-            idx = [i for i, n in enumerate(p.lengths) if low < n <= high]
-            if idx:
-                correct = sum(right[i] for i in idx)
-                rows.append(
-                    {
-                        "tokens": f"{low + 1}-{high}" if high < 1 << 30 else f">{low}",
-                        "examples": len(idx),
-                        "accuracy": correct / len(idx),
-                    }
-                )
-            low = high
-        return rows
+        return [
+            {
+                "tokens": span,
+                "examples": len(idx),
+                "accuracy": sum(right[i] for i in idx) / len(idx),
+            }
+            for span, idx in buckets(p.lengths, LENGTH_BUCKETS)
+        ]
 
 
 def gather_labels(

@@ -18,6 +18,7 @@ from hubtool.tasks.base import (
     Columns,
     Predictions,
     Task,
+    buckets,
     check_given,
     literal,
     mean_loss,
@@ -27,7 +28,8 @@ from hubtool.tasks.base import (
 
 TOP_K = 20  # candidate start and end tokens per window
 WORD_BUCKETS = {"context": (64, 128, 256, 512), "question": (6, 10, 15, 25)}
-EVAL_COLUMNS = ("feature", "example_id", "offsets", "context", "gold")
+# what evaluation features keep to map predictions back; never passed to the model
+MAPPING_COLUMNS = frozenset({"offsets", "example_id", "context", "gold", "question_words"})
 
 
 class QuestionAnswering(Task):
@@ -164,7 +166,7 @@ class QuestionAnswering(Task):
         from transformers import DataCollatorWithPadding
 
         pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple)
-        skipped = {"length", "offsets", "example_id", "context", "gold", "question_words"}
+        skipped = MAPPING_COLUMNS | {"length"}
 
         def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
             return pad([{k: v for k, v in r.items() if k not in skipped} for r in rows])
@@ -229,11 +231,6 @@ class QuestionAnswering(Task):
             for f, sv, si, ev, ei, n in zip(feature, s_val, s_idx, e_val, e_idx, null, strict=True)
         ]
 
-    def gather(
-        self, accelerator: Any, outputs: Any, batch: dict[str, Any], out: Predictions
-    ) -> None:
-        raise NotImplementedError("question answering gathers in predict()")
-
     def compute(self, p: Predictions, label_names: list[str] | None) -> dict[str, Any]:
         scores = dict(
             metric("squad_qa").compute(predictions=p.predictions, references=p.references)
@@ -250,26 +247,22 @@ class QuestionAnswering(Task):
         """Exact match and F1 by context and question length (words)."""
         scorer = metric("squad_qa")
         rows = []
-        for part, buckets in WORD_BUCKETS.items():
-            low = 0
-            for high in (*buckets, 1 << 30):
-                idx = [i for i, a in enumerate(p.attributes) if low < a[f"{part}_words"] <= high]
-                if idx:
-                    s = scorer.compute(
-                        predictions=[p.predictions[i] for i in idx],
-                        references=[p.references[i] for i in idx],
-                    )
-                    words = f"{low + 1}-{high}" if high < 1 << 30 else f">{low}"
-                    rows.append(
-                        {
-                            "part": part,
-                            "words": words,
-                            "examples": len(idx),
-                            "exact_match": s["exact_match"],
-                            "f1": s["f1"],
-                        }
-                    )
-                low = high
+        for part, edges in WORD_BUCKETS.items():
+            words = [a[f"{part}_words"] for a in p.attributes]
+            for span, idx in buckets(words, edges):
+                s = scorer.compute(
+                    predictions=[p.predictions[i] for i in idx],
+                    references=[p.references[i] for i in idx],
+                )
+                rows.append(
+                    {
+                        "part": part,
+                        "words": span,
+                        "examples": len(idx),
+                        "exact_match": s["exact_match"],
+                        "f1": s["f1"],
+                    }
+                )
         return rows
 
     # -- card ----------------------------------------------------------------------------------
@@ -388,7 +381,6 @@ def _answer(
         out.references.append(columns["gold"][f])
         words = len(columns["context"][f].split())
         out.attributes.append({"context_words": words, "question_words": questions[f]})
-        out.lengths.append(words)
     out.examples = len(best)
 
 

@@ -8,6 +8,7 @@ how long generation took and what it produced."""
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 from hubtool.core.architectures import Fit
@@ -19,6 +20,7 @@ from hubtool.tasks.base import (
     Columns,
     Predictions,
     Task,
+    buckets,
     literal,
     mean_loss,
     metric,
@@ -69,28 +71,29 @@ class Seq2Seq(Task):
                         f"Every example needs a {what} text: remove the row or fill it in.",
                     )
 
-    def prefix(self, cfg: Any, model_type: str | None) -> str:
+    def prefix(self, cfg: Any) -> str:
         """The text put before every source: the user's, the one the model was trained with
         (a hubtool model's config records it), or the T5 task prefix."""
         if cfg.source_prefix is not None:
             return str(cfg.source_prefix)
-        saved = _saved_prefix(cfg)
-        if saved is not None:
+        config = _model_config(cfg.model)
+        saved = getattr(config, "source_prefix", None)
+        if isinstance(saved, str):
             return saved
-        return self.t5_prefix(cfg) if model_type in T5_PREFIXED else ""
+        return self.t5_prefix(cfg) if getattr(config, "model_type", None) in T5_PREFIXED else ""
 
     def t5_prefix(self, cfg: Any) -> str:
         return "summarize: "
 
     def preparation(self, cfg: Any, train: Any, cols: Columns) -> dict[str, Any]:
-        return {"source_prefix": self.prefix(cfg, _model_type(cfg))}
+        return {"source_prefix": self.prefix(cfg)}
 
     def configure(self, config: Any, preparation: dict[str, Any]) -> None:
         config.source_prefix = preparation.get("source_prefix") or ""
 
     def tokenize(self, ds: Any, tokenizer: Any, cfg: Any, cols: Columns) -> tuple[Any, int]:
         _refuse_language_codes(tokenizer, self.name)
-        prefix = self.prefix(cfg, _model_type(cfg))
+        prefix = self.prefix(cfg)
         source_limit, target_limit = int(cfg.max_length or 128), int(cfg.max_target_length)
 
         def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
@@ -181,11 +184,6 @@ class Seq2Seq(Task):
                 }
             )
 
-    def gather(
-        self, accelerator: Any, outputs: Any, batch: dict[str, Any], out: Predictions
-    ) -> None:
-        raise NotImplementedError("sequence-to-sequence tasks gather in predict()")
-
     def compute(self, p: Predictions, label_names: list[str] | None) -> dict[str, Any]:
         result = dict(self.scores(p.predictions, p.references))
         details = {k: result.pop(k) for k in self.score_details if k in result}
@@ -194,26 +192,18 @@ class Seq2Seq(Task):
         result["generation"] = generation_summary(p)
         return {**result, **mean_loss(p)}
 
+    @abstractmethod
     def scores(self, predictions: list[str], references: list[str]) -> dict[str, Any]:
-        raise NotImplementedError
+        """The task's scores for generated texts against their references."""
 
     def slices(self, p: Predictions) -> list[dict[str, Any]]:
         """The task's main score by source length (tokens)."""
-        rows, low = [], 0
-        for high in (*LENGTH_BUCKETS, 1 << 30):
-            idx = [i for i, n in enumerate(p.lengths) if low < n <= high]
-            if idx:
-                scores = self.scores(
-                    [p.predictions[i] for i in idx], [p.references[i] for i in idx]
-                )
-                rows.append(
-                    {
-                        "tokens": f"{low + 1}-{high}" if high < 1 << 30 else f">{low}",
-                        "examples": len(idx),
-                        self.best_metric: scores[self.best_metric],
-                    }
-                )
-            low = high
+        rows = []
+        for span, idx in buckets(p.lengths, LENGTH_BUCKETS):
+            scores = self.scores([p.predictions[i] for i in idx], [p.references[i] for i in idx])
+            rows.append(
+                {"tokens": span, "examples": len(idx), self.best_metric: scores[self.best_metric]}
+            )
         return rows
 
     # -- card and search -----------------------------------------------------------------------
@@ -353,24 +343,14 @@ def generation_summary(p: Predictions) -> dict[str, Any]:
     }
 
 
-def _model_config(cfg: Any) -> Any:
+def _model_config(model: str) -> Any:
+    """The checkpoint's config, or None (loading the model says why it cannot be read)."""
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(cfg.model)
+        return AutoConfig.from_pretrained(model)
     except (OSError, ValueError):
         return None
-
-
-def _model_type(cfg: Any) -> str | None:
-    config = _model_config(cfg)
-    return str(config.model_type) if config is not None else None
-
-
-def _saved_prefix(cfg: Any) -> str | None:
-    config = _model_config(cfg)
-    saved = getattr(config, "source_prefix", None) if config is not None else None
-    return saved if isinstance(saved, str) else None
 
 
 def _example_losses(logits: Any, labels: Any) -> Any:

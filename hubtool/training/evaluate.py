@@ -28,12 +28,12 @@ def evaluate_model(
     """(metrics document, where it was written or None for stdout)."""
     from accelerate import Accelerator
 
-    from hubtool.training.loop import load_tokenizer
+    from hubtool.training.loop import checkpoint_config, load_tokenizer, position_limit
 
     run_dir = Path(target) if (Path(target) / "model").is_dir() else None
     model_path = str(RunDir(run_dir).model) if run_dir else target
     tokenizer = load_tokenizer(model_path)
-    config = _model_config(model_path)
+    config = checkpoint_config(model_path)
     task = options["task"] if options["task"] != "auto" else _task_of(config, run_dir)
     labelled = tasks.get(task).labelled
     labels = [config.id2label[i] for i in sorted(config.id2label)] if labelled else None
@@ -46,7 +46,7 @@ def evaluate_model(
             "Its micro/macro F1, subset accuracy and per-label scores are computed already.",
         )
     extras = [evaluation.metric(name) for name in extra_metrics]  # before the data and model
-    cfg = _data_config(model_path, task, options, run_dir)
+    cfg = _data_config(model_path, position_limit(config), task, options, run_dir)
     split_ds, source = _load_split(cfg, options["split"], hub)
     prepared = _prepare_split(split_ds, cfg, task, labels, tokenizer, multi)
     accelerator = Accelerator(mixed_precision=_run_precision(run_dir))
@@ -105,16 +105,6 @@ def _extra_metrics(modules: list[Any], p: evaluation.Predictions) -> dict[str, A
     return out
 
 
-def _model_config(model_path: str) -> Any:
-    from transformers import AutoConfig
-
-    rundir.refuse_lfs_pointers(Path(model_path))
-    try:
-        return AutoConfig.from_pretrained(model_path)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"Cannot load {model_path}: {str(exc).splitlines()[0]}") from None
-
-
 def _task_of(config: Any, run_dir: Path | None) -> str:
     if run_dir and RunDir(run_dir).run_json.exists():
         return str(rundir.read_json(RunDir(run_dir).run_json)["task"])
@@ -142,7 +132,7 @@ TASK_SETTINGS = (
 
 
 def _data_config(
-    model_path: str, task: str, options: dict[str, Any], run_dir: Path | None
+    model_path: str, limit: int | None, task: str, options: dict[str, Any], run_dir: Path | None
 ) -> FinetuneConfig:
     columns: dict[str, Any] = {}
     if run_dir and RunDir(run_dir).run_json.exists():
@@ -159,8 +149,6 @@ def _data_config(
     for key in (*given, *TASK_SETTINGS):
         if options.get(key) is not None:
             columns[key] = options[key]
-    from hubtool.training.loop import _config_limit
-
     cfg = FinetuneConfig(
         model=model_path,
         dataset=options["dataset"],
@@ -170,7 +158,7 @@ def _data_config(
         eval_batch_size=options["batch_size"],
         **columns,
     )
-    return with_max_length(cfg, _config_limit(model_path))
+    return with_max_length(cfg, limit)
 
 
 def _load_split(

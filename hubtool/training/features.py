@@ -51,14 +51,13 @@ def prepare_data(
     stats["language_guess"] = _language_of(train, cols.text)
     if binary:
         stats["label_columns"] = binary  # the 0/1 columns the label lists were made of
-    if not task.labelled:  # spans or texts: the task reads them itself
-        pass
-    elif cols.label is not None and multi:
-        names, train, validation = _multi_hot(train, validation, cols.label, stats)
-    elif cols.label is not None:
-        names = data.label_names_for(train, validation, cols.label, task.per_token)
-        train = data.encode_labels(train, cols.label, names, task.per_token)
-        validation = data.encode_labels(validation, cols.label, names, task.per_token)
+    classes = cols.label if task.labelled else None  # spans, texts: the task reads them
+    if classes is not None and multi:
+        names, train, validation = _multi_hot(train, validation, classes, stats)
+    elif classes is not None:
+        names = data.label_names_for(train, validation, classes, task.per_token)
+        train = data.encode_labels(train, classes, names, task.per_token)
+        validation = data.encode_labels(validation, classes, names, task.per_token)
         stats["label_distribution"] = {
             "train": data.label_distribution(train, names, task.per_token),
             "validation": data.label_distribution(validation, names, task.per_token),

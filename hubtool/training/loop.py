@@ -310,7 +310,8 @@ def setup(
 
     from hubtool.training.features import prepare_data
 
-    cfg = with_max_length(cfg, _config_limit(cfg.model))
+    config = checkpoint_config(cfg.model)
+    cfg = with_max_length(cfg, position_limit(config))
     rundir.check_target(cfg.run_dir, overwrite, resume is not None)  # on every process
     run_dir = rundir.work_dir(cfg.run_dir, overwrite, resume is not None)
     launch = launch or Launch()
@@ -324,7 +325,7 @@ def setup(
     tokenizer = load_tokenizer(cfg.model)
     with accelerator.main_process_first():
         data = prepare_data(cfg, tokenizer, hub)
-    refuse_unfit(cfg.model, data.task)
+    refuse_unfit(cfg.model, config, data.task)
     model = load_model(cfg, data.task, data.label_names, data.multi_label)
     tasks.get(data.task).configure(model.config, data.stats.get("preparation") or {})
     speed = _cpu_paths(model, accelerator)
@@ -417,35 +418,37 @@ def _schedule(cfg: FinetuneConfig, batches: int) -> tuple[int, int]:
     return per_epoch, cfg.max_steps or math.ceil(per_epoch * cfg.epochs)
 
 
-def refuse_unfit(model_id: str, task: str) -> None:
-    """Refuse a checkpoint that search calls ``no`` for the task, with search's reason."""
+def checkpoint_config(model_id: str) -> Any:
+    """The checkpoint's config.json (a UsageError when it cannot be read)."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(model_id)
+    rundir.refuse_lfs_pointers(Path(model_id))
+    try:
+        return AutoConfig.from_pretrained(model_id)
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"Cannot load {model_id}: {str(exc).splitlines()[0]}",
+            "Give a local checkpoint folder or a model id on HF_ENDPOINT.",
+        ) from None
+
+
+def position_limit(config: Any) -> int | None:
+    """The most tokens the architecture takes (None: no fixed limit)."""
+    # an encoder-decoder built from two checkpoints (BERT2BERT): the encoder's limit
+    limit = getattr(getattr(config, "encoder", config), "max_position_embeddings", None)
+    if limit and config.model_type in ("roberta", "camembert", "xlm-roberta"):
+        limit -= 2
+    return limit
+
+
+def refuse_unfit(model_id: str, config: Any, task: str) -> None:
+    """Refuse a checkpoint that search calls ``no`` for the task, with search's reason."""
     fit = tasks.fit(task, None, list(config.architectures or []), config.model_type)
     if fit.level == "no":
         raise UsageError(
             f"{model_id} cannot be trained for {task}: {fit.how}.",
             f"`hubtool search --task {task}` lists checkpoints that can.",
         )
-
-
-def _config_limit(model_id: str) -> int | None:
-    from transformers import AutoConfig
-
-    rundir.refuse_lfs_pointers(Path(model_id))
-    try:
-        config = AutoConfig.from_pretrained(model_id)
-    except (OSError, ValueError) as exc:
-        raise UsageError(
-            f"Cannot load {model_id}: {str(exc).splitlines()[0]}",
-            "Give a local checkpoint folder or a model id on HF_ENDPOINT.",
-        ) from None
-    # an encoder-decoder built from two checkpoints (BERT2BERT): the encoder's limit
-    limit = getattr(getattr(config, "encoder", config), "max_position_embeddings", None)
-    if limit and config.model_type in ("roberta", "camembert", "xlm-roberta"):
-        limit -= 2
-    return limit
 
 
 def restore(run: Run, given: str) -> None:
