@@ -46,8 +46,10 @@ lint-workflows:
 typecheck: setup
 	$(VENV)/bin/mypy
 
+# Two workers (one per core here), each file's tests on one worker (module fixtures built
+# once); torch single-threaded in each, so the workers do not fight over the cores.
 unit: setup
-	$(VENV)/bin/pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/pytest -q -m "not slow" -n auto --dist loadfile
 
 # Tests on real checkpoints and data (the demo, twice): a few minutes more.
 test-slow: setup

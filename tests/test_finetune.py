@@ -483,11 +483,11 @@ def test_roberta_checkpoint_and_csv_data(tmp_path):
     assert info["dataset"]["validation"]["stratified"] is False  # string labels
 
 
-def resumed_and_two_processes(model: Path, dataset: Path, cwd: Path) -> dict:
+def resumed_and_two_processes(model: Path, dataset: Path, cwd: Path, *extra: str) -> dict:
     """Train 8 steps; again from its step-4 checkpoint, asserting the resumed steps log the
     same as the uninterrupted ones; then on two processes. Returns the two-process
     metrics.json (the caller checks each example is counted once)."""
-    args = ["--max-steps", "8", "--save-every", "4", "--eval-every", "4", "--seed", "2"]
+    args = ["--max-steps", "8", "--save-every", "4", "--eval-every", "4", "--seed", "2", *extra]
     run(base_args(model, dataset, "straight", *args), cwd)
     shutil.copytree(cwd / "straight", cwd / "resumed")
     shutil.rmtree(cwd / "resumed" / "checkpoints" / "step-8")

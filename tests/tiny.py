@@ -226,3 +226,108 @@ def build_seq2seq_checkpoint(folder: Path, kind: str = "t5") -> Path:
     model.save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
+
+
+HOMES = {"alice": "paris", "bob": "london", "carol": "berlin"}
+CHATML = (
+    "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def chat_rows(n: int, seed: int = 0, system: bool = False) -> list[dict]:
+    """Who lives where: a user asks, the assistant answers from a fixed map (learnable)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        who = rng.choice(PEOPLE)
+        messages = [{"role": "system", "content": "answer briefly"}] if system else []
+        messages += [
+            {"role": "user", "content": f"where does {who} live"},
+            {"role": "assistant", "content": f"{who} lives in {HOMES[who]}"},
+        ]
+        rows.append({"messages": messages})
+    return rows
+
+
+def prompt_completion_rows(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        who = rng.choice(PEOPLE)
+        rows.append({"prompt": f"{who} lives in", "completion": f" {HOMES[who]}"})
+    return rows
+
+
+def build_decoder_checkpoint(folder: Path, kind: str = "gpt2") -> Path:
+    """A 2-layer GPT-2 (no chat template, as GPT-2 ships) or Llama (a ChatML template whose
+    end-of-turn token is its end-of-text token) with a byte-level BPE trained on the tiny
+    vocabulary and its chat words."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
+
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<s>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = (
+        texts(400)
+        + [
+            f"User: where does {p} live\nAssistant: {p} lives in {h}\nuser assistant system "
+            "answer briefly"
+            for p, h in HOMES.items()
+        ]
+        * 20
+    )
+    tok.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=300,
+            special_tokens=special,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    if kind == "llama":
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=tok, bos_token="<s>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
+        )
+        fast.chat_template = CHATML
+        config = LlamaConfig(
+            vocab_size=len(fast),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=128,
+            bos_token_id=fast.bos_token_id,
+            eos_token_id=fast.eos_token_id,
+            pad_token_id=fast.pad_token_id,
+        )
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+    else:
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
+        )
+        config = GPT2Config(
+            vocab_size=len(fast),
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_positions=128,
+            bos_token_id=fast.bos_token_id,
+            eos_token_id=fast.eos_token_id,
+        )
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(config)
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder

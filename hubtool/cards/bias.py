@@ -115,6 +115,14 @@ def _report(
     }
 
 
+GENERATIVE = (
+    "no probe of generated text ships with hubtool yet. The model writes text: it can "
+    "state falsehoods fluently, repeat biases and offensive language of its base model's "
+    "and of the training data, and follow harmful instructions; read the sample generations "
+    "above and test it on prompts of your own use before relying on it"
+)
+
+
 def classification_slices(metrics: dict[str, Any], worst: int = 3) -> dict[str, Any]:
     """The classes and length buckets where the model does worst."""
     per_class = metrics.get("details", {}).get("per_class") or {}
@@ -123,6 +131,11 @@ def classification_slices(metrics: dict[str, Any], worst: int = 3) -> dict[str, 
     metric = next((k for k in scored if k in metrics.get("metrics", {})), None)
     buckets = [_slice(b) for b in metrics.get("by_length") or [] if metric and metric in b]
     buckets.sort(key=lambda b: b[str(metric)])
+    if not classes and not buckets:
+        return {
+            "kind": "none",
+            "reason": "the evaluation has no classes or length slices to compare",
+        }
     return {
         "kind": "worst-slices",
         "classes": [{"label": k, **v} for k, v in classes[:worst]],
@@ -142,6 +155,8 @@ def measure(
     run_dir: Path, task: str, language: str | None, probe_file: Path | None
 ) -> dict[str, Any]:
     """The bias section's measurements for a run (written to bias.json by the caller)."""
+    if tasks.get(task).bias_probe == "generative":
+        return {"kind": "none", "reason": GENERATIVE}
     if tasks.get(task).bias_probe != "completions":
         from hubtool.core import rundir
 

@@ -176,7 +176,9 @@ def model_facts(files: RunFiles, settings: CardSettings, base: BaseCard) -> dict
         "license": settings.license or base.license,
         "license_source": "user" if settings.license else ("base model" if base.license else None),
         "parameters": _parameters(RunDir(files.run_dir).model),
-        "architecture": (files.model_config.get("architectures") or [None])[0],
+        "architecture": (files.model_config.get("architectures") or [None])[0]
+        or (run.get("adapter") or {}).get("architecture"),
+        "adapter": run.get("adapter"),
         "base_model": {
             "id": hub_base,
             "revision": run.get("base_model", {}).get("revision") if hub_base == base_id else None,
@@ -186,7 +188,10 @@ def model_facts(files: RunFiles, settings: CardSettings, base: BaseCard) -> dict
         "labels": run.get("labels") or [],
         "multi_label": bool(run.get("multi_label")),
         "mask_token": mask,
-        "example": example.format(mask=mask or "[MASK]") if isinstance(example, str) else example,
+        "example": spec.card_example(
+            example.format(mask=mask or "[MASK]") if isinstance(example, str) else example,
+            run.get("data", {}).get("preparation") or {},
+        ),
         "source_prefix": (run.get("data", {}).get("preparation") or {}).get("source_prefix"),
     }
 
@@ -351,6 +356,7 @@ def evaluation_facts(metrics: dict[str, Any]) -> dict[str, Any]:
             if k not in ("part", "tokens", "words", "examples")
         ],
         "generation": details.get("generation"),
+        "samples": details.get("samples") or [],
         "step": metrics.get("step"),
     }
 
@@ -396,7 +402,30 @@ def snippet(model: dict[str, Any]) -> str:
     extra = spec.pipeline_options
     if model.get("multi_label"):  # every label's score, not only the top one
         extra += ", top_k=None"
-    return spec.usage(repo, example_input(model), extra)
+    adapter = model.get("adapter") or {}
+    if not adapter or adapter.get("merged"):
+        return spec.usage(repo, example_input(model), extra)
+    if model["labels"] and spec.labelled:  # the base model's config does not know them
+        extra += f", model_kwargs={_label_kwargs(model)}"
+    return (
+        "# The repository holds a LoRA adapter: pip install peft. transformers loads the base\n"
+        "# model it names and applies the adapter (and its trained head) on top.\n"
+        + spec.usage(repo, example_input(model), extra)
+    )
+
+
+def _label_kwargs(model: dict[str, Any]) -> str:
+    """The labels as Python literals for from_pretrained (an adapter's head has them, the
+    base model's config does not)."""
+    from hubtool.tasks.base import literal
+
+    labels = model["labels"]
+    id2label = ", ".join(f"{i}: {literal(name)}" for i, name in enumerate(labels))
+    label2id = ", ".join(f"{literal(name)}: {i}" for i, name in enumerate(labels))
+    parts = [f'"id2label": {{{id2label}}}', f'"label2id": {{{label2id}}}']
+    if model.get("multi_label"):
+        parts.append('"problem_type": "multi_label_classification"')
+    return "{" + ", ".join(parts) + "}"
 
 
 def example_input(model: dict[str, Any]) -> Any:

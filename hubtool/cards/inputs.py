@@ -118,11 +118,8 @@ class RunFiles:
 def read_run(run_dir: Path) -> RunFiles:
     """Every document a card needs; a clear error when the folder is not a finished run."""
     paths = RunDir(run_dir)
-    needed = [
-        paths.run_json,
-        paths.metrics,
-        paths.model / "config.json",
-    ]
+    config_file = rundir.model_config_file(paths.model)
+    needed = [paths.run_json, paths.metrics, config_file or paths.model / "config.json"]
     absent = [str(p.relative_to(run_dir)) for p in needed if not p.is_file()]
     if absent:
         raise UsageError(
@@ -137,7 +134,7 @@ def read_run(run_dir: Path) -> RunFiles:
             [json.loads(x) for x in log_path.read_text().splitlines()] if log_path.exists() else []
         )
         bias = rundir.read_json(paths.bias) if (paths.bias).exists() else None
-        model_config = rundir.read_json(paths.model / "config.json")
+        model_config = rundir.read_json(config_file) if config_file else {}
         tok_path = paths.model / "tokenizer_config.json"
         tok = rundir.read_json(tok_path) if tok_path.exists() else {}
     except (OSError, ValueError) as exc:

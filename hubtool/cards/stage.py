@@ -92,9 +92,9 @@ def front_matter(ctx: dict[str, Any], settings: CardSettings, base: BaseCard) ->
         language=model["languages"] or None,
         license=model["license"],
         **license_extra,
-        library_name="transformers",
+        library_name="peft" if _adapter_only(model) else "transformers",
         pipeline_tag=model["task"],
-        tags=["hubtool", *settings.tags],
+        tags=["hubtool", *(["lora"] if model["adapter"] else []), *settings.tags],
         datasets=data["hub_ids"] or None,
         base_model=model["base_model"]["id"],
         metrics=[m["name"] for m in ctx["evaluation"]["metrics"]] or None,
@@ -104,9 +104,21 @@ def front_matter(ctx: dict[str, Any], settings: CardSettings, base: BaseCard) ->
     )
     meta = card_data.to_dict()
     if model["base_model"]["id"]:
-        meta["base_model_relation"] = "finetune"
+        meta["base_model_relation"] = _relation(model)
     first = [k for k in KEY_ORDER if k in meta]
     return {**{k: meta[k] for k in first}, **{k: v for k, v in meta.items() if k not in first}}
+
+
+def _adapter_only(model: dict[str, Any]) -> bool:
+    return bool(model["adapter"]) and not model["adapter"].get("merged")
+
+
+def _relation(model: dict[str, Any]) -> str:
+    """adapter (the repo holds a LoRA adapter only), merge (an adapter merged into the
+    base's weights) or finetune (every weight trained)."""
+    if model["adapter"]:
+        return "merge" if model["adapter"].get("merged") else "adapter"
+    return "finetune"
 
 
 # -- rendering --------------------------------------------------------------------------------

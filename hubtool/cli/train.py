@@ -66,8 +66,14 @@ FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
         "question-answering: tokens shared by a context's windows (default: max length / 4).",
     ),
     "max_answer_length": (int, "question-answering: longest answer predicted, in tokens."),
-    "source_column": (str, "summarization/translation: the input text column."),
-    "target_column": (str, "summarization/translation: the output text column."),
+    "source_column": (
+        str,
+        "summarization/translation: the input text column (text-generation: the prompt's).",
+    ),
+    "target_column": (
+        str,
+        "summarization/translation: the output text column (text-generation: the completion's).",
+    ),
     "source_lang": (str, "translation: the source language code (en, fr, …)."),
     "target_lang": (str, "translation: the target language code."),
     "source_prefix": (
@@ -79,8 +85,32 @@ FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
     "num_beams": (int, "summarization/translation: beams when generating for evaluation."),
     "max_new_tokens": (
         int,
-        "summarization/translation: tokens generated at most (default: max target length).",
+        "summarization/translation/text-generation: tokens generated at most when evaluating "
+        "(default: max target length; text-generation: 48).",
     ),
+    "train_on_prompt": (
+        bool,
+        "text-generation: learn the prompt's tokens too (chat and prompt/completion data).",
+    ),
+    "chat_template": (
+        str,
+        "text-generation: a Jinja chat template file for messages data (default: the "
+        "checkpoint's, else a plain User:/Assistant: one); saved with the model.",
+    ),
+    "peft": (
+        click.Choice(["none", "lora"]),
+        "lora: train a LoRA adapter (peft) with the base frozen; new heads are trained whole "
+        "and saved with it.",
+    ),
+    "lora_r": (int, "lora: the rank of the updates."),
+    "lora_alpha": (float, "lora: the scaling numerator (updates scaled by alpha / r)."),
+    "lora_dropout": (float, "lora: dropout on the adapter's input."),
+    "lora_target_modules": (
+        str,
+        "lora: auto (peft's choice for the architecture, else every linear layer) or "
+        "comma-separated module names (q_proj,v_proj).",
+    ),
+    "merge": (bool, "lora: publish the merged full weights instead of the adapter."),
     "group_by_length": (bool, "Batch examples of similar lengths (less padding)."),
     "from_scratch": (
         bool,
@@ -182,13 +212,18 @@ EVALUATE_TASK_OPTIONS = (
     "max_new_tokens",
     "doc_stride",
     "max_answer_length",
+    "train_on_prompt",
 )
 
 
 def task_options(fn):
     for name in reversed(EVALUATE_TASK_OPTIONS):
         kind, text = FINETUNE_OPTIONS[name]
-        fn = click.option(f"--{name.replace('_', '-')}", name, type=kind, help=text)(fn)
+        flag = name.replace("_", "-")
+        if kind is bool:
+            fn = click.option(f"--{flag}/--no-{flag}", name, default=None, help=text)(fn)
+        else:
+            fn = click.option(f"--{flag}", name, type=kind, help=text)(fn)
     return fn
 
 

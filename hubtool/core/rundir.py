@@ -218,6 +218,13 @@ STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.E
 
 
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+# what a finished run's model/ holds: full weights' config, or a peft adapter's
+MODEL_CONFIGS = ("config.json", "adapter_config.json")
+
+
+def model_config_file(model_dir: Path) -> Path | None:
+    """The model folder's config.json, or its adapter_config.json (None: neither)."""
+    return next((model_dir / n for n in MODEL_CONFIGS if (model_dir / n).is_file()), None)
 
 
 def refuse_lfs_pointers(folder: Path) -> None:

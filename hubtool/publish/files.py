@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hubtool.core.rundir import RunDir
+from hubtool.core.rundir import RunDir, model_config_file
 from hubtool.errors import UsageError
 
 T = TypeVar("T")
@@ -41,6 +41,7 @@ MANAGED = (
     "*.msgpack",
     "*.onnx",
     "config.json",
+    "adapter_config.json",
     "generation_config.json",
     "tokenizer*.json",
     "special_tokens_map.json",
@@ -78,7 +79,7 @@ def skip_reason(relative: Path) -> str | None:
 def collect(run_dir: Path) -> tuple[dict[str, Path | bytes], list[tuple[str, str]]]:
     """(repo path -> local file or bytes, skipped paths with reasons)."""
     model = RunDir(run_dir).model
-    if not (model / "config.json").is_file():
+    if model_config_file(model) is None:
         raise UsageError(
             f"{run_dir} has no model to push (model/config.json is missing).",
             "Give the --output-dir of a finished `hubtool finetune`.",

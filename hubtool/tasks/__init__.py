@@ -13,10 +13,12 @@ from hubtool.tasks.classification import TextClassification
 from hubtool.tasks.fill_mask import FillMask
 from hubtool.tasks.question_answering import QuestionAnswering
 from hubtool.tasks.seq2seq import Summarization, Translation
+from hubtool.tasks.text_generation import TextGeneration
 from hubtool.tasks.token_classification import TokenClassification
 
 TASKS: tuple[Task, ...] = (
     QuestionAnswering(),
+    TextGeneration(),
     TokenClassification(),
     Translation(),
     Summarization(),
@@ -70,6 +72,8 @@ def fit(
     return BY_NAME[task].fit(checkpoint)
 
 
-def infer(columns: list[str], label_column: str | None) -> Task:
-    """The first task that claims data with these columns (``--task auto``)."""
-    return next(t for t in TASKS if t.claims(columns, label_column))
+def infer(columns: list[str], label_column: str | None, family: str | None = None) -> Task:
+    """The first task that claims data with these columns (``--task auto``); plain text is
+    masked-LM data for an encoder and causal-LM data for a decoder (``family``)."""
+    task = next(t for t in TASKS if t.claims(columns, label_column))
+    return BY_NAME["text-generation"] if task.name == "fill-mask" and family == "decoder" else task

@@ -79,7 +79,8 @@ class Task(ABC):
     labelled: ClassVar[bool] = True  # reads a label column of classes
     predicts: ClassVar[bool] = True  # gathers a prediction per example (else only losses)
     per_token: ClassVar[bool] = False  # one label per token (else per example)
-    bias_probe: ClassVar[str] = "slices"  # "completions" (masked-LM probes) or "slices"
+    # "completions" (masked-LM probes), "slices" (worst classes and lengths) or "generative"
+    bias_probe: ClassVar[str] = "slices"
     pipeline_options: ClassVar[str] = ""  # extra arguments of the card's pipeline() snippet
     metric_names: ClassVar[dict[str, str]] = {}  # how the card names this task's metrics
 
@@ -112,7 +113,7 @@ class Task(ABC):
         what they need to map them back to their examples)."""
         return self.tokenize(ds, tokenizer, cfg, cols)
 
-    def preparation(self, cfg: Any, train: Any, cols: Columns) -> dict[str, Any]:
+    def preparation(self, cfg: Any, train: Any, cols: Columns, tokenizer: Any) -> dict[str, Any]:
         """How the data is prepared beyond the config's own values (resolved defaults,
         counts), for run.json and the card; set on the model's config by ``configure``."""
         return {}
@@ -170,6 +171,10 @@ class Task(ABC):
         """Settings of the run's data preparation the card reports (None: nothing special)."""
         return None
 
+    def card_example(self, example: Any, preparation: dict[str, Any]) -> Any:
+        """The card's example as this run's model takes it (a chat model: messages)."""
+        return example
+
     def widget(self, example: Any) -> dict[str, Any]:
         """The card's widget entry for the task's example."""
         return example if isinstance(example, dict) else {"text": example}
@@ -197,6 +202,19 @@ class Task(ABC):
         if checkpoint.pipeline_tag == self.name:
             return Fit("ready", f"the Hub lists it for {self.name}")
         return None
+
+    def family_fit(
+        self, checkpoint: Checkpoint, family: str, new_head: str, kinds: dict[str, str], uses: str
+    ) -> Fit:
+        """For a checkpoint without the task's head: ``base`` when it is of ``family`` (it
+        "is ``new_head``"), else ``no``, saying what it is (``kinds`` by family, ``""`` for
+        any other) and what the task trains (``uses``)."""
+        name = checkpoint.heads[0][0] if checkpoint.heads else checkpoint.model_type
+        arch = name or "this architecture"
+        if checkpoint.family == family:
+            return Fit("base", f"{arch} is {new_head}")
+        kind = kinds.get(checkpoint.family or "", kinds[""])
+        return Fit("no", f"{arch} is {kind}: hubtool trains {self.name} with {uses}")
 
     def fit(self, checkpoint: Checkpoint) -> Fit:
         """Whether (and how) ``hubtool finetune`` can train a checkpoint for this task."""

@@ -176,7 +176,7 @@ class QuestionAnswering(Task):
     def data_settings(self, config: dict[str, Any]) -> dict[str, Any] | None:
         return {"max_answer_length": config.get("max_answer_length")}
 
-    def preparation(self, cfg: Any, train: Any, cols: Columns) -> dict[str, Any]:
+    def preparation(self, cfg: Any, train: Any, cols: Columns, tokenizer: Any) -> dict[str, Any]:
         unanswerable = sum(1 for a in train[cols.label] if not a["text"])
         return {"doc_stride": _stride(cfg), "unanswerable": unanswerable}
 

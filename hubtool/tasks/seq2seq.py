@@ -85,7 +85,7 @@ class Seq2Seq(Task):
     def t5_prefix(self, cfg: Any) -> str:
         return "summarize: "
 
-    def preparation(self, cfg: Any, train: Any, cols: Columns) -> dict[str, Any]:
+    def preparation(self, cfg: Any, train: Any, cols: Columns, tokenizer: Any) -> dict[str, Any]:
         return {"source_prefix": self.prefix(cfg)}
 
     def configure(self, config: Any, preparation: dict[str, Any]) -> None:
@@ -228,20 +228,17 @@ class Seq2Seq(Task):
                     f"{arch} is a trained sequence-to-sequence model ({auto}): fine-tuning for "
                     f"{self.name} keeps its language-model head",
                 )
-        name = checkpoint.heads[0][0] if checkpoint.heads else checkpoint.model_type
-        arch = name or "this architecture"
-        if checkpoint.family == "seq2seq":
-            return Fit(
-                "base",
-                f"{arch} is an encoder-decoder without its language-model head: a new one "
-                f"is trained for {self.name}",
-            )
-        kind = {"decoder": "a decoder-only model", "encoder": "an encoder without a decoder"}
-        return Fit(
-            "no",
-            f"{arch} is {kind.get(checkpoint.family or '', 'not an encoder-decoder model')}: "
-            f"hubtool trains {self.name} with encoder-decoder checkpoints (T5, BART, Marian, "
-            "mT5…)",
+        return self.family_fit(
+            checkpoint,
+            "seq2seq",
+            f"an encoder-decoder without its language-model head: a new one is trained for "
+            f"{self.name}",
+            {
+                "decoder": "a decoder-only model",
+                "encoder": "an encoder without a decoder",
+                "": "not an encoder-decoder model",
+            },
+            "encoder-decoder checkpoints (T5, BART, Marian, mT5…)",
         )
 
 

@@ -79,7 +79,17 @@ class FinetuneConfig:
     source_prefix: str | None = None  # None: the T5 task prefix where the checkpoint needs one
     max_target_length: int = 128
     num_beams: int = 1
-    max_new_tokens: int | None = None  # None: max_target_length
+    max_new_tokens: int | None = None  # None: max_target_length (text-generation: 48)
+    # text generation
+    train_on_prompt: bool = False  # learn the prompt's tokens too (chat, prompt-completion)
+    chat_template: str | None = None  # a Jinja file; None: the checkpoint's, else hubtool's
+    # adapters (peft)
+    peft: str = "none"  # none | lora
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "auto"  # auto, or comma-separated module name suffixes
+    merge: bool = False  # model/ holds the merged full weights instead of the adapter
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,9 +208,12 @@ RANGES: list[tuple[str, float | None, float | None, str]] = [
     ("max_target_length", 1, 65_536, "between 1 and 65,536"),
     ("num_beams", 1, 64, "between 1 and 64"),
     ("max_new_tokens", 1, 65_536, "between 1 and 65,536"),
+    ("lora_r", 1, 4_096, "between 1 and 4,096"),
+    ("lora_alpha", 0, 100_000, "between 0 (exclusive) and 100,000"),
+    ("lora_dropout", 0, 1, "in [0, 1)"),
 ]
-OPEN_LOW = {"lr", "epochs", "max_grad_norm", "validation_share", "mlm_probability"}
-OPEN_HIGH = {"lr", "warmup_ratio", "validation_share", "mlm_probability"}
+OPEN_LOW = {"lr", "epochs", "max_grad_norm", "validation_share", "mlm_probability", "lora_alpha"}
+OPEN_HIGH = {"lr", "warmup_ratio", "validation_share", "mlm_probability", "lora_dropout"}
 
 
 def _in_range(cfg: FinetuneConfig, name: str, low: float | None, high: float | None) -> bool:
@@ -225,6 +238,9 @@ def check(cfg: FinetuneConfig) -> None:
         (_every_ok(cfg.save_every), "save_every must be 'epoch' or a positive number of steps"),
         (cfg.report_to in (None, "tensorboard"), "report_to must be 'tensorboard'"),
         (cfg.compile in ("auto", "yes", "no"), "compile must be auto, yes or no"),
+        (cfg.peft in ("none", "lora"), "peft must be none or lora"),
+        (not cfg.merge or cfg.peft != "none", "merge needs an adapter (peft: lora)"),
+        (bool(cfg.lora_target_modules.strip()), "lora_target_modules must be auto or names"),
     ]
     for ok, message in rules:
         if not ok:

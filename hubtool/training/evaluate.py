@@ -13,6 +13,7 @@ from hubtool.core.hubclient import HubSettings
 from hubtool.core.rundir import RunDir
 from hubtool.errors import UsageError
 from hubtool.training import data, evaluation
+from hubtool.training.adapters import base_of
 from hubtool.training.config import FinetuneConfig, with_max_length
 from hubtool.training.precision import gpu_available
 
@@ -32,12 +33,17 @@ def evaluate_model(
 
     run_dir = Path(target) if (Path(target) / "model").is_dir() else None
     model_path = str(RunDir(run_dir).model) if run_dir else target
+    trained_in = run_dir  # the run whose settings apply (an adapter's RUN/model: RUN)
+    if run_dir is None and base_of(target) and (Path(target).parent / "run.json").is_file():
+        trained_in = Path(target).parent
     tokenizer = load_tokenizer(model_path)
     config = checkpoint_config(model_path)
-    task = options["task"] if options["task"] != "auto" else _task_of(config, run_dir)
+    task = options["task"] if options["task"] != "auto" else _task_of(config, trained_in)
     labelled = tasks.get(task).labelled
     labels = [config.id2label[i] for i in sorted(config.id2label)] if labelled else None
     multi = getattr(config, "problem_type", None) == "multi_label_classification"
+    if base_of(model_path) is not None:  # an adapter: the base's config knows no labels
+        labels, multi, config = _adapter_facts(model_path, trained_in, config, labelled)
     if extra_metrics and not tasks.get(task).predicts:
         raise UsageError(f"Extra metrics need predictions and references; {task} has only losses.")
     if extra_metrics and multi:
@@ -46,11 +52,14 @@ def evaluate_model(
             "Its micro/macro F1, subset accuracy and per-label scores are computed already.",
         )
     extras = [evaluation.metric(name) for name in extra_metrics]  # before the data and model
-    cfg = _data_config(model_path, position_limit(config), task, options, run_dir)
+    cfg = _data_config(model_path, position_limit(config), task, options, trained_in)
     split_ds, source = _load_split(cfg, options["split"], hub)
     prepared = _prepare_split(split_ds, cfg, task, labels, tokenizer, multi)
     accelerator = Accelerator(mixed_precision=_run_precision(run_dir))
-    predictions = _predict(accelerator, model_path, task, labels, cfg, prepared, tokenizer, multi)
+    adapter_config = config if base_of(model_path) is not None else None
+    predictions = _predict(
+        accelerator, model_path, task, labels, cfg, prepared, tokenizer, multi, adapter_config
+    )
     if multi:  # the threshold tuned on validation in training, not one tuned on this split
         predictions.threshold = getattr(config, "multi_label_threshold", None) or 0.5
     metrics = evaluation.compute(predictions, labels)
@@ -80,12 +89,36 @@ def _predict(
     prepared: Any,
     tokenizer: Any,
     multi: bool = False,
+    config: Any = None,
 ) -> evaluation.Predictions:
     from hubtool.training.loop import load_model
 
-    model = load_model(cfg, task, labels, multi)
+    model, _ = load_model(cfg, task, labels, multi)
+    if config is not None:  # an adapter's trained settings, which its base config lacks
+        for key, value in config.to_dict().items():
+            if not hasattr(model.config, key):
+                setattr(model.config, key, value)
     model, loader = accelerator.prepare(model, _loader(cfg, prepared, task, tokenizer))
     return evaluation.predict(accelerator, model, loader, task, cfg, tokenizer)
+
+
+def _adapter_facts(
+    model_path: str, run_dir: Path | None, config: Any, labelled: bool
+) -> tuple[list[str] | None, bool, Any]:
+    """An adapter's labels and trained settings, from the run that trained it."""
+    if run_dir is None:
+        raise UsageError(
+            f"{model_path} is a LoRA adapter: its labels and settings are in the run that "
+            "trained it, not in the folder.",
+            "Evaluate the run directory (the --output-dir of `hubtool finetune`).",
+        )
+    run = rundir.read_json(RunDir(run_dir).run_json)
+    tasks.get(run["task"]).configure(config, (run.get("data") or {}).get("preparation") or {})
+    metrics = RunDir(run_dir).metrics
+    if metrics.exists():
+        decision = (rundir.read_json(metrics).get("details") or {}).get("decision") or {}
+        config.multi_label_threshold = decision.get("threshold")
+    return (run.get("labels") if labelled else None), bool(run.get("multi_label")), config
 
 
 def _run_precision(run_dir: Path | None) -> str:
@@ -128,6 +161,7 @@ TASK_SETTINGS = (
     "max_new_tokens",
     "doc_stride",
     "max_answer_length",
+    "train_on_prompt",
 )
 
 

@@ -16,8 +16,24 @@ from hubtool.training.config import FinetuneConfig
 
 
 def choose_task(columns: list[str], cfg: FinetuneConfig) -> tasks.Task:
-    """The task asked for, or (``auto``) the first that claims these columns."""
-    return tasks.get(cfg.task) if cfg.task != "auto" else tasks.infer(columns, cfg.label_column)
+    """The task asked for, or (``auto``) the first that claims these columns (plain text is
+    causal-LM data for a decoder, masked-LM data otherwise)."""
+    if cfg.task != "auto":
+        return tasks.get(cfg.task)
+    return tasks.infer(columns, cfg.label_column, _family(cfg.model))
+
+
+def _family(model: str) -> str | None:
+    """encoder, seq2seq, decoder or None, from the checkpoint's config."""
+    from transformers import AutoConfig
+
+    from hubtool.core.architectures import family_of, heads_of
+
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError):  # loading the model says why
+        return None
+    return family_of(config.model_type, heads_of(list(config.architectures or [])), None)
 
 
 def prepare_data(
@@ -62,7 +78,7 @@ def prepare_data(
             "train": data.label_distribution(train, names, task.per_token),
             "validation": data.label_distribution(validation, names, task.per_token),
         }
-    stats["preparation"] = task.preparation(cfg, train, cols)
+    stats["preparation"] = task.preparation(cfg, train, cols, tokenizer)
     train, train_cut = task.tokenize(train, tokenizer, cfg, cols)
     validation, val_cut = task.tokenize_eval(validation, tokenizer, cfg, cols)
     stats["truncated"] = {"train": train_cut, "validation": val_cut}
@@ -92,4 +108,11 @@ def _language_of(ds: Any, column: str) -> str | None:
     from hubtool.core.languages import guess_language
 
     sample = texts_of(ds.select(range(min(300, len(ds)))), column)
-    return guess_language([" ".join(t) if isinstance(t, list) else str(t) for t in sample])
+    return guess_language([_text_of(t) for t in sample])
+
+
+def _text_of(value: Any) -> str:
+    """A row's text: words joined (token tasks), messages' contents joined (chat)."""
+    if isinstance(value, list):
+        return " ".join(v.get("content", "") if isinstance(v, dict) else str(v) for v in value)
+    return str(value)

@@ -82,6 +82,7 @@ class Run:
     compilation: Compilation | None = None  # whether --compile is on, and why
     # the fast paths in use: fast_cpu_dropout, allocator, task_forward (run.json "speed")
     speed: dict[str, Any] = field(default_factory=dict)
+    adapter: dict[str, Any] | None = None  # --peft lora: what run.json records of it
 
     @property
     def paths(self) -> RunDir:
@@ -100,9 +101,12 @@ def load_tokenizer(model_id: str) -> Any:
     checkpoint has no tokenizer files (every word would become [UNK])."""
     from transformers import AutoConfig, AutoTokenizer
 
+    from hubtool.training.adapters import base_of
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id)
-        vocab = getattr(AutoConfig.from_pretrained(model_id), "vocab_size", None)
+        config = AutoConfig.from_pretrained(base_of(model_id) or model_id)
+        vocab = getattr(config, "vocab_size", None)
     except Exception as exc:  # OSError, ValueError, and the tokenizers library's own errors
         raise UsageError(
             f"Cannot load a tokenizer for {model_id}: {_first_line(exc)}", TOKENIZER_HINT
@@ -118,10 +122,13 @@ def load_tokenizer(model_id: str) -> Any:
 
 def load_model(
     cfg: FinetuneConfig, task: str, labels: list[str] | None, multi_label: bool = False
-) -> Any:
+) -> tuple[Any, list[str]]:
     """The checkpoint's weights with the task's head, or (``from_scratch``) a seeded random
-    initialisation of its architecture."""
+    initialisation of its architecture; and the modules the checkpoint had no weights for
+    (a new head). A folder holding an adapter is loaded as its base model plus the adapter."""
     import transformers
+
+    from hubtool.training import adapters
 
     auto = getattr(transformers, tasks.get(task).auto_class)
     kwargs: dict[str, Any] = {}
@@ -138,13 +145,22 @@ def load_model(
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report; we say what matters ourselves
     try:
-        config = transformers.AutoConfig.from_pretrained(cfg.model, **kwargs)
+        base = adapters.base_of(cfg.model) or cfg.model
+        config = transformers.AutoConfig.from_pretrained(base, **kwargs)
         attention = _attention(auto, config)
         if cfg.from_scratch:
-            return auto.from_config(config, **attention)
-        return auto.from_pretrained(
-            cfg.model, ignore_mismatched_sizes=bool(kwargs), **kwargs, **attention
+            return auto.from_config(config, **attention), []
+        model, info = auto.from_pretrained(
+            base,
+            ignore_mismatched_sizes=bool(kwargs),
+            output_loading_info=True,
+            **kwargs,
+            **attention,
         )
+        if base != cfg.model:
+            return adapters.attach(model, cfg.model), []
+        fresh = [*(info.get("missing_keys") or []), *_mismatched(info)]
+        return model, adapters.new_modules(fresh, model)
     except ValueError as exc:
         raise UsageError(
             f"{cfg.model} cannot be trained for {task}: {str(exc).splitlines()[0]}",
@@ -162,6 +178,14 @@ def load_model(
         ) from exc
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def _mismatched(info: dict[str, Any]) -> list[str]:
+    """Weights of the checkpoint replaced because their shape differs (a head for another
+    number of labels): initialised anew, like missing ones."""
+    return [
+        m[0] if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys") or []
+    ]
 
 
 def _attention(auto: Any, config: Any) -> dict[str, Any]:
@@ -322,12 +346,20 @@ def setup(
         rundir.prepare(cfg.run_dir, overwrite, resume is not None)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
+    if cfg.task != "auto":  # before the data is read: the checkpoint alone says so
+        refuse_unfit(cfg.model, config, cfg.task)
     tokenizer = load_tokenizer(cfg.model)
     with accelerator.main_process_first():
         data = prepare_data(cfg, tokenizer, hub)
     refuse_unfit(cfg.model, config, data.task)
-    model = load_model(cfg, data.task, data.label_names, data.multi_label)
+    model, heads = load_model(cfg, data.task, data.label_names, data.multi_label)
     tasks.get(data.task).configure(model.config, data.stats.get("preparation") or {})
+    adapter = None
+    if cfg.peft == "lora":
+        from hubtool.training import adapters
+
+        adapters.refuse_sharding(launch)
+        model, adapter = adapters.wrap(model, cfg, data.task, heads)
     speed = _cpu_paths(model, accelerator)
     compiled = compiling.choose(
         cfg.compile, str(accelerator.device), _planned_steps(cfg, data, accelerator)
@@ -375,6 +407,7 @@ def setup(
         precision=mixed,
         compilation=compiled,
         speed=speed,
+        adapter=adapter,
     )
     if resume is not None:
         restore(run, resume)
@@ -422,9 +455,11 @@ def checkpoint_config(model_id: str) -> Any:
     """The checkpoint's config.json (a UsageError when it cannot be read)."""
     from transformers import AutoConfig
 
+    from hubtool.training.adapters import base_of
+
     rundir.refuse_lfs_pointers(Path(model_id))
     try:
-        return AutoConfig.from_pretrained(model_id)
+        return AutoConfig.from_pretrained(base_of(model_id) or model_id)
     except (OSError, ValueError) as exc:
         raise UsageError(
             f"Cannot load {model_id}: {str(exc).splitlines()[0]}",
@@ -675,7 +710,13 @@ def save_model(run: Run) -> None:
     if acc.is_main_process:
         tmp = run.run_dir / ".model.tmp"
         model = acc.unwrap_model(run.model)
-        model.save_pretrained(tmp, safe_serialization=True, state_dict=full)
+        if run.adapter is not None:
+            from hubtool.training import adapters
+
+            adapters.save(model, tmp, run.cfg.merge)
+            run.adapter["adapter_bytes"] = adapters.adapter_size(tmp)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=full)
         run.tokenizer.save_pretrained(tmp)
         rundir.replace_dir(tmp, run.paths.model)
     acc.wait_for_everyone()
@@ -785,6 +826,7 @@ def write_run_json(run: Run, status: str) -> None:
         "compile": _compile_record(run),
         "speed": _speed_record(run),
         "resumes": run.resumes,
+        "adapter": run.adapter,
         "seed": run.cfg.seed,
         "hardware": {
             **rundir.hardware(acc.num_processes, str(acc.device)),
