@@ -384,15 +384,62 @@ def test_cards_check_and_release_gates_name_metrics_the_tasks_compute(
             assert "has no metric" not in str(refused)
 
 
-def test_tokenizers_with_language_codes_are_refused_not_trained_silently_wrong():
-    from types import SimpleNamespace
+@pytest.fixture(scope="module")
+def nllb(tmp_path_factory) -> Path:
+    return tiny.build_nllb_checkpoint(tmp_path_factory.mktemp("nllb") / "tiny-nllb")
+
+
+def test_language_codes_are_found_from_the_languages_users_name(nllb):
+    from transformers import AutoTokenizer
 
     from hubtool.errors import UsageError
-    from hubtool.tasks.seq2seq import _refuse_language_codes
+    from hubtool.tasks.seq2seq import code_for, language_codes
 
-    with pytest.raises(UsageError, match="marks languages with its own codes"):
-        _refuse_language_codes(SimpleNamespace(src_lang="en_XX"), "translation")
-    _refuse_language_codes(SimpleNamespace(), "translation")  # T5, BART, Marian: trained
+    codes = language_codes(AutoTokenizer.from_pretrained(nllb))
+    assert codes == sorted(tiny.NLLB_CODES)
+    assert [code_for(codes, x) for x in ("en", "french", "fra", "deu_Latn")] == [
+        "eng_Latn", "fra_Latn", "fra_Latn", "deu_Latn"
+    ]  # fmt: skip
+    assert code_for(["en_XX", "fr_XX"], "fr") == "fr_XX"  # mBART
+    assert code_for(["__en__", "__fr__"], "en") == "__en__"  # M2M100
+    with pytest.raises(UsageError, match="several codes for Chinese: zho_Hans, zho_Hant"):
+        code_for(codes, "zh")
+    with pytest.raises(UsageError, match="no language code for Spanish"):
+        code_for(codes, "es")
+    assert language_codes(AutoTokenizer.from_pretrained(tiny.build_seq2seq_checkpoint(
+        nllb.parent / "t5", "t5"))) == []  # fmt: skip
+
+
+def test_a_tokenizer_with_language_codes_trains_with_them_and_generation_starts_with_the_target(
+    nllb, data, tmp_path
+):
+    langs = ["--source-lang", "en", "--target-lang", "fr"]
+    run(base_args(nllb, data / "tr", "out", *langs, "--max-steps", "6"), tmp_path)
+    info = json.loads((tmp_path / "out" / "run.json").read_text())
+    prep = info["data"]["preparation"]
+    assert prep["language_codes"] == {"source": "eng_Latn", "target": "fra_Latn"}
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tmp_path / "out" / "model")
+    assert (tok.src_lang, tok.tgt_lang) == ("eng_Latn", "fra_Latn")  # saved with the model
+    encoded = tok("the cat", text_target="le chat")
+    assert tok.convert_ids_to_tokens(encoded["input_ids"])[0] == "eng_Latn"
+    assert tok.convert_ids_to_tokens(encoded["labels"])[0] == "fra_Latn"
+    generation = json.loads((tmp_path / "out" / "model" / "generation_config.json").read_text())
+    assert generation["forced_bos_token_id"] == tok.convert_tokens_to_ids("fra_Latn")
+    code = (
+        card_snippet(tmp_path / "out", "out")
+        .replace('"out"', json.dumps(str(tmp_path / "out" / "model")))
+        .replace("skip_special_tokens=True", "skip_special_tokens=False")
+    )
+    assert "fra_Latn" in run_snippet(code, tmp_path)  # the card's snippet generates French
+
+
+def test_summarization_with_language_codes_needs_the_datas_language(nllb, data, tmp_path):
+    proc = run(base_args(nllb, data / "sum", "out", "--max-steps", "2"), tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "marks languages with codes of its own, so summarization needs" in proc.stderr
+    assert "--source-lang" in proc.stderr
 
 
 def test_a_question_too_long_for_its_window_is_refused_quoting_it(checkpoint, tmp_path):

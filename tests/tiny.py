@@ -174,6 +174,19 @@ def translation_rows(n: int, seed: int = 0) -> list[dict]:
     ]
 
 
+# BART's and M2M100's (NLLB's) sizes for the tiny models: the same config names
+ENCODER_DECODER_SIZE = {
+    "d_model": 32,
+    "encoder_layers": 2,
+    "decoder_layers": 2,
+    "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "max_position_embeddings": 128,
+}
+
+
 def build_seq2seq_checkpoint(folder: Path, kind: str = "t5") -> Path:
     """A 2-layer T5 or BART with a sub-word tokenizer trained on the tiny vocabulary and its
     translations ([SEP] ends every text: the end-of-sequence token)."""
@@ -195,14 +208,7 @@ def build_seq2seq_checkpoint(folder: Path, kind: str = "t5") -> Path:
     if kind == "bart":
         config = BartConfig(
             vocab_size=len(fast),
-            d_model=32,
-            encoder_layers=2,
-            decoder_layers=2,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=64,
-            decoder_ffn_dim=64,
-            max_position_embeddings=128,
+            **ENCODER_DECODER_SIZE,
             pad_token_id=pad,
             bos_token_id=bos,
             eos_token_id=eos,
@@ -329,5 +335,39 @@ def build_decoder_checkpoint(folder: Path, kind: str = "gpt2") -> Path:
         torch.manual_seed(0)
         model = GPT2LMHeadModel(config)
     model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+NLLB_CODES = ["eng_Latn", "fra_Latn", "deu_Latn", "zho_Hans", "zho_Hant"]
+
+
+def build_nllb_checkpoint(folder: Path) -> Path:
+    """A 2-layer M2M100 (NLLB's architecture) with an NLLB tokenizer (language codes such as
+    eng_Latn as special tokens) whose BPE is trained on the tiny vocabulary and translations."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
+
+    words = list(WORDS) + list(TRANSLATE.values()) + ["nothing"]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    bpe.train_from_iterator(
+        texts(400) + words * 3,
+        trainers.BpeTrainer(vocab_size=200, special_tokens=["<s>", "<pad>", "</s>", "<unk>"]),
+    )
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    fast = NllbTokenizer(vocab=model["vocab"], merges=merges, additional_special_tokens=NLLB_CODES)
+    config = M2M100Config(
+        vocab_size=len(fast),
+        **ENCODER_DECODER_SIZE,
+        pad_token_id=fast.pad_token_id,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        decoder_start_token_id=fast.eos_token_id,
+    )
+    torch.manual_seed(0)
+    M2M100ForConditionalGeneration(config).save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder

@@ -118,9 +118,9 @@ class Task(ABC):
         counts), for run.json and the card; set on the model's config by ``configure``."""
         return {}
 
-    def configure(self, config: Any, preparation: dict[str, Any]) -> None:  # noqa: B027
-        """Record on the model's config what inference needs to know of the training data
-        (nothing, unless the task says so)."""
+    def configure(self, model: Any, preparation: dict[str, Any]) -> None:  # noqa: B027
+        """Record on the model (its config, its generation config) what inference needs to
+        know of the training data (nothing, unless the task says so)."""
 
     def evaluation_set(self, validation: Any, collate: Collate, seed: int) -> tuple[Any, Collate]:
         """The validation features and collator evaluation uses (fixed for every pass)."""

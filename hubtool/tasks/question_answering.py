@@ -180,8 +180,8 @@ class QuestionAnswering(Task):
         unanswerable = sum(1 for a in train[cols.label] if not a["text"])
         return {"doc_stride": _stride(cfg), "unanswerable": unanswerable}
 
-    def configure(self, config: Any, preparation: dict[str, Any]) -> None:
-        config.qa_no_answer = bool(preparation.get("unanswerable"))
+    def configure(self, model: Any, preparation: dict[str, Any]) -> None:
+        model.config.qa_no_answer = bool(preparation.get("unanswerable"))
 
     # -- evaluation --------------------------------------------------------------------------
     def predict(

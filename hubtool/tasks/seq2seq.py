@@ -7,6 +7,7 @@ how long generation took and what it produced."""
 
 from __future__ import annotations
 
+import re
 import time
 from abc import abstractmethod
 from typing import Any, ClassVar
@@ -86,13 +87,21 @@ class Seq2Seq(Task):
         return "summarize: "
 
     def preparation(self, cfg: Any, train: Any, cols: Columns, tokenizer: Any) -> dict[str, Any]:
-        return {"source_prefix": self.prefix(cfg)}
+        prepared: dict[str, Any] = {"source_prefix": self.prefix(cfg)}
+        codes = set_language_codes(tokenizer, cfg, self.name)
+        if codes is not None:  # mBART, NLLB, M2M100: generation starts with the target's code
+            prepared["language_codes"] = {"source": codes[0], "target": codes[1]}
+            prepared["forced_bos_token_id"] = int(tokenizer.convert_tokens_to_ids(codes[1]))
+        return prepared
 
-    def configure(self, config: Any, preparation: dict[str, Any]) -> None:
-        config.source_prefix = preparation.get("source_prefix") or ""
+    def configure(self, model: Any, preparation: dict[str, Any]) -> None:
+        model.config.source_prefix = preparation.get("source_prefix") or ""
+        forced = preparation.get("forced_bos_token_id")
+        if forced is not None and getattr(model, "generation_config", None) is not None:
+            model.generation_config.forced_bos_token_id = forced  # saved in generation_config
 
     def tokenize(self, ds: Any, tokenizer: Any, cfg: Any, cols: Columns) -> tuple[Any, int]:
-        _refuse_language_codes(tokenizer, self.name)
+        set_language_codes(tokenizer, cfg, self.name)
         prefix = self.prefix(cfg)
         source_limit, target_limit = int(cfg.max_length or 128), int(cfg.max_target_length)
 
@@ -317,6 +326,9 @@ def generation_options(model: Any, cfg: Any) -> dict[str, Any]:
         "max_new_tokens": int(cfg.max_new_tokens or cfg.max_target_length),
         "do_sample": False,
     }
+    forced = getattr(getattr(model, "generation_config", None), "forced_bos_token_id", None)
+    if forced is not None:
+        options["forced_bos_token_id"] = forced
     if int(cfg.num_beams) > 1:
         options["early_stopping"] = True
     return options
@@ -364,16 +376,62 @@ def _example_losses(logits: Any, labels: Any) -> Any:
     ).detach()
 
 
-def _refuse_language_codes(tokenizer: Any, task: str) -> None:
-    """mBART, NLLB and M2M100 tokenizers mark languages with codes of their own (en_XX,
-    eng_Latn, __en__) and generation must be forced to start with the target's: hubtool does
-    not set them yet, and training without them would be silently wrong."""
-    if getattr(tokenizer, "src_lang", None) is not None or hasattr(tokenizer, "lang_code_to_id"):
+LANGUAGE_CODE = re.compile(r"^(?:([a-z]{2,3})_[A-Z][a-z]{3}|([a-z]{2})_[A-Z]{2}|__([a-z]{2,3})__)$")
+
+
+def language_codes(tokenizer: Any) -> list[str]:
+    """The tokenizer's language codes (NLLB eng_Latn, mBART en_XX, M2M100 __en__); none for
+    tokenizers that do not mark languages (T5, BART, Marian)."""
+    if getattr(tokenizer, "src_lang", None) is None and not hasattr(tokenizer, "lang_code_to_id"):
+        return []
+    return sorted(t for t in tokenizer.all_special_tokens if LANGUAGE_CODE.match(t))
+
+
+def code_for(codes: list[str], given: str) -> str:
+    """The tokenizer's code for a language given as an ISO code, a name, or the code itself."""
+    if given in codes:
+        return given
+    lang = find_language(given)
+    names = {lang.code, lang.iso3} if lang else {given.lower()}
+    found = [c for c in codes if _code_language(c) in names]
+    if len(found) == 1:
+        return found[0]
+    what = lang.name if lang else repr(given)
+    if found:
+        raise UsageError(
+            f"This tokenizer has several codes for {what}: {', '.join(found)}.",
+            "Give the one the data is written in as the language (--source-lang/--target-lang).",
+        )
+    raise UsageError(
+        f"This tokenizer has no language code for {what}.",
+        f"Its codes: {', '.join(codes[:40])}{'…' if len(codes) > 40 else ''}.",
+    )
+
+
+def _code_language(code: str) -> str | None:
+    """The ISO part of a tokenizer's language code (eng_Latn -> eng, __en__ -> en)."""
+    match = LANGUAGE_CODE.match(code)
+    return next((g for g in match.groups() if g), None) if match else None
+
+
+def set_language_codes(tokenizer: Any, cfg: Any, task: str) -> tuple[str, str] | None:
+    """Set the tokenizer's source and target codes from --source-lang/--target-lang (for
+    summarization the data's one language); None for tokenizers without codes."""
+    codes = language_codes(tokenizer)
+    if not codes:
+        return None
+    source = cfg.source_lang
+    target = cfg.target_lang or (source if task == "summarization" else None)
+    if not source or not target:
         raise UsageError(
             f"This checkpoint's tokenizer ({type(tokenizer).__name__}) marks languages with "
-            f"its own codes, which hubtool does not set for {task} yet.",
-            "Use a checkpoint without language codes (T5, mT5, BART, Marian, BERT2BERT…).",
+            f"codes of its own, so {task} needs the data's language.",
+            "Pass --source-lang (and for translation --target-lang): an ISO code such as en "
+            "or fr, or the tokenizer's own code (eng_Latn, en_XX).",
         )
+    pair = (code_for(codes, source), code_for(codes, target))
+    tokenizer.src_lang, tokenizer.tgt_lang = pair
+    return pair
 
 
 def _language_name(code: str) -> str:

@@ -112,8 +112,8 @@ class TextGeneration(Task):
             prepared["rendered_example"] = shown[:RENDERED_LIMIT]
         return prepared
 
-    def configure(self, config: Any, preparation: dict[str, Any]) -> None:
-        config.hubtool_data_format = preparation.get("format")
+    def configure(self, model: Any, preparation: dict[str, Any]) -> None:
+        model.config.hubtool_data_format = preparation.get("format")
 
     def tokenize(self, ds: Any, tokenizer: Any, cfg: Any, cols: Columns) -> tuple[Any, int]:
         ready_tokenizer(tokenizer, cfg, data_format(ds, cols))

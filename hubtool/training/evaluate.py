@@ -42,8 +42,10 @@ def evaluate_model(
     labelled = tasks.get(task).labelled
     labels = [config.id2label[i] for i in sorted(config.id2label)] if labelled else None
     multi = getattr(config, "problem_type", None) == "multi_label_classification"
-    if base_of(model_path) is not None:  # an adapter: the base's config knows no labels
-        labels, multi, config = _adapter_facts(model_path, trained_in, config, labelled)
+    prepared_as = None  # an adapter: how its run prepared the data (its base knows nothing)
+    if base_of(model_path) is not None:
+        labels, multi, prepared_as, threshold = _adapter_facts(model_path, trained_in, labelled)
+        config.multi_label_threshold = threshold
     if extra_metrics and not tasks.get(task).predicts:
         raise UsageError(f"Extra metrics need predictions and references; {task} has only losses.")
     if extra_metrics and multi:
@@ -56,9 +58,8 @@ def evaluate_model(
     split_ds, source = _load_split(cfg, options["split"], hub)
     prepared = _prepare_split(split_ds, cfg, task, labels, tokenizer, multi)
     accelerator = Accelerator(mixed_precision=_run_precision(run_dir))
-    adapter_config = config if base_of(model_path) is not None else None
     predictions = _predict(
-        accelerator, model_path, task, labels, cfg, prepared, tokenizer, multi, adapter_config
+        accelerator, model_path, task, labels, cfg, prepared, tokenizer, multi, prepared_as
     )
     if multi:  # the threshold tuned on validation in training, not one tuned on this split
         predictions.threshold = getattr(config, "multi_label_threshold", None) or 0.5
@@ -89,23 +90,22 @@ def _predict(
     prepared: Any,
     tokenizer: Any,
     multi: bool = False,
-    config: Any = None,
+    prepared_as: dict[str, Any] | None = None,
 ) -> evaluation.Predictions:
     from hubtool.training.loop import load_model
 
     model, _ = load_model(cfg, task, labels, multi)
-    if config is not None:  # an adapter's trained settings, which its base config lacks
-        for key, value in config.to_dict().items():
-            if not hasattr(model.config, key):
-                setattr(model.config, key, value)
+    if prepared_as is not None:  # an adapter: what its run recorded on the trained model
+        tasks.get(task).configure(model, prepared_as)
     model, loader = accelerator.prepare(model, _loader(cfg, prepared, task, tokenizer))
     return evaluation.predict(accelerator, model, loader, task, cfg, tokenizer)
 
 
 def _adapter_facts(
-    model_path: str, run_dir: Path | None, config: Any, labelled: bool
-) -> tuple[list[str] | None, bool, Any]:
-    """An adapter's labels and trained settings, from the run that trained it."""
+    model_path: str, run_dir: Path | None, labelled: bool
+) -> tuple[list[str] | None, bool, dict[str, Any], float | None]:
+    """An adapter's labels, multi-label flag, data preparation and decision threshold, from
+    the run that trained it."""
     if run_dir is None:
         raise UsageError(
             f"{model_path} is a LoRA adapter: its labels and settings are in the run that "
@@ -113,12 +113,13 @@ def _adapter_facts(
             "Evaluate the run directory (the --output-dir of `hubtool finetune`).",
         )
     run = rundir.read_json(RunDir(run_dir).run_json)
-    tasks.get(run["task"]).configure(config, (run.get("data") or {}).get("preparation") or {})
     metrics = RunDir(run_dir).metrics
+    decision: dict[str, Any] = {}
     if metrics.exists():
         decision = (rundir.read_json(metrics).get("details") or {}).get("decision") or {}
-        config.multi_label_threshold = decision.get("threshold")
-    return (run.get("labels") if labelled else None), bool(run.get("multi_label")), config
+    labels = run.get("labels") if labelled else None
+    prepared = (run.get("data") or {}).get("preparation") or {}
+    return labels, bool(run.get("multi_label")), prepared, decision.get("threshold")
 
 
 def _run_precision(run_dir: Path | None) -> str:
