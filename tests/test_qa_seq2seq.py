@@ -427,6 +427,8 @@ def test_a_tokenizer_with_language_codes_trains_with_them_and_generation_starts_
     assert tok.convert_ids_to_tokens(encoded["labels"])[0] == "fra_Latn"
     generation = json.loads((tmp_path / "out" / "model" / "generation_config.json").read_text())
     assert generation["forced_bos_token_id"] == tok.convert_tokens_to_ids("fra_Latn")
+    card = (tmp_path / "out" / "model" / "README.md").read_text()
+    assert f"forced\\_bos\\_token\\_id {generation['forced_bos_token_id']}" in card
     code = (
         card_snippet(tmp_path / "out", "out")
         .replace('"out"', json.dumps(str(tmp_path / "out" / "model")))

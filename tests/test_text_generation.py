@@ -182,6 +182,7 @@ def test_chat_sft_learns_the_answers_and_the_card_shows_samples(trained_chat):
     assert "only the assistant's turns were learned" in card
     assert "<|im_start|>system" in card  # the rendered conversation, as the model saw it
     assert "- messages:" in card  # the Hub's conversational widget
+    assert "Generation settings saved with the model" in card and "Bias was not measured" in card
 
 
 def test_a_checkpoint_without_a_chat_template_gets_one_saved_with_the_model(gpt2, data, tmp_path):

@@ -193,7 +193,18 @@ def model_facts(files: RunFiles, settings: CardSettings, base: BaseCard) -> dict
             run.get("data", {}).get("preparation") or {},
         ),
         "source_prefix": (run.get("data", {}).get("preparation") or {}).get("source_prefix"),
+        "generation_config": {
+            k: v
+            for k, v in files.generation_config.items()
+            if not k.startswith("_") and k not in GENERATION_NOISE and v is not None
+        },
     }
+
+
+# generation_config.json keys that say nothing about how the model generates
+GENERATION_NOISE = frozenset(
+    {"transformers_version", "output_attentions", "output_hidden_states", "use_cache"}
+)
 
 
 def _mask_token(tokenizer_config: dict[str, Any]) -> str | None:

@@ -113,6 +113,7 @@ class RunFiles:
     bias: dict[str, Any] | None = None
     model_config: dict[str, Any] = field(default_factory=dict)
     tokenizer_config: dict[str, Any] = field(default_factory=dict)
+    generation_config: dict[str, Any] = field(default_factory=dict)
 
 
 def read_run(run_dir: Path) -> RunFiles:
@@ -137,6 +138,8 @@ def read_run(run_dir: Path) -> RunFiles:
         model_config = rundir.read_json(config_file) if config_file else {}
         tok_path = paths.model / "tokenizer_config.json"
         tok = rundir.read_json(tok_path) if tok_path.exists() else {}
+        gen_path = paths.model / "generation_config.json"
+        generation = rundir.read_json(gen_path) if gen_path.exists() else {}
     except (OSError, ValueError) as exc:
         raise UsageError(f"Cannot read the run in {run_dir}: {exc}") from None
     if run.get("status") != "complete":
@@ -144,4 +147,4 @@ def read_run(run_dir: Path) -> RunFiles:
             f"The run in {run_dir} is not complete (status: {run.get('status')}).",
             "Finish it with `hubtool finetune --resume` first.",
         )
-    return RunFiles(run_dir, run, metrics, log, bias, model_config, tok)
+    return RunFiles(run_dir, run, metrics, log, bias, model_config, tok, generation)

@@ -116,14 +116,11 @@ class TextGeneration(Task):
         model.config.hubtool_data_format = preparation.get("format")
 
     def tokenize(self, ds: Any, tokenizer: Any, cfg: Any, cols: Columns) -> tuple[Any, int]:
-        ready_tokenizer(tokenizer, cfg, data_format(ds, cols))
         form = data_format(ds, cols)
+        ready_tokenizer(tokenizer, cfg, form)
         if form == "text":
             return _blocks(ds, tokenizer, int(cfg.max_length or 128), cols)
         return _examples(ds, tokenizer, cfg, cols, form)
-
-    def tokenize_eval(self, ds: Any, tokenizer: Any, cfg: Any, cols: Columns) -> tuple[Any, int]:
-        return self.tokenize(ds, tokenizer, cfg, cols)
 
     def collator(self, tokenizer: Any, cfg: Any, pad_multiple: int | None = None) -> Collate:
         return PaddedCausalBatches(tokenizer.pad_token_id, pad_multiple)

@@ -714,7 +714,6 @@ def save_model(run: Run) -> None:
             from hubtool.training import adapters
 
             adapters.save(model, tmp, run.cfg.merge)
-            run.adapter["adapter_bytes"] = adapters.adapter_size(tmp)
         else:
             model.save_pretrained(tmp, safe_serialization=True, state_dict=full)
         run.tokenizer.save_pretrained(tmp)
@@ -794,6 +793,15 @@ def _compile_record(run: Run) -> dict[str, Any] | None:
     return {**run.compilation.as_dict(), "seconds": seconds}
 
 
+def _adapter_record(run: Run) -> dict[str, Any] | None:
+    """The adapter's settings and parameter counts, with the size of the one in model/."""
+    if run.adapter is None:
+        return None
+    from hubtool.training.adapters import adapter_size
+
+    return {**run.adapter, "adapter_bytes": adapter_size(run.paths.model)}
+
+
 def write_run_json(run: Run, status: str) -> None:
     from hubtool.core.hubclient import revision_of
 
@@ -826,7 +834,7 @@ def write_run_json(run: Run, status: str) -> None:
         "compile": _compile_record(run),
         "speed": _speed_record(run),
         "resumes": run.resumes,
-        "adapter": run.adapter,
+        "adapter": _adapter_record(run),
         "seed": run.cfg.seed,
         "hardware": {
             **rundir.hardware(acc.num_processes, str(acc.device)),
