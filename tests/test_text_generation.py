@@ -262,3 +262,25 @@ def test_search_fit_says_what_finetune_will_do(arch, model_type, level):
 
     fit = tasks.fit("text-generation", None, [arch], model_type)
     assert fit.level == level, fit.how
+
+
+def test_the_gender_probe_asks_a_causal_lm_for_the_next_word(trained_pc, tmp_path):
+    """The fill-mask probe, asked as a causal LM can answer it: a probe whose "groups" are
+    the homes the model learned shows it measures what the model does."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_pc, run_dir)
+    probe = tmp_path / "homes.yaml"
+    probe.write_text(
+        "language: en\ngroups:\n  paris: [paris]\n  berlin: [berlin]\n"
+        'templates: ["{occupation} lives in {mask}.", "{mask} is where {occupation} lives."]\n'
+        "occupations: [alice, carol]\n"
+    )
+    run(["card", str(run_dir), "--bias-probe", str(probe)], tmp_path)
+    bias = json.loads((run_dir / "bias.json").read_text())
+    assert bias["kind"] == "gendered-completions" and bias["position"] == "next word"
+    assert bias["templates"] == ["{occupation} lives in"]  # one opening before the blank
+    share = {r["occupation"]: r["paris_share"] for r in bias["rows"]}
+    assert share["alice"] > 0.9 and share["carol"] < 0.1  # alice lives in paris, carol not
+    card = (run_dir / "model" / "README.md").read_text()
+    assert "as the next word after the opening of 1 en occupation templates" in card
+    assert "The model writes text: it can state falsehoods" in card

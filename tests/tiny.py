@@ -295,7 +295,7 @@ def build_decoder_checkpoint(folder: Path, kind: str = "gpt2") -> Path:
     tok.train_from_iterator(
         corpus,
         trainers.BpeTrainer(
-            vocab_size=300,
+            vocab_size=400,
             special_tokens=special,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         ),

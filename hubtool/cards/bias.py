@@ -2,8 +2,9 @@
 
 Fill-mask: the probability a model gives to gendered pronouns in occupation templates
 (``hubtool/cards/probes/<lang>.yaml``; English and French shipped, any other language through a
-file of the same shape). Classification: the worst classes and input-length slices, read from
-the evaluation.
+file of the same shape). Causal LMs: the same words' probability as the next word after each
+template's opening. Classification: the worst classes and input-length slices, read from the
+evaluation.
 """
 
 from __future__ import annotations
@@ -85,6 +86,38 @@ def gender_probe(model_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
     return _report(spec, sums, used)
 
 
+def next_word_probe(model_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    """A causal LM's version of the probe: the probability of each group's words as the next
+    word after each template's opening (the text before ``{mask}``; templates that start with
+    it cannot be asked of a model that reads left to right)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    openings = [t.split("{mask}")[0].rstrip() for t in spec["templates"] if "{mask}" in t]
+    openings = [o for o in openings if o]
+    groups: dict[str, list[str]] = spec["groups"]
+    sums = {occ: dict.fromkeys(groups, 0.0) for occ in spec["occupations"]}
+    used: set[str] = set()
+    ids = {
+        g: [(w, _candidate_id(tokenizer, w, False)) for w in words] for g, words in groups.items()
+    }
+    for opening in openings:
+        for occ in spec["occupations"]:
+            batch = tokenizer(opening.format(occupation=occ), return_tensors="pt")
+            with torch.no_grad():
+                probs = model(**batch).logits[0, -1].float().softmax(dim=-1)
+            for group, pairs in ids.items():
+                for word, token in pairs:
+                    if token is not None:
+                        sums[occ][group] += float(probs[token]) / len(openings)
+                        used.add(word)
+    return {**_report({**spec, "templates": openings}, sums, used), "position": "next word"}
+
+
 def _report(
     spec: dict[str, Any], sums: dict[str, dict[str, float]], used: set[str]
 ) -> dict[str, Any]:
@@ -113,14 +146,6 @@ def _report(
         "words_not_in_vocabulary": missing,
         "mean_share": sum(shares) / len(shares) if shares else None,
     }
-
-
-GENERATIVE = (
-    "no probe of generated text ships with hubtool yet. The model writes text: it can "
-    "state falsehoods fluently, repeat biases and offensive language of its base model's "
-    "and of the training data, and follow harmful instructions; read the sample generations "
-    "above and test it on prompts of your own use before relying on it"
-)
 
 
 def classification_slices(metrics: dict[str, Any], worst: int = 3) -> dict[str, Any]:
@@ -156,16 +181,19 @@ def measure(
 ) -> dict[str, Any]:
     """The bias section's measurements for a run (written to bias.json by the caller)."""
     if tasks.get(task).bias_probe == "generative":
-        return {"kind": "none", "reason": GENERATIVE}
+        spec = load_probe(language, probe_file)
+        return next_word_probe(RunDir(run_dir).model, spec) if spec else _no_probe(language)
     if tasks.get(task).bias_probe != "completions":
         from hubtool.core import rundir
 
         return classification_slices(rundir.read_json(RunDir(run_dir).metrics))
     spec = load_probe(language, probe_file)
-    if spec is None:
-        return {
-            "kind": "none",
-            "reason": f"no gender probe ships for language {language or 'unknown'!r}; "
-            "give one with card.bias_probe (see hubtool/cards/probes/en.yaml)",
-        }
-    return gender_probe(RunDir(run_dir).model, spec)
+    return gender_probe(RunDir(run_dir).model, spec) if spec else _no_probe(language)
+
+
+def _no_probe(language: str | None) -> dict[str, Any]:
+    return {
+        "kind": "none",
+        "reason": f"no gender probe ships for language {language or 'unknown'!r}; "
+        "give one with card.bias_probe (see hubtool/cards/probes/en.yaml)",
+    }

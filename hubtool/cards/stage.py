@@ -191,7 +191,8 @@ def card_stage(
     settings = card_settings(previous, *layers)
     files = read_run(run_dir)
     base = read_base_card(*_base_ref(files), hub)
-    if files.bias is None:
+    probe = settings.bias_probe  # a probe given now that did not measure bias.json: measure
+    if files.bias is None or (probe and files.bias.get("probe_file") != probe):
         files.bias = _measure_bias(files, settings, base)
     ctx = build_context(files, settings, base, hub.endpoint)
     text = render(ctx, template)
@@ -252,6 +253,8 @@ def _measure_bias(files: RunFiles, settings: CardSettings, base: BaseCard) -> di
     language = found[0] if found else None
     probe = Path(settings.bias_probe) if settings.bias_probe else None
     result = bias.measure(files.run_dir, files.run["task"], language, probe)
+    if probe is not None:
+        result["probe_file"] = settings.bias_probe
     rundir.write_json(RunDir(files.run_dir).bias, result)
     return result
 
