@@ -57,7 +57,13 @@ def trained_pc(gpt2, data, tmp_path_factory) -> Path:
 
 
 def settings(**changes) -> SimpleNamespace:
-    base = {"max_length": 64, "train_on_prompt": False, "chat_template": None, "model": "m"}
+    base = {
+        "max_length": 64,
+        "train_on_prompt": False,
+        "chat_template": None,
+        "model": "m",
+        "packing": False,
+    }
     return SimpleNamespace(**{**base, **changes})
 
 
@@ -284,3 +290,55 @@ def test_the_gender_probe_asks_a_causal_lm_for_the_next_word(trained_pc, tmp_pat
     card = (run_dir / "model" / "README.md").read_text()
     assert "as the next word after the opening of 1 en occupation templates" in card
     assert "The model writes text: it can state falsehoods" in card
+
+
+# -- packing -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_packed_rows_give_the_padded_batchs_loss(kind, llama, gpt2):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hubtool.tasks.text_generation import (
+        PackedCausalBatches,
+        PaddedCausalBatches,
+        keeps_packed_apart,
+    )
+
+    model = AutoModelForCausalLM.from_pretrained(llama if kind == "llama" else gpt2).eval()
+    assert keeps_packed_apart(model)
+    features, tok = tokenized(llama if kind == "llama" else gpt2, tiny.chat_rows(12, 4))
+    rows = [dict(f) for f in features]
+    padded = PaddedCausalBatches(tok.pad_token_id)(rows)
+    packed = PackedCausalBatches(tok.pad_token_id, 64)(rows)
+    assert packed["input_ids"].shape[0] < padded["input_ids"].shape[0]  # fewer rows
+    assert packed["input_ids"].shape[1] <= 64 and "attention_mask" not in packed
+    with torch.inference_mode():
+        same = model(**packed).loss, model(**padded).loss
+    assert float(same[0]) == pytest.approx(float(same[1]), rel=1e-5)  # no example sees another
+
+
+def test_packing_is_refused_for_a_model_that_mixes_packed_examples():
+    import torch
+
+    from hubtool.errors import UsageError
+    from hubtool.tasks.text_generation import TextGeneration
+
+    class Mixing(torch.nn.Module):  # every position sees every earlier one, position ids or not
+        config = SimpleNamespace(vocab_size=10)
+
+        def forward(self, input_ids, position_ids=None, use_cache=None):
+            emb = torch.nn.functional.one_hot(input_ids, 10).float().cumsum(dim=1)
+            return SimpleNamespace(logits=emb)
+
+    cfg = settings(packing=True)
+    with pytest.raises(UsageError, match="does not keep packed examples apart"):
+        TextGeneration().check_model(Mixing(), cfg, {"format": "chat"})
+    TextGeneration().check_model(Mixing(), cfg, {"format": "text"})  # blocks: nothing to pack
+
+
+def test_a_packed_chat_run_trains_and_evaluates_one_example_per_row(llama, data, tmp_path):
+    run(base_args(llama, data / "chat", "out", "--packing", "--max-steps", "4"), tmp_path)
+    info = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert info["config"]["packing"] is True
+    doc = metrics_of(tmp_path / "out")
+    assert doc["examples"] == 40 and doc["metrics"]["perplexity"] > 1

@@ -134,6 +134,10 @@ class Task(ABC):
         """`hubtool ci init`'s default gate (on a metric the run computes)."""
         return self.release_requirement
 
+    def check_model(self, model: Any, cfg: Any, preparation: dict[str, Any]) -> None:  # noqa: B027
+        """Refuse a model that cannot train the way the settings ask (nothing to check unless
+        the task says so)."""
+
     def train_faster(self, model: Any, batch: dict[str, Any]) -> str | None:
         """Install a cheaper training forward that gives the same loss on ``batch`` (checked
         there); a line for run.json saying what it is, or None when the model is unchanged."""

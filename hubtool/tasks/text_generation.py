@@ -123,7 +123,28 @@ class TextGeneration(Task):
         return _examples(ds, tokenizer, cfg, cols, form)
 
     def collator(self, tokenizer: Any, cfg: Any, pad_multiple: int | None = None) -> Collate:
+        if cfg.packing:
+            return PackedCausalBatches(tokenizer.pad_token_id, int(cfg.max_length or 128))
         return PaddedCausalBatches(tokenizer.pad_token_id, pad_multiple)
+
+    def evaluation_set(self, validation: Any, collate: Collate, seed: int) -> tuple[Any, Collate]:
+        """One example per row (each example's loss is read from its own row)."""
+        if isinstance(collate, PackedCausalBatches):
+            return validation, PaddedCausalBatches(collate.pad_id)
+        return validation, collate
+
+    def check_model(self, model: Any, cfg: Any, preparation: dict[str, Any]) -> None:
+        """--packing only where the model keeps packed examples apart: the logits of an
+        example packed after another must be those it has alone."""
+        if not cfg.packing or preparation.get("format") == "text":
+            return  # plain text is cut into full blocks: nothing to pack
+        if not keeps_packed_apart(model):
+            raise UsageError(
+                f"--packing: {type(model).__name__} does not keep packed examples apart (an "
+                "example's logits change when another is packed before it), so training "
+                "would mix examples.",
+                "Drop --packing: batches are grouped by length, so padding stays low.",
+            )
 
     def data_settings(self, config: dict[str, Any]) -> dict[str, Any] | None:
         return {"max_new_tokens": config.get("max_new_tokens") or 48}
@@ -394,7 +415,76 @@ class PaddedCausalBatches:
             ids[i, :n] = torch.tensor(f["input_ids"])
             labels[i, :n] = torch.tensor(f["labels"])
             mask[i, :n] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        # no key/value cache in training: nothing reads it, and it costs memory
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels, "use_cache": False}
+
+
+class PackedCausalBatches:
+    """A batch's examples packed into rows of at most ``limit`` tokens (first fit, longest
+    first), ``position_ids`` restarting at each example and no attention mask: transformers
+    then masks attention block by block, so no example sees another. The first label of each
+    packed example is -100 (it would be predicted from the previous example's last token)."""
+
+    def __init__(self, pad_id: int, limit: int) -> None:
+        self.pad_id, self.limit = pad_id, limit
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        rows: list[list[dict[str, Any]]] = []
+        for f in sorted(features, key=lambda f: -len(f["input_ids"])):
+            room = next(
+                (
+                    r
+                    for r in rows
+                    if sum(len(x["input_ids"]) for x in r) + len(f["input_ids"]) <= self.limit
+                ),
+                None,
+            )
+            if room is None:
+                rows.append([f])
+            else:
+                room.append(f)
+        width = max(sum(len(x["input_ids"]) for x in r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            at = 0
+            for f in row:
+                n = len(f["input_ids"])
+                ids[i, at : at + n] = torch.tensor(f["input_ids"])
+                labels[i, at + 1 : at + n] = torch.tensor(f["labels"][1:])
+                positions[i, at : at + n] = torch.arange(n)
+                at += n
+            positions[i, at:] = torch.arange(width - at)  # padding: a segment of its own
+        # no cache: with one, transformers skips the block-by-block mask of packed rows
+        return {"input_ids": ids, "labels": labels, "position_ids": positions, "use_cache": False}
+
+
+def keeps_packed_apart(model: Any) -> bool:
+    """Whether the model's logits for an example are the same alone and packed after
+    another example (position ids reset, no attention mask)."""
+    import torch
+
+    vocab = int(model.config.vocab_size)
+    generator = torch.Generator().manual_seed(0)
+    first = torch.randint(0, vocab, (1, 5), generator=generator)
+    second = torch.randint(0, vocab, (1, 7), generator=generator)
+    packed = torch.cat([first, second], dim=1)
+    positions = torch.cat([torch.arange(5), torch.arange(7)]).unsqueeze(0)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            alone = model(input_ids=second).logits
+            together = model(input_ids=packed, position_ids=positions, use_cache=False)
+            together = together.logits[:, 5:]
+        return bool(torch.allclose(alone.float(), together.float(), atol=1e-4, rtol=1e-3))
+    except (TypeError, ValueError, RuntimeError):  # a forward without position_ids
+        return False
+    finally:
+        model.train(was_training)
 
 
 # -- evaluation helpers ---------------------------------------------------------------------

@@ -82,6 +82,7 @@ class FinetuneConfig:
     max_new_tokens: int | None = None  # None: max_target_length (text-generation: 48)
     # text generation
     train_on_prompt: bool = False  # learn the prompt's tokens too (chat, prompt-completion)
+    packing: bool = False  # several examples per row of max_length, position ids reset
     chat_template: str | None = None  # a Jinja file; None: the checkpoint's, else hubtool's
     # adapters (peft)
     peft: str = "none"  # none | lora

@@ -354,6 +354,7 @@ def setup(
     refuse_unfit(cfg.model, config, data.task)
     model, heads = load_model(cfg, data.task, data.label_names, data.multi_label)
     tasks.get(data.task).configure(model, data.stats.get("preparation") or {})
+    tasks.get(data.task).check_model(model, cfg, data.stats.get("preparation") or {})
     adapter = None
     if cfg.peft == "lora":
         from hubtool.training import adapters
