@@ -342,3 +342,20 @@ def test_a_packed_chat_run_trains_and_evaluates_one_example_per_row(llama, data,
     assert info["config"]["packing"] is True
     doc = metrics_of(tmp_path / "out")
     assert doc["examples"] == 40 and doc["metrics"]["perplexity"] > 1
+
+
+def test_a_decoder_trains_a_classifier_padding_with_its_end_of_text_token(
+    gpt2, datasets_dir, tmp_path
+):
+    """Search calls a decoder `base` for text-classification; GPT-2 ships no padding token."""
+    run(base_args(gpt2, datasets_dir / "cls", "out", "--task", "text-classification",
+                  "--max-steps", "6"), tmp_path)  # fmt: skip
+    config = json.loads((tmp_path / "out" / "model" / "config.json").read_text())
+    assert config["architectures"] == ["GPT2ForSequenceClassification"]
+    assert config["pad_token_id"] == config["eos_token_id"]  # the head finds the last token
+    code = (
+        "from transformers import pipeline\n"
+        f"pipe = pipeline('text-classification', model={str(tmp_path / 'out' / 'model')!r})\n"
+        "print(len(pipe(['the cat sat', 'a good movie with alice in paris'], batch_size=2)))\n"
+    )
+    assert run_snippet(code, tmp_path) == "2"  # a padded batch of two

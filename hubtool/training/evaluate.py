@@ -92,9 +92,10 @@ def _predict(
     multi: bool = False,
     prepared_as: dict[str, Any] | None = None,
 ) -> evaluation.Predictions:
-    from hubtool.training.loop import load_model
+    from hubtool.training.loop import align_padding, load_model
 
     model, _ = load_model(cfg, task, labels, multi)
+    align_padding(model, tokenizer)
     if prepared_as is not None:  # an adapter: what its run recorded on the trained model
         tasks.get(task).configure(model, prepared_as)
     model, loader = accelerator.prepare(model, _loader(cfg, prepared, task, tokenizer))

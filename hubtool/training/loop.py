@@ -117,7 +117,16 @@ def load_tokenizer(model_id: str) -> Any:
             f"tokenizer files ({len(tokenizer)} tokens for a model of {vocab}).",
             TOKENIZER_HINT,
         )
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token  # decoders (GPT-2, Llama) ship no padding
     return tokenizer
+
+
+def align_padding(model: Any, tokenizer: Any) -> None:
+    """The model's config knows the tokenizer's padding token (a decoder's classification
+    head finds each example's last token by it)."""
+    if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def load_model(
@@ -353,6 +362,7 @@ def setup(
         data = prepare_data(cfg, tokenizer, hub)
     refuse_unfit(cfg.model, config, data.task)
     model, heads = load_model(cfg, data.task, data.label_names, data.multi_label)
+    align_padding(model, tokenizer)
     tasks.get(data.task).configure(model, data.stats.get("preparation") or {})
     tasks.get(data.task).check_model(model, cfg, data.stats.get("preparation") or {})
     adapter = None
