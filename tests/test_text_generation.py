@@ -359,3 +359,31 @@ def test_a_decoder_trains_a_classifier_padding_with_its_end_of_text_token(
         "print(len(pipe(['the cat sat', 'a good movie with alice in paris'], batch_size=2)))\n"
     )
     assert run_snippet(code, tmp_path) == "2"  # a padded batch of two
+
+
+def test_eval_metrics_score_every_validation_generation(llama, data, tmp_path):
+    scored = ["--eval-metrics", "rouge,sacrebleu", "--max-steps", "4"]
+    run(base_args(llama, data / "chat", "out", *scored), tmp_path)
+    doc = metrics_of(tmp_path / "out")
+    assert {"rougeL", "bleu", "chrf", "perplexity"} <= set(doc["metrics"])
+    assert len(doc["details"]["samples"]) == 4  # the card still shows four
+    card = (tmp_path / "out" / "model" / "README.md").read_text()
+    assert "ROUGE-L" in card and "sacreBLEU" in card
+
+
+@pytest.mark.parametrize(
+    ("task", "metrics", "message"),
+    [
+        ("text-generation", "no_such_module", "The evaluate module 'no_such_module' cannot be"),
+        ("text-classification", "rouge", "--eval-metrics scores generated text"),
+    ],
+)
+def test_eval_metrics_are_refused_before_training_when_they_cannot_apply(
+    llama, data, datasets_dir, tmp_path, task, metrics, message
+):
+    dataset = data / "chat" if task == "text-generation" else datasets_dir / "cls"
+    args = base_args(llama, dataset, "out", "--task", task, "--eval-metrics", metrics)
+    proc = run(args, tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert message in proc.stderr
+    assert not (tmp_path / "out" / "checkpoints").exists()  # nothing trained

@@ -98,6 +98,11 @@ FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
         "reset per example (no attention across them; checked on the model first). Pays on "
         "GPUs with varlen attention; on CPUs length grouping already leaves ~2 % padding.",
     ),
+    "eval_metrics": (
+        str,
+        "text-generation: also generate for every validation example and score it against "
+        "the reference: rouge, sacrebleu (comma-separated; or evaluate module names).",
+    ),
     "chat_template": (
         str,
         "text-generation: a Jinja chat template file for messages data (default: the "
@@ -219,6 +224,7 @@ EVALUATE_TASK_OPTIONS = (
     "doc_stride",
     "max_answer_length",
     "train_on_prompt",
+    "eval_metrics",
 )
 
 

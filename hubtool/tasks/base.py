@@ -61,6 +61,8 @@ class Predictions:
     multi_label: bool = False  # predictions are per-label probabilities, references 0/1
     threshold: float | None = None  # multi-label: the decision threshold compute() chose
     timing: dict[str, float] = field(default_factory=dict)  # seconds by phase (generation…)
+    # evaluate modules that score generated texts against references (--eval-metrics)
+    metric_modules: tuple[str, ...] = ()
     seconds: float = 0.0  # the whole pass
 
     @property
@@ -134,9 +136,14 @@ class Task(ABC):
         """`hubtool ci init`'s default gate (on a metric the run computes)."""
         return self.release_requirement
 
-    def check_model(self, model: Any, cfg: Any, preparation: dict[str, Any]) -> None:  # noqa: B027
-        """Refuse a model that cannot train the way the settings ask (nothing to check unless
-        the task says so)."""
+    def check_model(self, model: Any, cfg: Any, preparation: dict[str, Any]) -> None:
+        """Refuse a model that cannot train the way the settings ask, before training."""
+        if getattr(cfg, "eval_metrics", None):
+            raise UsageError(
+                f"--eval-metrics scores generated text against references; {self.name} "
+                "computes its own metrics.",
+                "Drop --eval-metrics (it is for text-generation).",
+            )
 
     def train_faster(self, model: Any, batch: dict[str, Any]) -> str | None:
         """Install a cheaper training forward that gives the same loss on ``batch`` (checked

@@ -60,6 +60,14 @@ class TextGeneration(Task):
     labelled = False
     predicts = False
     bias_probe = "generative"
+    metric_names: ClassVar[dict[str, str]] = {
+        "rouge1": "ROUGE-1",
+        "rouge2": "ROUGE-2",
+        "rougeL": "ROUGE-L",
+        "rougeLsum": "ROUGE-Lsum",
+        "bleu": "sacreBLEU",
+        "chrf": "chrF",
+    }
     examples: ClassVar[dict[str, Any]] = {
         "en": "The city council met on Tuesday and",
         "fr": "Le conseil municipal s'est réuni mardi et",
@@ -134,8 +142,11 @@ class TextGeneration(Task):
         return validation, collate
 
     def check_model(self, model: Any, cfg: Any, preparation: dict[str, Any]) -> None:
-        """--packing only where the model keeps packed examples apart: the logits of an
-        example packed after another must be those it has alone."""
+        """--eval-metrics modules that load; --packing only where the model keeps packed
+        examples apart (the logits of an example packed after another must be those it has
+        alone)."""
+        for name in eval_modules(cfg.eval_metrics):
+            metric(name)  # a module that cannot be loaded is refused now, not after training
         if not cfg.packing or preparation.get("format") == "text":
             return  # plain text is cut into full blocks: nothing to pack
         if not keeps_packed_apart(model):
@@ -166,7 +177,9 @@ class TextGeneration(Task):
             out.losses += sums.float().tolist()
             out.counts += counts.tolist()
         start = time.perf_counter()
-        out.predictions = samples(accelerator.unwrap_model(model), tokenizer, loader, cfg)
+        out.metric_modules = eval_modules(cfg.eval_metrics)
+        every = bool(out.metric_modules)  # scored: every example generates, else the samples
+        out.predictions = samples(accelerator.unwrap_model(model), tokenizer, loader, cfg, every)
         out.timing = {"generation": time.perf_counter() - start}
 
     def compute(self, p: Predictions, label_names: list[str] | None) -> dict[str, Any]:
@@ -175,8 +188,15 @@ class TextGeneration(Task):
         counts = np.asarray(p.counts, dtype=float)
         means = np.asarray(p.losses, dtype=float) / np.maximum(counts, 1)
         result = dict(metric("perplexity").compute(losses=means.tolist(), counts=p.counts))
-        if p.predictions and isinstance(p.predictions[0], dict):
-            result["samples"] = p.predictions
+        generated = [x for x in p.predictions if isinstance(x, dict)]
+        if generated:
+            result["samples"] = generated[:SAMPLES]
+        for name in p.metric_modules:  # --eval-metrics: the generations against references
+            scores = metric(name).compute(
+                predictions=[g["generated"].strip() for g in generated],
+                references=[g["reference"].strip() for g in generated],
+            )
+            result.update(scores)
         return result
 
     # -- card and search -----------------------------------------------------------------------
@@ -502,9 +522,22 @@ def _example_sums(logits: Any, labels: Any) -> tuple[Any, Any]:
     return torch.stack(sums).detach(), torch.stack(counts)
 
 
-def samples(model: Any, tokenizer: Any, loader: Any, cfg: Any) -> list[dict[str, str]]:
-    """Greedy generations (at most ``max_new_tokens``) from the first validation prompts,
-    with what the data has after each prompt: the same on every process."""
+# --eval-metrics names: the shipped modules that score generated text
+EVAL_METRICS = {"rouge": "rouge_scores", "sacrebleu": "sacrebleu_chrf", "bleu": "sacrebleu_chrf"}
+
+
+def eval_modules(given: str | None) -> tuple[str, ...]:
+    """The evaluate modules --eval-metrics names (rouge, sacrebleu; or any module name)."""
+    names = [n.strip() for n in (given or "").split(",") if n.strip()]
+    return tuple(dict.fromkeys(EVAL_METRICS.get(n, n) for n in names))
+
+
+def samples(
+    model: Any, tokenizer: Any, loader: Any, cfg: Any, every: bool = False
+) -> list[dict[str, str]]:
+    """Greedy generations (at most ``max_new_tokens``) from the first validation prompts
+    (``every``: from all of them), with what the data has after each prompt: the same on
+    every process."""
     import torch
 
     dataset = getattr(loader, "dataset", None)
@@ -512,7 +545,7 @@ def samples(model: Any, tokenizer: Any, loader: Any, cfg: Any) -> list[dict[str,
         return []
     new_tokens = int(cfg.max_new_tokens or 48)
     out = []
-    for row in dataset.select(range(min(SAMPLES, len(dataset)))):
+    for row in dataset.select(range(len(dataset) if every else min(SAMPLES, len(dataset)))):
         cut = int(row["prompt_length"])
         prompt = torch.tensor([row["input_ids"][:cut]], device=model.device)
         with torch.inference_mode():

@@ -83,6 +83,7 @@ class FinetuneConfig:
     # text generation
     train_on_prompt: bool = False  # learn the prompt's tokens too (chat, prompt-completion)
     packing: bool = False  # several examples per row of max_length, position ids reset
+    eval_metrics: str | None = None  # rouge, sacrebleu: score every validation generation
     chat_template: str | None = None  # a Jinja file; None: the checkpoint's, else hubtool's
     # adapters (peft)
     peft: str = "none"  # none | lora

@@ -164,6 +164,7 @@ TASK_SETTINGS = (
     "doc_stride",
     "max_answer_length",
     "train_on_prompt",
+    "eval_metrics",
 )
 
 
