@@ -63,6 +63,7 @@ def settings(**changes) -> SimpleNamespace:
         "chat_template": None,
         "model": "m",
         "packing": False,
+        "eval_metrics": None,
     }
     return SimpleNamespace(**{**base, **changes})
 
