@@ -365,3 +365,24 @@ def test_card_survives_a_corrupt_weights_file(golden_run: Path):
     (golden_run / "model" / "model.safetensors").write_bytes(b"\xff" * 64)
     meta, body = front(render_golden(golden_run))
     assert "| Parameters | – |" in body and meta["license"] == "apache-2.0"
+
+
+def test_a_probe_template_with_a_stray_placeholder_is_refused_not_a_traceback(tmp_path):
+    from hubtool.cards.bias import load_probe
+    from hubtool.errors import ConfigError
+
+    probe = tmp_path / "probe.yaml"
+    probe.write_text(
+        "groups: {a: [he], b: [she]}\noccupations: [nurse]\n"
+        'templates: ["The {occupation} said {mask} was {mood}."]\n'
+    )
+    with pytest.raises(ConfigError, match="has a placeholder other than"):
+        load_probe(None, probe)
+
+
+def test_a_causal_lm_probe_whose_templates_all_start_with_the_blank_says_why(tmp_path):
+    from hubtool.cards.bias import next_word_probe
+
+    spec = {"groups": {"a": ["he"]}, "occupations": ["nurse"], "templates": ["{mask} is here."]}
+    result = next_word_probe(tmp_path, spec)  # no model is loaded: nothing can be asked
+    assert result["kind"] == "none" and "starts with its blank" in result["reason"]

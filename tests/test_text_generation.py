@@ -71,14 +71,14 @@ def settings(**changes) -> SimpleNamespace:
 def tokenized(checkpoint: Path, rows: list[dict], **changes):
     """The task's training features for ``rows`` (with the columns --task auto finds)."""
     import datasets
-    from transformers import AutoTokenizer
 
     from hubtool.tasks.text_generation import TextGeneration
+    from hubtool.training.loop import load_tokenizer
 
     task, ds = TextGeneration(), datasets.Dataset.from_list(rows)
     cfg = settings(**changes)
     cols = task.columns(ds.column_names, SimpleNamespace(**vars(cfg), **NO_COLUMNS))
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    tokenizer = load_tokenizer(str(checkpoint))  # as finetune loads it (padding included)
     task.check_rows(ds, "train", cols)
     features, _ = task.tokenize(ds, tokenizer, cfg, cols)
     return features, tokenizer
@@ -156,6 +156,8 @@ def test_a_prompt_longer_than_max_length_is_refused(llama):
     ]}]  # fmt: skip
     with pytest.raises(UsageError, match="Example 0 has nothing left to learn once cut to 64"):
         tokenized(llama, rows)
+    kept, _ = tokenized(llama, rows, train_on_prompt=True)  # its prompt is learned: kept
+    assert kept[0]["length"] == 64 and -100 not in kept[0]["labels"]
 
 
 def test_a_template_that_rewrites_earlier_turns_is_refused(llama, tmp_path):
@@ -170,6 +172,14 @@ def test_a_template_that_rewrites_earlier_turns_is_refused(llama, tmp_path):
              {"role": "assistant", "content": "bob lives in london"}]  # fmt: skip
     with pytest.raises(UsageError, match="renders the conversation differently turn by turn"):
         tokenized(llama, [{"messages": turns}], chat_template=str(rewriting))
+    # the error's first suggestion works: every token learned, the prompt still found
+    features, tok = tokenized(
+        llama, [{"messages": turns}], chat_template=str(rewriting), train_on_prompt=True
+    )
+    cut = features[0]["prompt_length"]
+    assert (
+        tok.decode(features[0]["input_ids"][:cut]) == "whe"
+    )  # where the last prompt parts from the full text
 
 
 # -- whole runs ----------------------------------------------------------------------------------

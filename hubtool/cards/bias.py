@@ -38,6 +38,15 @@ def load_probe(language: str | None, path: Path | None = None) -> dict[str, Any]
             f"Bias probe {path} must be a mapping with groups, templates and occupations.",
             f"See {PROBES_DIR / 'en.yaml'} for the shape.",
         )
+    for template in spec["templates"]:
+        try:
+            str(template).format(mask="", occupation="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(
+                f"Bias probe {path}: the template {str(template)[:80]!r} has a placeholder "
+                f"other than {{mask}} and {{occupation}} ({type(exc).__name__}: {exc}).",
+                "Double the braces ({{ }}) that are not placeholders.",
+            ) from None
     return spec
 
 
@@ -78,12 +87,23 @@ def gender_probe(model_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
         rows, cols = (batch["input_ids"] == tokenizer.mask_token_id).nonzero(as_tuple=True)
         for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
             occ = spec["occupations"][row]
-            for group, pairs in ids.items():
-                for word, token in pairs:
-                    if token is not None:
-                        sums[occ][group] += float(probs[row, col, token]) / len(spec["templates"])
-                        used.add(word)
+            _add(sums[occ], used, ids, probs[row, col], len(spec["templates"]))
     return _report(spec, sums, used)
+
+
+def _add(
+    sums: dict[str, float],
+    used: set[str],
+    ids: dict[str, list[tuple[str, int | None]]],
+    probs: Any,
+    templates: int,
+) -> None:
+    """One template's probabilities of each group's words, averaged over the templates."""
+    for group, pairs in ids.items():
+        for word, token in pairs:
+            if token is not None:
+                sums[group] += float(probs[token]) / templates
+                used.add(word)
 
 
 def next_word_probe(model_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
@@ -94,11 +114,17 @@ def next_word_probe(model_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    openings = [t.split("{mask}")[0].rstrip() for t in spec["templates"] if "{mask}" in t]
+    openings = [o for o in openings if o]
+    if not openings:
+        return {
+            "kind": "none",
+            "reason": "every template of the probe starts with its blank ({mask}), and a "
+            "causal LM can only be asked for the word after some text",
+        }
     hf_logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    openings = [t.split("{mask}")[0].rstrip() for t in spec["templates"] if "{mask}" in t]
-    openings = [o for o in openings if o]
     groups: dict[str, list[str]] = spec["groups"]
     sums = {occ: dict.fromkeys(groups, 0.0) for occ in spec["occupations"]}
     used: set[str] = set()
@@ -110,11 +136,7 @@ def next_word_probe(model_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
             batch = tokenizer(opening.format(occupation=occ), return_tensors="pt")
             with torch.no_grad():
                 probs = model(**batch).logits[0, -1].float().softmax(dim=-1)
-            for group, pairs in ids.items():
-                for word, token in pairs:
-                    if token is not None:
-                        sums[occ][group] += float(probs[token]) / len(openings)
-                        used.add(word)
+            _add(sums[occ], used, ids, probs, len(openings))
     return {**_report({**spec, "templates": openings}, sums, used), "position": "next word"}
 
 

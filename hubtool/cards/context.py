@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from hubtool import tasks
 from hubtool.core.rundir import RunDir
 from hubtool.errors import ConfigError
+from hubtool.tasks.base import literal
 
 if TYPE_CHECKING:
     from hubtool.cards.base import BaseCard
@@ -428,8 +429,6 @@ def snippet(model: dict[str, Any]) -> str:
 def _label_kwargs(model: dict[str, Any]) -> str:
     """The labels as Python literals for from_pretrained (an adapter's head has them, the
     base model's config does not)."""
-    from hubtool.tasks.base import literal
-
     labels = model["labels"]
     id2label = ", ".join(f"{i}: {literal(name)}" for i, name in enumerate(labels))
     label2id = ", ".join(f"{literal(name)}: {i}" for i, name in enumerate(labels))

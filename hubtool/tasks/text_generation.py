@@ -272,16 +272,15 @@ def template_source(cfg: Any, tokenizer: Any) -> str:
 
 
 def ready_tokenizer(tokenizer: Any, cfg: Any, form: str) -> None:
-    """A padding token (the end-of-text one where there is none) and, for chat data, the chat
-    template the model is trained with: both are saved with the model's tokenizer."""
+    """An end-of-text token and, for chat data, the chat template the model is trained with
+    (saved with the model's tokenizer). A tokenizer without padding already pads with its
+    end-of-text token (``training.loop.load_tokenizer``)."""
     if tokenizer.eos_token is None:
         raise UsageError(
             f"The tokenizer of {cfg.model} has no end-of-text token, so a causal LM trained "
             "with it would never learn where a text ends.",
             "Choose a decoder checkpoint whose tokenizer defines eos_token.",
         )
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     if form != "chat":
         return
     if cfg.chat_template:
@@ -340,11 +339,11 @@ def _examples(ds: Any, tokenizer: Any, cfg: Any, cols: Columns, form: str) -> tu
     rows: dict[str, list[Any]] = {"input_ids": [], "labels": [], "length": [], "prompt_length": []}
     truncated = 0
     for i, example in enumerate(ds):
-        ids, learned, prompt = encode_one(tokenizer, example, cols, i)
+        ids, learned, prompt = encode_one(tokenizer, example, cols, i, learn_all)
         if len(ids) > limit:
             truncated += 1
             ids, learned = ids[:limit], learned[:limit]
-        if not any(learned[1:]):
+        if not learn_all and not any(learned[1:]):
             raise UsageError(
                 f"Example {i} has nothing left to learn once cut to {limit} tokens: its "
                 f"prompt alone is {prompt} tokens.",
@@ -361,7 +360,7 @@ def _examples(ds: Any, tokenizer: Any, cfg: Any, cols: Columns, form: str) -> tu
 
 
 def _prompt_completion(
-    tokenizer: Any, example: dict[str, Any], cols: Columns, row: int
+    tokenizer: Any, example: dict[str, Any], cols: Columns, row: int, learn_all: bool
 ) -> tuple[list[int], list[bool], int]:
     prompt = tokenizer(example[cols.text], verbose=False)["input_ids"]  # with its BOS, if any
     answer = tokenizer(example[str(cols.label)], add_special_tokens=False)["input_ids"]
@@ -370,11 +369,12 @@ def _prompt_completion(
 
 
 def _chat_example(
-    tokenizer: Any, example: dict[str, Any], cols: Columns, row: int
+    tokenizer: Any, example: dict[str, Any], cols: Columns, row: int, learn_all: bool
 ) -> tuple[list[int], list[bool], int]:
     """The conversation rendered with the chat template; the characters of each assistant
     turn found by rendering the conversation up to it (with the generation prompt) and
-    through it, and the tokens starting inside them learned."""
+    through it, and the tokens starting inside them learned. Also the tokens before the last
+    assistant turn: the prompt samples are generated from."""
     messages = example[cols.text]
     full = _render(tokenizer, messages, False, row)
     spans = []
@@ -384,6 +384,9 @@ def _chat_example(
         before = _render(tokenizer, messages[:i], True, row)
         through = _render(tokenizer, messages[: i + 1], False, row)
         if not (full.startswith(through) and through.startswith(before)):
+            if learn_all:  # every token is learned: only where the last prompt ends matters
+                spans.append((_shared_prefix(full, before), len(full)))
+                continue
             raise UsageError(
                 f"Row {row}: the chat template renders the conversation differently turn by "
                 "turn (it rewrites earlier turns), so the assistant's tokens cannot be told "
@@ -393,11 +396,16 @@ def _chat_example(
             )
         spans.append((len(before), len(through)))
     encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    learned = [any(s <= start < e for s, e in spans) for start, _ in encoded["offset_mapping"]]
-    prompt = learned.index(True) if True in learned else len(learned)
-    last = max(s for s, _ in spans)
-    last_prompt = sum(1 for start, _ in encoded["offset_mapping"] if start < last)
-    return list(encoded["input_ids"]), learned, last_prompt if spans else prompt
+    offsets = [start for start, _ in encoded["offset_mapping"]]
+    learned = [any(s <= start < e for s, e in spans) for start in offsets]
+    last = spans[-1][0]  # check_messages made sure there is an assistant turn
+    return list(encoded["input_ids"]), learned, sum(1 for start in offsets if start < last)
+
+
+def _shared_prefix(a: str, b: str) -> int:
+    """How many leading characters two texts share."""
+    pairs = enumerate(zip(a, b, strict=False))  # up to the shorter one
+    return next((i for i, (x, y) in pairs if x != y), min(len(a), len(b)))
 
 
 def _render(tokenizer: Any, messages: list[dict[str, Any]], prompt: bool, row: int) -> str:

@@ -360,7 +360,8 @@ def setup(
     tokenizer = load_tokenizer(cfg.model)
     with accelerator.main_process_first():
         data = prepare_data(cfg, tokenizer, hub)
-    refuse_unfit(cfg.model, config, data.task)
+    if cfg.task == "auto":  # the task the data named
+        refuse_unfit(cfg.model, config, data.task)
     model, heads = load_model(cfg, data.task, data.label_names, data.multi_label)
     align_padding(model, tokenizer)
     tasks.get(data.task).configure(model, data.stats.get("preparation") or {})
