@@ -8,6 +8,8 @@ every round (medians reported):
   hubtool-full   `hubtool finetune` with its defaults (every weight trained, lr 5e-5)
   hubtool-lora   `hubtool finetune --peft lora` (rank 8, alpha 16, dropout 0.05, peft's
                  default layers for BERT: query and value; the new head trained whole), lr 5e-4
+  hubtool-qlora  `hubtool finetune --peft lora --quantize 4bit`: the same adapter on the base
+                 loaded in 4-bit NF4 by bitsandbytes (only where it is installed), lr 5e-4
   peft-trainer   the same LoraConfig through peft's get_peft_model and transformers.Trainer
                  at its best here (group_by_length, bf16 where the machine computes it fast,
                  as hubtool's probe decides), lr 5e-4
@@ -18,6 +20,7 @@ adapter's size (KiB; the full model's for hubtool-full) and validation accuracy.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -36,7 +39,7 @@ from finetune_bench import COMMON, assets, bench_env, trainer_precision  # noqa:
 
 from hubtool.demo import assets as demoassets  # noqa: E402
 
-LOOPS = ("hubtool-full", "hubtool-lora", "peft-trainer")
+LOOPS = ("hubtool-full", "hubtool-lora", "hubtool-qlora", "peft-trainer")
 LORA_LR = "5e-4"
 
 PEFT_TRAINER = COMMON + textwrap.dedent("""
@@ -83,8 +86,10 @@ def hubtool_run(name: str, model: Path, data: Path, args, work: Path) -> dict:
     flags = ["--model", str(model), "--dataset", str(data), "--max-steps", str(args.steps)]
     flags += ["--batch-size", str(args.batch_size), "--max-length", "128"]
     flags += ["--output-dir", str(out), "--no-progress", "--seed", "0"]
-    if name == "hubtool-lora":
+    if name in ("hubtool-lora", "hubtool-qlora"):
         flags += ["--peft", "lora", "--lr", LORA_LR]
+    if name == "hubtool-qlora":
+        flags += ["--quantize", "4bit"]
     _, peak = run_measured(["-m", "hubtool", "finetune", *flags], work)
     info = json.loads((out / "run.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
@@ -125,9 +130,12 @@ def main() -> int:
         work = Path(tmp)
         data = demoassets.write_tweets(tweets, work / "tweets")[0].parent
         precision = trainer_precision(work)
-        results: dict[str, list[dict]] = {name: [] for name in LOOPS}
+        loops = [
+            n for n in LOOPS if n != "hubtool-qlora" or importlib.util.find_spec("bitsandbytes")
+        ]
+        results: dict[str, list[dict]] = {name: [] for name in loops}
         for r in range(args.runs):
-            for name in LOOPS:
+            for name in loops:
                 if name == "peft-trainer":
                     row = peft_trainer_run(model, data, args, work, precision)
                 else:
@@ -159,6 +167,12 @@ def report(results: dict[str, list[dict]], args) -> None:
             f"{rows[name]['accuracy']:>9.3f}"
         )
     lora, full, peft = rows["hubtool-lora"], rows["hubtool-full"], rows["peft-trainer"]
+    if "hubtool-qlora" in rows:
+        q = rows["hubtool-qlora"]
+        print(
+            f"hubtool-qlora / hubtool-lora: {q['sps'] / lora['sps']:.2f}x samples/s, "
+            f"{q['peak_mib'] / lora['peak_mib']:.2f}x peak memory"
+        )
     print(
         f"hubtool-lora / peft-trainer: {lora['sps'] / peft['sps']:.2f}x samples/s; "
         f"hubtool-lora / hubtool-full: {lora['sps'] / full['sps']:.2f}x samples/s, "

@@ -21,10 +21,15 @@ def texts(n: int, seed: int = 0) -> list[str]:
 
 
 def build_checkpoint(
-    folder: Path, kind: str = "bert", extra_words: list[str] = (), weights: bool = True
+    folder: Path,
+    kind: str = "bert",
+    extra_words: list[str] = (),
+    weights: bool = True,
+    width: int = 32,
 ) -> Path:
     """A 2-layer model with its sub-word tokenizer trained on the tiny vocabulary (with
-    ``weights=False`` only its config and tokenizer, for ``--from-scratch`` runs)."""
+    ``weights=False`` only its config and tokenizer, for ``--from-scratch`` runs; ``width``
+    64 for bitsandbytes' CPU kernels, which pack weights in blocks of 64 inputs)."""
     import torch
     from transformers import BertConfig, BertForMaskedLM, RobertaConfig, RobertaForMaskedLM
 
@@ -33,10 +38,10 @@ def build_checkpoint(
     fast = train_tokenizer(texts(400) + list(WORDS) + list(extra_words) * 5, 150, 64)
     common = {
         "vocab_size": len(fast),
-        "hidden_size": 32,
+        "hidden_size": width,
         "num_hidden_layers": 2,
         "num_attention_heads": 2,
-        "intermediate_size": 64,
+        "intermediate_size": 2 * width,
     }
     torch.manual_seed(0)
     if kind == "roberta":
@@ -265,10 +270,10 @@ def prompt_completion_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-def build_decoder_checkpoint(folder: Path, kind: str = "gpt2") -> Path:
+def build_decoder_checkpoint(folder: Path, kind: str = "gpt2", width: int = 32) -> Path:
     """A 2-layer GPT-2 (no chat template, as GPT-2 ships) or Llama (a ChatML template whose
     end-of-turn token is its end-of-text token) with a byte-level BPE trained on the tiny
-    vocabulary and its chat words."""
+    vocabulary and its chat words (``width`` as in build_checkpoint)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
@@ -307,8 +312,8 @@ def build_decoder_checkpoint(folder: Path, kind: str = "gpt2") -> Path:
         fast.chat_template = CHATML
         config = LlamaConfig(
             vocab_size=len(fast),
-            hidden_size=32,
-            intermediate_size=64,
+            hidden_size=width,
+            intermediate_size=2 * width,
             num_hidden_layers=2,
             num_attention_heads=2,
             num_key_value_heads=1,
@@ -325,7 +330,7 @@ def build_decoder_checkpoint(folder: Path, kind: str = "gpt2") -> Path:
         )
         config = GPT2Config(
             vocab_size=len(fast),
-            n_embd=32,
+            n_embd=width,
             n_layer=2,
             n_head=2,
             n_positions=128,

@@ -122,6 +122,11 @@ FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
         "comma-separated module names (q_proj,v_proj).",
     ),
     "merge": (bool, "lora: publish the merged full weights instead of the adapter."),
+    "quantize": (
+        click.Choice(["none", "4bit", "8bit"]),
+        "lora: load the frozen base quantized by bitsandbytes (4bit: NF4, QLoRA) to save "
+        "memory; needs pip install bitsandbytes.",
+    ),
     "group_by_length": (bool, "Batch examples of similar lengths (less padding)."),
     "from_scratch": (
         bool,

@@ -5,7 +5,11 @@ every linear layer), and every module the checkpoint did not have (a new ``class
 (``modules_to_save``), so the published adapter reloads with its head.
 
 The run's ``model/`` then holds ``adapter_config.json`` + ``adapter_model.safetensors`` and
-the tokenizer; ``--merge`` writes the merged full weights there instead."""
+the tokenizer; ``--merge`` writes the merged full weights there instead.
+
+``--quantize 4bit|8bit`` (QLoRA) loads the frozen base through bitsandbytes: 4-bit NF4 with
+double quantization, computing in the run's precision. The adapter trained on it applies to
+the full-precision base it names; ``--merge`` merges it into that full-precision base."""
 
 from __future__ import annotations
 
@@ -39,9 +43,79 @@ def new_modules(missing_keys: list[str], model: Any) -> list[str]:
     return [n for n in kept if not any(n.startswith(o + ".") for o in kept if o != n)]
 
 
+def quantization(quantize: str, precision: str) -> Any:
+    """The bitsandbytes settings from_pretrained loads the base with (None: not quantized)."""
+    if quantize == "none":
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    bitsandbytes_version()  # refuses clearly where it is not installed
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtypes.get(precision, torch.float32),
+    )
+
+
+def quantized_among(model: Any, names: list[str]) -> bool:
+    """Whether bitsandbytes quantized one of the modules ``names`` (or a part of one)."""
+    modules = dict(model.named_modules())
+    return any(
+        "bitsandbytes" in type(module).__module__
+        for name in names
+        for module in modules[name].modules()
+        if name in modules
+    )
+
+
+def skipping(quantized: Any, model: Any, names: list[str]) -> Any:
+    """The quantization settings with ``names`` kept in full precision, beside the modules
+    transformers keeps so by default (the output embeddings, the last layer)."""
+    import re
+
+    from transformers.quantizers.base import get_keys_to_not_convert
+
+    settings = copy.deepcopy(quantized)
+    kept = {*get_keys_to_not_convert(model), *(quantized.llm_int8_skip_modules or [])}
+    settings.llm_int8_skip_modules = sorted({*kept, *(re.escape(n) for n in names)})
+    return settings
+
+
+def bitsandbytes_version() -> str:
+    """The installed bitsandbytes' version; refused in one paragraph where it is missing."""
+    import importlib.metadata
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UsageError(
+            "--quantize loads the base model through bitsandbytes, which is not installed.",
+            "pip install 'bitsandbytes>=0.48' (it runs on CUDA GPUs and on CPUs), or "
+            "drop --quantize to load the base in full precision.",
+        )
+    return importlib.metadata.version("bitsandbytes")
+
+
+def _quantization_record(model: Any, quantize: str) -> dict[str, Any] | None:
+    if quantize == "none":
+        return None
+    q = getattr(model.config, "quantization_config", None)
+    compute = getattr(q, "bnb_4bit_compute_dtype", None) if quantize == "4bit" else None
+    return {
+        "bits": 4 if quantize == "4bit" else 8,
+        "type": "nf4, double quantization" if quantize == "4bit" else "LLM.int8()",
+        "compute_dtype": str(compute).removeprefix("torch.") if compute is not None else None,
+        "library": f"bitsandbytes {bitsandbytes_version()}",
+    }
+
+
 def wrap(model: Any, cfg: Any, task: str, heads: list[str]) -> tuple[Any, dict[str, Any]]:
     """The model with a LoRA adapter (base frozen); what run.json records of it."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if cfg.from_scratch:
         raise UsageError(
@@ -65,6 +139,8 @@ def wrap(model: Any, cfg: Any, task: str, heads: list[str]) -> tuple[Any, dict[s
     architecture = type(model).__name__
     try:
         with _quiet():
+            if cfg.quantize != "none":  # norms and heads in fp32, inputs that carry gradients
+                model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
             wrapped = get_peft_model(model, lora)
     except ValueError as exc:  # target modules that do not exist in this model
         raise ConfigError(
@@ -86,6 +162,7 @@ def wrap(model: Any, cfg: Any, task: str, heads: list[str]) -> tuple[Any, dict[s
         "trainable_parameters": int(trainable),
         "total_parameters": int(total),
         "merged": bool(cfg.merge),
+        "quantization": _quantization_record(model, cfg.quantize),
     }
 
 
@@ -127,13 +204,29 @@ def base_of(model_id: str) -> str | None:
     return base
 
 
+def saved_heads(adapter_dir: str) -> list[str]:
+    """The modules an adapter folder holds whole (its ``modules_to_save``)."""
+    import json
+
+    try:
+        saved = json.loads((Path(adapter_dir) / ADAPTER_FILES[0]).read_text())
+    except (OSError, ValueError):
+        return []
+    names = saved.get("modules_to_save") if isinstance(saved, dict) else None
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
 def attach(model: Any, adapter_dir: str) -> Any:
-    """The base model with the adapter applied and merged in (for evaluation)."""
+    """The base model with the adapter applied: merged in, except on a quantized base (a
+    merge there would round the update into the quantized weights)."""
     from peft import PeftModel
 
     try:
         with _quiet():
-            return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+            attached = PeftModel.from_pretrained(model, adapter_dir)
+            if getattr(model, "is_quantized", False):
+                return attached
+            return attached.merge_and_unload()
     except (OSError, ValueError, RuntimeError) as exc:
         raise UsageError(
             f"The adapter in {adapter_dir} cannot be applied to its base model: "
@@ -149,6 +242,22 @@ def save(model: Any, folder: Path, merge: bool) -> None:
         merged.save_pretrained(folder, safe_serialization=True)
         return
     model.save_pretrained(folder, safe_serialization=True)
+
+
+def merge_into(base: Any, adapter_dir: Path, folder: Path, trained: Any) -> None:
+    """The adapter saved in ``adapter_dir`` merged into ``base`` (full precision), written to
+    ``folder`` with the configuration of the ``trained`` model (labels, padding, what the task
+    recorded, its generation settings), less its quantization."""
+    from peft import PeftModel
+
+    with _quiet():
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.config = copy.deepcopy(trained.config)
+    for key in ("quantization_config", "_pre_quantization_dtype"):
+        merged.config.__dict__.pop(key, None)
+    if getattr(trained, "generation_config", None) is not None:
+        merged.generation_config = copy.deepcopy(trained.generation_config)
+    merged.save_pretrained(folder, safe_serialization=True)
 
 
 def adapter_size(folder: Path) -> int | None:

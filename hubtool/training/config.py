@@ -27,6 +27,7 @@ SCHEDULERS = (
     "inverse_sqrt",
 )
 PRECISIONS = ("auto", "no", "bf16", "fp16")
+QUANTIZE = ("none", "4bit", "8bit")
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class FinetuneConfig:
     lora_dropout: float = 0.05
     lora_target_modules: str = "auto"  # auto, or comma-separated module name suffixes
     merge: bool = False  # model/ holds the merged full weights instead of the adapter
+    quantize: str = "none"  # none | 4bit | 8bit: the frozen base loaded by bitsandbytes (QLoRA)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -243,6 +245,16 @@ def check(cfg: FinetuneConfig) -> None:
         (cfg.peft in ("none", "lora"), "peft must be none or lora"),
         (not cfg.merge or cfg.peft != "none", "merge needs an adapter (peft: lora)"),
         (bool(cfg.lora_target_modules.strip()), "lora_target_modules must be auto or names"),
+        (cfg.quantize in QUANTIZE, f"quantize must be one of {', '.join(QUANTIZE)}"),
+        (
+            cfg.quantize == "none" or cfg.peft != "none",
+            "quantize needs an adapter (peft: lora): quantized weights cannot be trained "
+            "themselves, only a LoRA adapter on top of them",
+        ),
+        (
+            cfg.quantize == "none" or not cfg.from_scratch,
+            "quantize loads trained weights; it cannot be combined with from_scratch",
+        ),
     ]
     for ok, message in rules:
         if not ok:

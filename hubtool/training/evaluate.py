@@ -94,7 +94,8 @@ def _predict(
 ) -> evaluation.Predictions:
     from hubtool.training.loop import align_padding, load_model
 
-    model, _ = load_model(cfg, task, labels, multi)
+    placement = (str(accelerator.mixed_precision), str(accelerator.device))
+    model, _ = load_model(cfg, task, labels, multi, placement)
     align_padding(model, tokenizer)
     if prepared_as is not None:  # an adapter: what its run recorded on the trained model
         tasks.get(task).configure(model, prepared_as)
@@ -182,6 +183,9 @@ def _data_config(
         }
         trained = run.get("config") or {}
         columns |= {k: trained[k] for k in TASK_SETTINGS if trained.get(k) is not None}
+        if trained.get("quantize") not in (None, "none") and base_of(model_path):
+            # the adapter was trained and measured on a quantized base: measured so again
+            columns |= {"quantize": trained["quantize"], "peft": "lora"}
     given = ("text_column", "text_pair_column", "label_column", "source_column", "target_column")
     for key in (*given, *TASK_SETTINGS):
         if options.get(key) is not None:

@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,25 +130,22 @@ def align_padding(model: Any, tokenizer: Any) -> None:
 
 
 def load_model(
-    cfg: FinetuneConfig, task: str, labels: list[str] | None, multi_label: bool = False
+    cfg: FinetuneConfig,
+    task: str,
+    labels: list[str] | None,
+    multi_label: bool = False,
+    placement: tuple[str, str] = ("no", "cpu"),
 ) -> tuple[Any, list[str]]:
     """The checkpoint's weights with the task's head, or (``from_scratch``) a seeded random
     initialisation of its architecture; and the modules the checkpoint had no weights for
-    (a new head). A folder holding an adapter is loaded as its base model plus the adapter."""
+    (a new head). A folder holding an adapter is loaded as its base model plus the adapter.
+    ``placement`` (precision, device) is where a quantized base is loaded and computes."""
     import transformers
 
     from hubtool.training import adapters
 
     auto = getattr(transformers, tasks.get(task).auto_class)
-    kwargs: dict[str, Any] = {}
-    if labels is not None:
-        kwargs = {
-            "num_labels": len(labels),
-            "id2label": dict(enumerate(labels)),
-            "label2id": {name: i for i, name in enumerate(labels)},
-        }
-        if multi_label:  # sigmoid + binary cross-entropy per label
-            kwargs["problem_type"] = "multi_label_classification"
+    kwargs = _label_settings(labels, multi_label)
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -159,17 +156,23 @@ def load_model(
         attention = _attention(auto, config)
         if cfg.from_scratch:
             return auto.from_config(config, **attention), []
+        quantized = adapters.quantization(cfg.quantize, placement[0])
+        if quantized is not None:  # loaded in place on the run's device, as bitsandbytes needs
+            kwargs |= {"quantization_config": quantized, "device_map": {"": placement[1]}}
         model, info = auto.from_pretrained(
-            base,
-            ignore_mismatched_sizes=bool(kwargs),
-            output_loading_info=True,
-            **kwargs,
-            **attention,
-        )
-        if base != cfg.model:
-            return adapters.attach(model, cfg.model), []
+            base, ignore_mismatched_sizes=labels is not None, output_loading_info=True,
+            **kwargs, **attention,
+        )  # fmt: skip
         fresh = [*(info.get("missing_keys") or []), *_mismatched(info)]
-        return model, adapters.new_modules(fresh, model)
+        adapted = base != cfg.model
+        heads = adapters.saved_heads(cfg.model) if adapted else adapters.new_modules(fresh, model)
+        if quantized is not None and adapters.quantized_among(model, heads):
+            # A new head is trained whole: loaded again with it (and the defaults) unquantized.
+            kwargs["quantization_config"] = adapters.skipping(quantized, model, heads)
+            model = auto.from_pretrained(
+                base, ignore_mismatched_sizes=labels is not None, **kwargs, **attention
+            )
+        return (adapters.attach(model, cfg.model), []) if adapted else (model, heads)
     except ValueError as exc:
         raise UsageError(
             f"{cfg.model} cannot be trained for {task}: {str(exc).splitlines()[0]}",
@@ -187,6 +190,20 @@ def load_model(
         ) from exc
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def _label_settings(labels: list[str] | None, multi_label: bool) -> dict[str, Any]:
+    """from_pretrained's settings for a head over ``labels`` (none for an unlabelled task)."""
+    if labels is None:
+        return {}
+    kwargs: dict[str, Any] = {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {name: i for i, name in enumerate(labels)},
+    }
+    if multi_label:  # sigmoid + binary cross-entropy per label
+        kwargs["problem_type"] = "multi_label_classification"
+    return kwargs
 
 
 def _mismatched(info: dict[str, Any]) -> list[str]:
@@ -357,12 +374,18 @@ def setup(
     set_seed(cfg.seed)
     if cfg.task != "auto":  # before the data is read: the checkpoint alone says so
         refuse_unfit(cfg.model, config, cfg.task)
+    if cfg.quantize != "none":
+        from hubtool.training.adapters import bitsandbytes_version
+
+        bitsandbytes_version()
     tokenizer = load_tokenizer(cfg.model)
     with accelerator.main_process_first():
         data = prepare_data(cfg, tokenizer, hub)
     if cfg.task == "auto":  # the task the data named
         refuse_unfit(cfg.model, config, data.task)
-    model, heads = load_model(cfg, data.task, data.label_names, data.multi_label)
+    model, heads = load_model(
+        cfg, data.task, data.label_names, data.multi_label, (mixed.used, str(accelerator.device))
+    )
     align_padding(model, tokenizer)
     tasks.get(data.task).configure(model, data.stats.get("preparation") or {})
     tasks.get(data.task).check_model(model, cfg, data.stats.get("preparation") or {})
@@ -725,12 +748,27 @@ def save_model(run: Run) -> None:
         if run.adapter is not None:
             from hubtool.training import adapters
 
-            adapters.save(model, tmp, run.cfg.merge)
+            # a quantized base is merged once, at the end (merge_quantized)
+            adapters.save(model, tmp, run.cfg.merge and run.cfg.quantize == "none")
         else:
             model.save_pretrained(tmp, safe_serialization=True, state_dict=full)
         run.tokenizer.save_pretrained(tmp)
         rundir.replace_dir(tmp, run.paths.model)
     acc.wait_for_everyone()
+
+
+def merge_quantized(run: Run) -> None:
+    """``--quantize … --merge``: the best adapter merged into the base loaded again in full
+    precision (merged into the quantized weights it would be rounded to them)."""
+    from hubtool.training import adapters
+
+    cfg = replace(run.cfg, quantize="none")
+    base, _ = load_model(cfg, run.data.task, run.data.label_names, run.data.multi_label)
+    tmp = run.run_dir / ".model.tmp"
+    trained = run.accelerator.unwrap_model(run.model).get_base_model()
+    adapters.merge_into(base, run.paths.model, tmp, trained)
+    run.tokenizer.save_pretrained(tmp)
+    rundir.replace_dir(tmp, run.paths.model)
 
 
 def _sharded(accelerator: Any) -> bool:
@@ -861,7 +899,13 @@ def write_run_json(run: Run, status: str) -> None:
 
 # Loggers whose warnings the user can do nothing about (Accelerate's "Removed shared tensor"
 # for tied weights, which from_pretrained ties again).
-QUIET_LOGGERS = ("accelerate.utils.other", "accelerate.checkpointing", "accelerate.accelerator")
+QUIET_LOGGERS = (
+    "accelerate.utils.other",
+    "accelerate.checkpointing",
+    "accelerate.accelerator",
+    # on a bf16 CPU it looks for an optional faster kernel on the Hub and says so when absent
+    "bitsandbytes.backends.cpu.ops",
+)
 
 
 def quiet_libraries(progress: bool) -> None:
@@ -904,6 +948,8 @@ def finetune(
     if not run.accelerator.is_main_process:
         return None
     with rundir.storage(f"Writing the run in {run.run_dir}", run.run_dir):
+        if cfg.merge and cfg.quantize != "none":
+            merge_quantized(run)
         write_run_json(run, "complete")
         rundir.swap_in(run.run_dir, cfg.run_dir)  # an overwritten run is replaced only now
     return cfg.run_dir
