@@ -167,6 +167,9 @@ def model_facts(files: RunFiles, settings: CardSettings, base: BaseCard) -> dict
     spec = tasks.get(task)
     examples = spec.examples
     example = examples.get(langs[0] if langs else "en", examples["en"])
+    from_data = (run.get("data") or {}).get("example")
+    if from_data and settings.show_samples:  # a validation row, in the data's language
+        example = from_data
     name = (settings.repo_id or "").split("/")[-1] or files.run_dir.resolve().name
     return {
         "name": re.sub(r"[^\w.-]+", "-", name).strip("-") or "model",
@@ -269,6 +272,16 @@ def data_facts(run: dict[str, Any], settings: CardSettings) -> dict[str, Any]:
             **(stats.get("preparation") or {}),
         },
         "label_all_subwords": cfg.get("label_all_subwords"),
+        "token_lengths": [
+            {"split": split["name"], **lengths}
+            for split, lengths in zip(
+                ({"name": cfg.get("train_split", "train")}, {"name": source.get("split")}),
+                ((stats.get("token_lengths") or {}).get(k) for k in ("train", "validation")),
+                strict=True,
+            )
+            if lengths
+        ],
+        "samples": (stats.get("samples") or []) if settings.show_samples else [],
     }
 
 
@@ -283,13 +296,24 @@ def training_facts(run: dict[str, Any], log: list[dict[str, Any]]) -> dict[str, 
     processes = hw.get("processes", 1)
     chosen = run.get("precision") or {}
     shown = {**cfg, "mixed_precision": _precision_label(chosen) or cfg.get("mixed_precision")}
-    params = [(k, shown.get(k)) for k in HYPERPARAMETERS if shown.get(k) is not None]
+    given = run.get("changed_settings")  # None: a run from before hubtool recorded it
+    changed = [
+        {"name": k, "value": v, "default": _default_of(k)}
+        for k, v in (given or {}).items()
+        if v is not None and not isinstance(v, (dict, list))
+    ]
+    params = [
+        (k, shown.get(k))
+        for k in HYPERPARAMETERS
+        if shown.get(k) is not None and k not in (given or {})
+    ]
     params += [
         ("effective_batch_size", cfg.get("batch_size", 0) * cfg.get("grad_accum", 1) * processes),
         ("optimizer", "AdamW (torch)"),
         ("steps", steps.get("done")),
     ]
     return {
+        "changed": changed if given is not None else None,
         "hyperparameters": params,
         "hardware": hw,
         "processes": processes,
@@ -305,6 +329,13 @@ def training_facts(run: dict[str, Any], log: list[dict[str, Any]]) -> dict[str, 
         "resumes": run.get("resumes") or [],
         "evaluations": _evaluations(log, steps.get("per_epoch") or 0),
     }
+
+
+def _default_of(name: str) -> Any:
+    """hubtool's default for a finetune setting (None where it has none)."""
+    from hubtool.training.config import FinetuneConfig
+
+    return getattr(FinetuneConfig(model="", dataset=""), name, None)
 
 
 PRECISION_NAMES = {"no": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}
@@ -369,6 +400,17 @@ def evaluation_facts(metrics: dict[str, Any]) -> dict[str, Any]:
         ],
         "generation": details.get("generation"),
         "samples": details.get("samples") or [],
+        "baselines": [
+            {
+                "label": b.get("label") or b.get("name"),
+                "about": b.get("about"),
+                "metrics": b.get("metrics") or {},
+            }
+            for b in metrics.get("baselines") or []
+            if isinstance(b, dict)
+        ],
+        "one_class": details.get("one_class"),
+        "metric_for_best": metrics.get("metric_for_best"),
         "step": metrics.get("step"),
     }
 
@@ -445,18 +487,51 @@ def example_input(model: dict[str, Any]) -> Any:
     return prefix + example if prefix and isinstance(example, str) else example
 
 
+def citation_url(endpoint: str, repo_id: str | None) -> str | None:
+    """Where a citation points: the repo on the Hub that serves the card; none on a
+    loopback Hub (a demo's port dies with it; the repo id is named instead)."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(endpoint).hostname or ""
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return None
+    return f"{endpoint}/{repo_id}" if repo_id else endpoint
+
+
+def _authors(settings: CardSettings) -> list[str]:
+    names = [" ".join(re.sub(r"[^\w .,'-]", " ", a).split()) for a in settings.authors]
+    return [n for n in names if n]
+
+
 def bibtex(model: dict[str, Any], settings: CardSettings, endpoint: str, started: Any) -> str:
     key = re.sub(r"\W+", "_", model["name"]).strip("_").lower() or "model"
     year = str(started or "")[:4] or "2026"
-    names = [" ".join(re.sub(r"[^\w .,'-]", " ", a).split()) for a in settings.authors]
-    authors = " and ".join(n for n in names if n) or "unknown"
-    url = f"{endpoint}/{model['repo_id']}" if model["repo_id"] else endpoint
+    authors = " and ".join(_authors(settings)) or "unknown"
+    url = citation_url(endpoint, model["repo_id"])
+    where = (
+        f"\\url{{{url}}}"
+        if url
+        else f"Hugging Face Hub repository {model['repo_id'] or model['name']}"
+    )
     return (
         f"@misc{{{key}_{year},\n"
         f"  title = {{{model['name']}: a fine-tuned {model['task_name'].lower()} model}},\n"
         f"  author = {{{authors}}},\n"
         f"  year = {{{year}}},\n"
-        f"  howpublished = {{\\url{{{url}}}}},\n"
+        f"  howpublished = {{{where}}},\n"
         f"  note = {{Fine-tuned with hubtool}}\n"
         "}"
     )
+
+
+def apa(model: dict[str, Any], settings: CardSettings, endpoint: str, started: Any) -> str:
+    """The same citation in APA style: Authors. (Year). *Title* [Model]. Where."""
+    year = str(started or "")[:4] or "n.d."
+    names = _authors(settings)
+    authors = (", ".join(names[:-1]) + ", & " + names[-1]) if len(names) > 1 else "".join(names)
+    url = citation_url(endpoint, model["repo_id"])
+    where = url or f"Hugging Face Hub repository {model['repo_id'] or model['name']}"
+    title = f"{model['name']}: A fine-tuned {model['task_name'].lower()} model"
+    lead = f"{authors}. ({year})." if authors else f"{title}. ({year})."
+    body = f" {title} [Machine learning model]." if authors else " [Machine learning model]."
+    return f"{lead}{body} {where}"

@@ -40,6 +40,7 @@ class CardSettings:
     base_model: str | None = None
     tags: tuple[str, ...] = ()
     bias_probe: str | None = None
+    show_samples: bool = True  # validation rows in the card, and the widget example from them
 
     def missing(self) -> list[str]:
         return [label for key, label in USER_FACTS.items() if not getattr(self, key)]
@@ -87,6 +88,10 @@ def check_settings(layers: Sequence[dict[str, Any] | None]) -> CardSettings:
 
 
 def _card_value(key: str, value: Any) -> Any:
+    if key == "show_samples":
+        if not isinstance(value, bool):
+            raise ConfigError(f"Card setting {key!r} must be true or false (got {value!r}).")
+        return value
     if key in ("authors", "language", "datasets", "tags"):
         items = value if isinstance(value, (list, tuple)) else [value]
         return tuple(str(v) for v in items if str(v).strip())

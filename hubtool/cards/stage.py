@@ -72,6 +72,7 @@ def build_context(
     }
     ctx["snippet"] = cardparts.snippet(model)
     ctx["bibtex"] = cardparts.bibtex(model, settings, ctx["endpoint"], run.get("started"))
+    ctx["apa"] = cardparts.apa(model, settings, ctx["endpoint"], run.get("started"))
     ctx["metadata"] = front_matter(ctx, settings, base)
     return ctx
 

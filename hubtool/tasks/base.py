@@ -177,10 +177,29 @@ class Task(ABC):
         """Results by input length for the card; none unless the task measures them."""
         return []
 
+    def baselines(
+        self, p: Predictions, label_names: list[str] | None, train: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """What trivial predictors score on the same examples, with the same metrics (a
+        reader sees what training bought); ``train``: the training split's label ``counts``
+        and ``rows``. None unless the task has such predictors."""
+        return []
+
     # -- card and search -------------------------------------------------------------------
     def data_settings(self, config: dict[str, Any]) -> dict[str, Any] | None:
         """Settings of the run's data preparation the card reports (None: nothing special)."""
         return None
+
+    def data_example(self, row: dict[str, Any], cols: Columns, cfg: Any) -> Any:
+        """The widget example made of one validation row, in the shape of ``examples``'
+        values (None: none can be made of it, the task's own stays). Text has its braces
+        doubled: the card formats it with the mask token."""
+        if cols.pair is not None:  # a pair of texts: the widget takes one
+            return None
+        value = row_value(row, cols.text)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):  # words
+            value = " ".join(value)
+        return example_text(value)
 
     def card_example(self, example: Any, preparation: dict[str, Any]) -> Any:
         """The card's example as this run's model takes it (a chat model: messages)."""
@@ -274,6 +293,34 @@ def buckets(values: list[int], edges: tuple[int, ...]) -> list[tuple[str, list[i
             out.append((f"{low + 1}-{high}" if high is not None else f">{low}", idx))
         low = high or low
     return out
+
+
+EXAMPLE_CHARS = 500  # a widget example: read at a glance
+
+
+def row_value(row: dict[str, Any], column: str) -> Any:
+    """A row's value of ``column``; ``translation.fr`` reads the ``fr`` text of the pair."""
+    if column in row or "." not in column:
+        return row.get(column)
+    base, key = column.split(".", 1)
+    pair = row.get(base)
+    return pair.get(key) if isinstance(pair, dict) else None
+
+
+def clip_text(value: Any) -> str | None:
+    """A text for the widget, on one line, clipped at a word boundary (None: no text)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = " ".join(value.split())
+    if len(text) > EXAMPLE_CHARS:
+        text = text[:EXAMPLE_CHARS].rsplit(" ", 1)[0]
+    return text
+
+
+def example_text(value: Any) -> str | None:
+    """``clip_text`` with braces doubled: the card formats a text example with the mask."""
+    text = clip_text(value)
+    return text.replace("{", "{{").replace("}", "}}") if text else None
 
 
 def without_length(collate: Any) -> Collate:

@@ -139,7 +139,45 @@ class TextClassification(Task):
             for i in range(len(names))
         }
         result["confusion_matrix"] = {"labels": names, "matrix": prf["confusion_matrix"]}
+        if len(set(preds)) == 1 and len(names) > 1:  # said plainly in the card
+            result["one_class"] = names[preds[0]] if preds[0] < len(names) else str(preds[0])
         return {**result, **mean_loss(p)}
+
+    def baselines(
+        self, p: Predictions, label_names: list[str] | None, train: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The majority class of the training data for every example, and a class drawn
+        uniformly at random (the mean of 20 seeded draws); multi-label: every label the
+        training data carries on at least half of its examples, and each label a coin toss."""
+        import numpy as np
+
+        if not p.references or not label_names:
+            return []
+        if p.multi_label:
+            return _label_set_baselines(self, p, label_names, train)
+        known = {name: int((train.get("counts") or {}).get(name, 0)) for name in label_names}
+        counted = sum(known.values()) > 0
+        majority = max(range(len(label_names)), key=lambda i: known[label_names[i]])
+        if not counted:  # no training counts (evaluating a bare model): this split's
+            majority = max(set(p.references), key=p.references.count)
+        rng = np.random.default_rng(0)
+        draws = [rng.integers(0, len(label_names), p.size).tolist() for _ in range(20)]
+        return [
+            {
+                "name": "majority",
+                "label": f"Always {label_names[majority]}",
+                "about": "the most frequent label of the training data, for every example"
+                if counted
+                else "the most frequent label of this split, for every example",
+                "metrics": _scores(self, p, [majority] * p.size, label_names),
+            },
+            {
+                "name": "uniform",
+                "label": "Uniform random",
+                "about": "a label drawn uniformly for each example (mean of 20 seeded draws)",
+                "metrics": _mean([_scores(self, p, d, label_names) for d in draws]),
+            },
+        ]
 
     def slices(self, p: Predictions) -> list[dict[str, Any]]:
         """Accuracy by input length (tokens); subset accuracy for multi-label."""
@@ -152,6 +190,52 @@ class TextClassification(Task):
             }
             for span, idx in buckets(p.lengths, LENGTH_BUCKETS)
         ]
+
+
+def _scores(
+    task: Task, p: Predictions, predictions: list[Any], label_names: list[str]
+) -> dict[str, float]:
+    """The task's scalar metrics for other predictions of the same examples (no loss: a
+    trivial predictor has no probabilities)."""
+    other = Predictions(
+        p.task, predictions, p.references, multi_label=p.multi_label, threshold=p.threshold
+    )
+    scored = task.compute(other, label_names)
+    return {k: float(v) for k, v in scored.items() if isinstance(v, (int, float)) and k != "loss"}
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+
+
+def _label_set_baselines(
+    task: Task, p: Predictions, label_names: list[str], train: dict[str, Any]
+) -> list[dict[str, Any]]:
+    import numpy as np
+
+    counts, rows = train.get("counts") or {}, int(train.get("rows") or 0)
+    if not rows:  # no training counts: this split's
+        counts = {n: sum(r[i] for r in p.references) for i, n in enumerate(label_names)}
+        rows = len(p.references)
+    common = [float(counts.get(n, 0) >= rows / 2) for n in label_names]
+    rng = np.random.default_rng(0)
+    coins = [
+        (rng.random((p.size, len(label_names))) < 0.5).astype(float).tolist() for _ in range(20)
+    ]
+    return [
+        {
+            "name": "majority",
+            "label": "Every common label" if any(common) else "No label",
+            "about": "every label the training data carries on half its examples or more",
+            "metrics": _scores(task, p, [common] * p.size, label_names),
+        },
+        {
+            "name": "uniform",
+            "label": "Each label a coin toss",
+            "about": "each label predicted with probability 0.5 (mean of 20 seeded draws)",
+            "metrics": _mean([_scores(task, p, c, label_names) for c in coins]),
+        },
+    ]
 
 
 def gather_labels(

@@ -14,7 +14,9 @@ from hubtool.tasks.base import (
     Columns,
     Predictions,
     Task,
+    example_text,
     metric,
+    row_value,
     without_length,
 )
 from hubtool.tasks.classification import text_columns
@@ -42,6 +44,17 @@ class FillMask(Task):
     def columns(self, columns: list[str], cfg: Any) -> Columns:
         text, _ = text_columns(columns, cfg)
         return Columns(text)
+
+    def data_example(self, row: dict[str, Any], cols: Columns, cfg: Any) -> Any:
+        """A validation text (its first 40 words) with its middle word masked."""
+        text = example_text(" ".join(str(row_value(row, cols.text) or "").split()[:40]))
+        words = (text or "").split(" ")
+        alphabetic = [i for i, w in enumerate(words) if w.isalpha()]
+        if len(words) < 4 or not alphabetic:
+            return None
+        middle = min(alphabetic, key=lambda i: abs(i - len(words) // 2))
+        words[middle] = "{mask}"
+        return " ".join(words)
 
     def tokenize(self, ds: Any, tokenizer: Any, cfg: Any, cols: Columns) -> tuple[Any, int]:
         """Texts concatenated and cut into blocks of ``max_length`` (course, chapter 7)."""

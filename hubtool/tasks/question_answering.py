@@ -20,10 +20,12 @@ from hubtool.tasks.base import (
     Task,
     buckets,
     check_given,
+    clip_text,
     literal,
     mean_loss,
     metric,
     missing,
+    row_value,
 )
 
 TOP_K = 20  # candidate start and end tokens per window
@@ -47,6 +49,11 @@ class QuestionAnswering(Task):
         },
         "fr": {"text": "Où habite Marie ?", "context": "Je m'appelle Marie et j'habite à Lyon."},
     }
+
+    def data_example(self, row: dict[str, Any], cols: Columns, cfg: Any) -> Any:
+        question = clip_text(row_value(row, cols.text))
+        context = clip_text(row_value(row, str(cols.pair)))
+        return {"text": question, "context": context} if question and context else None
 
     def claims(self, columns: list[str], label_column: str | None) -> bool:
         return {"question", "context", "answers"} <= set(columns)

@@ -29,9 +29,12 @@ from hubtool.tasks.base import (
     Task,
     check_given,
     check_texts,
+    clip_text,
+    example_text,
     literal,
     metric,
     missing,
+    row_value,
 )
 from hubtool.tasks.classification import text_columns
 
@@ -200,8 +203,25 @@ class TextGeneration(Task):
         return result
 
     # -- card and search -----------------------------------------------------------------------
+    def data_example(self, row: dict[str, Any], cols: Columns, cfg: Any) -> Any:
+        """Chat: the conversation up to its first assistant turn; prompt-completion: the
+        prompt; plain text: its first twelve words, to be continued."""
+        value = row_value(row, cols.text)
+        if isinstance(value, list):
+            opening = []
+            for message in value:
+                if not isinstance(message, dict) or message.get("role") == "assistant":
+                    break
+                opening.append(
+                    {"role": message.get("role"), "content": clip_text(message.get("content"))}
+                )
+            return opening if opening and all(m["content"] for m in opening) else None
+        if cols.label is not None:
+            return example_text(value)
+        return example_text(" ".join(str(value or "").split()[:12]))
+
     def card_example(self, example: Any, preparation: dict[str, Any]) -> Any:
-        if preparation.get("format") == "chat":
+        if preparation.get("format") == "chat" and isinstance(example, str):
             return [{"role": "user", "content": example}]
         return example
 

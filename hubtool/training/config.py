@@ -98,6 +98,17 @@ class FinetuneConfig:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def changed(self) -> dict[str, Any]:
+        """The settings given other values than hubtool's defaults (before any default is
+        resolved: max_length None is "128 or the model's limit"), what to run is not one."""
+        defaults = FinetuneConfig(model="", dataset="")
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("model", "dataset", "output_dir")
+            and getattr(self, f.name) != getattr(defaults, f.name)
+        }
+
     @property
     def run_dir(self) -> Path:
         if self.output_dir:

@@ -67,7 +67,14 @@ def evaluate_model(
     metrics.update(_extra_metrics(extras, predictions))
     document = {
         "model": model_path,
-        **evaluation.document(task, source, options["split"], predictions, metrics),
+        **evaluation.document(
+            task,
+            source,
+            options["split"],
+            predictions,
+            metrics,
+            (labels, _train_labels(trained_in)),
+        ),
     }
     if bootstrap:
         document["confidence_intervals"] = {
@@ -122,6 +129,16 @@ def _adapter_facts(
     labels = run.get("labels") if labelled else None
     prepared = (run.get("data") or {}).get("preparation") or {}
     return labels, bool(run.get("multi_label")), prepared, decision.get("threshold")
+
+
+def _train_labels(run_dir: Path | None) -> dict[str, Any]:
+    """The label counts of the training split of the run that trained the model (none for a
+    bare model: the baselines then take this split's)."""
+    if run_dir is None or not RunDir(run_dir).run_json.exists():
+        return {}
+    data = rundir.read_json(RunDir(run_dir).run_json).get("data") or {}
+    counts = (data.get("label_distribution") or {}).get("train") or {}
+    return {"counts": counts, "rows": data.get("train_rows")}
 
 
 def _run_precision(run_dir: Path | None) -> str:

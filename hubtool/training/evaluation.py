@@ -84,9 +84,15 @@ def better(metric_name: str, new: float, old: float | None) -> bool:
 
 
 def document(
-    task: str, source: dict[str, Any], split: str | None, p: Predictions, metrics: dict[str, Any]
+    task: str,
+    source: dict[str, Any],
+    split: str | None,
+    p: Predictions,
+    metrics: dict[str, Any],
+    labels: tuple[list[str] | None, dict[str, Any]] = (None, {}),
 ) -> dict[str, Any]:
-    """The metrics.json shape shared by finetune and evaluate."""
+    """The metrics.json shape shared by finetune and evaluate; ``labels``: the label names
+    and the training split's label counts, for the trivial baselines."""
     return {
         "task": task,
         "dataset": {
@@ -100,5 +106,6 @@ def document(
         "metrics": scalars(metrics),
         "details": {k: v for k, v in metrics.items() if not isinstance(v, (int, float))},
         "by_length": tasks.get(task).slices(p),
+        "baselines": tasks.get(task).baselines(p, *labels),
         "evaluation_seconds": round(p.seconds, 3),
     }

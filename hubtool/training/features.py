@@ -11,7 +11,7 @@ from hubtool.core.hubclient import HubSettings
 from hubtool.errors import UsageError
 from hubtool.tasks.base import holds_lists, texts_of
 from hubtool.tasks.classification import LABEL_COLUMNS
-from hubtool.training import data
+from hubtool.training import data, showcase
 from hubtool.training.config import FinetuneConfig
 
 
@@ -79,9 +79,15 @@ def prepare_data(
             "validation": data.label_distribution(validation, names, task.per_token),
         }
     stats["preparation"] = task.preparation(cfg, train, cols, tokenizer)
+    stats["samples"] = showcase.sample_rows(validation, cols, names)
+    stats["example"] = showcase.data_example(task, validation, cols, cfg)
     train, train_cut = task.tokenize(train, tokenizer, cfg, cols)
     validation, val_cut = task.tokenize_eval(validation, tokenizer, cfg, cols)
     stats["truncated"] = {"train": train_cut, "validation": val_cut}
+    stats["token_lengths"] = {
+        "train": showcase.token_lengths(train),
+        "validation": showcase.token_lengths(validation),
+    }
     source = {**source, "split": how["split"], "validation": how}
     return data.PreparedData(
         task.name, train, validation, names, cols.text, cols.pair, cols.label, source, stats, multi

@@ -43,6 +43,7 @@ class LoopState:
     train_seconds: float = 0.0  # inside training steps only (this process)
     model_seconds: float = 0.0  # of which forward, backward and optimizer step
     samples: int = 0
+    base_metrics: dict[str, float] | None = None  # the checkpoint's scores before training
     real_tokens: int = 0  # attention-mask tokens (this process)
     computed_tokens: int = 0  # batch positions, padding included (this process)
 
@@ -83,6 +84,8 @@ class Run:
     # the fast paths in use: fast_cpu_dropout, allocator, task_forward (run.json "speed")
     speed: dict[str, Any] = field(default_factory=dict)
     adapter: dict[str, Any] | None = None  # --peft lora: what run.json records of it
+    score_base: bool = False  # every module came from the checkpoint: score it untrained
+    changed: dict[str, Any] = field(default_factory=dict)  # settings off hubtool's defaults
 
     @property
     def paths(self) -> RunDir:
@@ -361,6 +364,7 @@ def setup(
     from hubtool.training.features import prepare_data
 
     config = checkpoint_config(cfg.model)
+    changed = cfg.changed()  # what the user set, before defaults are resolved
     cfg = with_max_length(cfg, position_limit(config))
     rundir.check_target(cfg.run_dir, overwrite, resume is not None)  # on every process
     run_dir = rundir.work_dir(cfg.run_dir, overwrite, resume is not None)
@@ -443,6 +447,8 @@ def setup(
         compilation=compiled,
         speed=speed,
         adapter=adapter,
+        score_base=not cfg.from_scratch and not heads,
+        changed=changed,
     )
     if resume is not None:
         restore(run, resume)
@@ -563,6 +569,8 @@ def train(run: Run, progress: bool = True) -> dict[str, Any]:
         disable=not (progress and acc.is_main_process),
     )
     best = _best_so_far(run)
+    if run.score_base and state.step == 0 and state.base_metrics is None:
+        state.base_metrics = _base_scores(run)
     run.model.train()  # from_pretrained returns the model in eval mode: dropout off
     epochs = math.ceil(run.total_steps / run.steps_per_epoch)
     while state.step < run.total_steps and state.epoch < epochs and not _stopped(run):
@@ -682,6 +690,17 @@ def _best_so_far(run: Run) -> dict[str, Any] | None:
     return None
 
 
+def _base_scores(run: Run) -> dict[str, float]:
+    """The checkpoint's validation scores before any training step (its head is its own:
+    perplexity for a language model, zero-shot for a head it already had)."""
+    predictions = evaluation.predict(
+        run.accelerator, run.model, run.eval_loader, run.data.task, run.cfg, run.tokenizer
+    )
+    scores = evaluation.scalars(evaluation.compute(predictions, run.data.label_names))
+    say(run, "before training: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    return {k: v for k, v in scores.items() if math.isfinite(v)}
+
+
 def _evaluate_and_keep(run: Run, best: dict[str, Any] | None) -> dict[str, Any] | None:
     acc, state = run.accelerator, run.state
     predictions = evaluation.predict(
@@ -797,8 +816,24 @@ def save_checkpoint(run: Run) -> None:
 
 
 def metrics_document(run: Run, metrics: dict[str, Any], predictions: Any) -> dict[str, Any]:
-    source = run.data.source
-    doc = evaluation.document(run.data.task, source, source.get("split"), predictions, metrics)
+    source, stats = run.data.source, run.data.stats
+    train = {
+        "counts": (stats.get("label_distribution") or {}).get("train") or {},
+        "rows": stats.get("train_rows"),
+    }
+    doc = evaluation.document(
+        run.data.task, source, source.get("split"), predictions, metrics,
+        (run.data.label_names, train),
+    )  # fmt: skip
+    if run.state.base_metrics:  # what the checkpoint scored before training
+        doc["baselines"].append(
+            {
+                "name": "base",
+                "label": "Base model",
+                "about": "the checkpoint before fine-tuning, scored the same way",
+                "metrics": run.state.base_metrics,
+            }
+        )
     return {
         **doc,
         "metric_for_best": run.metric_name,
@@ -859,6 +894,7 @@ def write_run_json(run: Run, status: str) -> None:
     document = {
         "status": status,
         "config": run.cfg.as_dict(),
+        "changed_settings": run.changed,
         "task": run.data.task,
         "labels": run.data.label_names,
         "multi_label": run.data.multi_label,
