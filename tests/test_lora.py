@@ -14,7 +14,7 @@ import pytest
 from tests import tiny
 from tests.conftest import client_env
 from tests.test_finetune import base_args, resumed_and_two_processes, run
-from tests.test_qa_seq2seq import card_snippet, metrics_of, run_snippet
+from tests.test_qa_seq2seq import card_snippet, metrics_of, run_snippet, with_text
 
 LORA = ["--peft", "lora", "--lora-target-modules", "all-linear", "--lora-r", "16", "--seed", "3"]
 LEARN = ["--epochs", "8", "--lr", "1e-2"]
@@ -100,9 +100,7 @@ def test_a_pushed_adapter_reloads_from_the_hub_with_the_same_logits(
     api.snapshot_download(repo, local_dir=str(downloaded / "model"))
     shutil.copy(run_dir / "run.json", downloaded / "run.json")
     assert logits(downloaded, "AutoPeftModelForSequenceClassification", text) == before
-    code = card_snippet(run_dir, repo).replace(
-        json.dumps("I really enjoyed this, it was great."), json.dumps(text)
-    )
+    code = with_text(card_snippet(run_dir, repo), run_dir, text)
     reader = client_env(hub.url, tmp_path / "reader", alice.token)
     assert "'label': 'pos'" in run_snippet(code, tmp_path, reader)  # pipeline, from the Hub
 

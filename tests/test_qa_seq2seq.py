@@ -83,6 +83,20 @@ def card_snippet(run_dir: Path, repo: str) -> str:
     return code.group(1)
 
 
+def card_example(run_dir: Path) -> str:
+    """The text the card's example and snippet use: the run's first validation row."""
+    example = json.loads((run_dir / "run.json").read_text())["data"]["example"]
+    assert isinstance(example, str) and example, "the run made no example of its data"
+    return example.format(mask="{mask}")  # braces doubled for the card's mask formatting
+
+
+def with_text(code: str, run_dir: Path, text: str) -> str:
+    """The card's snippet run on ``text`` instead of its example."""
+    shown = json.dumps(card_example(run_dir))
+    assert shown in code, "the snippet does not run the card's example"
+    return code.replace(shown, json.dumps(text))
+
+
 def qa_snippet_accuracy(code: str, cwd: Path, env: dict | None = None) -> float:
     """The card's QA snippet run on 12 answerable validation questions: the share it gets
     right (one script: the snippet once per question)."""
@@ -142,10 +156,14 @@ def test_long_contexts_are_split_into_windows_and_answers_found_in_any(checkpoin
     assert config["qa_no_answer"] is False  # every question has an answer
 
 
-def test_the_qa_card_has_the_hub_widget_shape_and_a_snippet_that_answers(trained_qa, tmp_path):
+def test_the_qa_card_has_the_hub_widget_shape_and_a_snippet_that_answers(
+    trained_qa, data, tmp_path
+):
     card = (trained_qa / "model" / "README.md").read_text()
     assert "pipeline_tag: question-answering" in card
-    assert "- text: Where does Sarah live?\n  context: My name is Sarah" in card
+    first = json.loads((data / "qa" / "validation.jsonl").read_text().splitlines()[0])
+    # the widget asks the validation data's first question, with its context
+    assert f"- text: {first['question']}\n  context: {first['context']}" in card
     assert "Exact match" in card and "F1 (token overlap)" in card
     assert "split into windows that share 16 tokens" in card
     assert "the model may answer with nothing" in card
@@ -231,13 +249,10 @@ def test_the_summarization_card_and_its_snippet(trained_sum, tmp_path):
     assert "pipeline_tag: summarization" in card
     assert "ROUGE-L" in card and "Generated outputs average" in card
     assert "each preceded by the prefix `summarize:`" in card
-    assert "- text: 'summarize: The city council" in card  # the widget keeps the prefix
+    first = card_example(trained_sum)  # the validation data's first document
+    assert f"- text: 'summarize: {first}" in card  # the widget keeps the prefix
     code = card_snippet(trained_sum, "sum").replace('"sum"', json.dumps(str(trained_sum / "model")))
-    code = code.replace(
-        "The city council met on Tuesday and voted to extend the river park by two "
-        "kilometres, after residents asked for more green space near the old docks.",
-        "the cat met alice in paris",
-    )
+    code = with_text(code, trained_sum, "the cat met alice in paris")
     out = run_snippet(code, tmp_path)
     assert "alice" in out or "paris" in out  # it names what the document names
 
