@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,28 +84,31 @@ def card_snippet(run_dir: Path, repo: str) -> str:
     return code.group(1)
 
 
-def card_example(run_dir: Path) -> str:
-    """The text the card's example and snippet use: the run's first validation row."""
+def card_example(run_dir: Path) -> Any:
+    """What the card's example and snippet use: made of the run's first validation row."""
     example = json.loads((run_dir / "run.json").read_text())["data"]["example"]
-    assert isinstance(example, str) and example, "the run made no example of its data"
-    return example.format(mask="{mask}")  # braces doubled for the card's mask formatting
+    assert example, "the run made no example of its data"
+    # a text has its braces doubled for the card's mask formatting
+    return example.format(mask="{mask}") if isinstance(example, str) else example
 
 
 def with_text(code: str, run_dir: Path, text: str) -> str:
-    """The card's snippet run on ``text`` instead of its example."""
-    shown = json.dumps(card_example(run_dir))
+    """The card's snippet run on ``text`` instead of its example (inside its literal, so a
+    source prefix stays)."""
+    shown = json.dumps(card_example(run_dir))[1:-1]
     assert shown in code, "the snippet does not run the card's example"
-    return code.replace(shown, json.dumps(text))
+    return code.replace(shown, json.dumps(text)[1:-1])
 
 
-def qa_snippet_accuracy(code: str, cwd: Path, env: dict | None = None) -> float:
+def qa_snippet_accuracy(code: str, run_dir: Path, cwd: Path, env: dict | None = None) -> float:
     """The card's QA snippet run on 12 answerable validation questions: the share it gets
     right (one script: the snippet once per question)."""
     rows = [r for r in tiny.qa_rows(60, 5) if r["answers"]["text"]][:12]
+    shown = card_example(run_dir)
+    question, context = json.dumps(shown["text"]), json.dumps(shown["context"])
+    assert question in code and context in code, "the snippet does not run the card's example"
     script = "\n".join(
-        code.replace(json.dumps("Where does Sarah live?"), json.dumps(r["question"])).replace(
-            json.dumps("My name is Sarah and I live in London."), json.dumps(r["context"])
-        )
+        code.replace(question, json.dumps(r["question"])).replace(context, json.dumps(r["context"]))
         for r in rows
     )
     answers = run_snippet(script, cwd, env).splitlines()
@@ -169,7 +173,7 @@ def test_the_qa_card_has_the_hub_widget_shape_and_a_snippet_that_answers(
     assert "the model may answer with nothing" in card
     assert "| context | 1-64 |" in card  # by input length, per part
     code = card_snippet(trained_qa, "qa").replace('"qa"', json.dumps(str(trained_qa / "model")))
-    assert qa_snippet_accuracy(code, tmp_path) >= 0.7  # as the evaluation found
+    assert qa_snippet_accuracy(code, trained_qa, tmp_path) >= 0.7  # as the evaluation found
 
 
 def test_evaluate_gives_the_training_scores_again_with_intervals(trained_qa, data, tmp_path):
@@ -224,7 +228,7 @@ def test_a_pushed_qa_model_answers_when_loaded_from_the_hub(trained_qa, hub, ali
     card = ModelCard(Path(api.hf_hub_download(repo, "README.md")).read_text())
     assert {"exact_match", "f1"} <= {r.metric_type for r in card.data.eval_results or []}
     env = client_env(hub.url, tmp_path / "reader", alice.token)
-    assert qa_snippet_accuracy(card_snippet(run_dir, repo), tmp_path, env) >= 0.7
+    assert qa_snippet_accuracy(card_snippet(run_dir, repo), run_dir, tmp_path, env) >= 0.7
 
 
 # -- summarization and translation -------------------------------------------------------------
