@@ -221,6 +221,13 @@ def test_prompt_completion_model_pushed_and_loaded_with_a_pipeline(
 ):
     doc = metrics_of(trained_pc)
     assert doc["metrics"]["perplexity"] < 1.5
+    base = {b["name"]: b for b in doc["baselines"]}["base"]  # the checkpoint, untrained
+    assert base["metrics"]["perplexity"] > 10 * doc["metrics"]["perplexity"]
+    assert "| Perplexity |" in (trained_pc / "model" / "README.md").read_text()
+    assert (
+        "Base model (the checkpoint before fine-tuning"
+        in (trained_pc / "model" / "README.md").read_text()
+    )
     run_dir = tmp_path / "run"
     shutil.copytree(trained_pc, run_dir)
     repo = f"{alice.name}/pc"

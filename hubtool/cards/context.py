@@ -327,7 +327,26 @@ def training_facts(run: dict[str, Any], log: list[dict[str, Any]]) -> dict[str, 
         "started": run.get("started"),
         "seed": run.get("seed", cfg.get("seed")),
         "resumes": run.get("resumes") or [],
+        "emissions": run.get("emissions"),
         "evaluations": _evaluations(log, steps.get("per_epoch") or 0),
+    }
+
+
+def co2_metadata(training: dict[str, Any], model: dict[str, Any]) -> dict[str, Any] | None:
+    """The Hub's ``co2_eq_emissions`` entry (grams) from a measured run, else None."""
+    e = training.get("emissions") or {}
+    if not e.get("measured"):
+        return None
+    where = ", ".join(p for p in (e.get("region"), e.get("country")) if p) or "world average"
+    hw = training.get("hardware") or {}
+    used = e.get("gpu") or e.get("cpu") or hw.get("cpu") or "CPU"
+    processes = training.get("processes") or 1
+    return {
+        "emissions": float(f"{float(e['emissions_kg']) * 1000:.6g}"),  # grams
+        "source": f"codecarbon {e.get('codecarbon') or ''}".strip(),
+        "training_type": "pre-training" if model["base_model"]["from_scratch"] else "fine-tuning",
+        "geographical_location": where,
+        "hardware_used": f"{processes} x {used}" if processes > 1 else str(used),
     }
 
 

@@ -102,6 +102,7 @@ def front_matter(ctx: dict[str, Any], settings: CardSettings, base: BaseCard) ->
         model_name=model["name"],
         eval_results=cardparts.eval_results(model, data, ctx["evaluation"]) or None,
         widget=[tasks.get(model["task"]).widget(cardparts.example_input(model))],
+        co2_eq_emissions=cardparts.co2_metadata(ctx["training"], model),
     )
     meta = card_data.to_dict()
     if model["base_model"]["id"]:

@@ -127,6 +127,13 @@ FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
         "lora: load the frozen base quantized by bitsandbytes (4bit: NF4, QLoRA) to save "
         "memory; needs pip install bitsandbytes.",
     ),
+    "emissions": (bool, "Measure the run's energy and CO2-eq with codecarbon (offline)."),
+    "emissions_country": (
+        str,
+        "The country whose carbon intensity applies (ISO 3166 alpha-3: FRA, USA…); "
+        "default: the world average.",
+    ),
+    "emissions_region": (str, "A region of that country codecarbon knows (california…)."),
     "group_by_length": (bool, "Batch examples of similar lengths (less padding)."),
     "from_scratch": (
         bool,

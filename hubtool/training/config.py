@@ -94,6 +94,10 @@ class FinetuneConfig:
     lora_target_modules: str = "auto"  # auto, or comma-separated module name suffixes
     merge: bool = False  # model/ holds the merged full weights instead of the adapter
     quantize: str = "none"  # none | 4bit | 8bit: the frozen base loaded by bitsandbytes (QLoRA)
+    # energy and CO2-eq of the run, measured by codecarbon (offline)
+    emissions: bool = True
+    emissions_country: str | None = None  # ISO 3166 alpha-3 (FRA); None: the world average
+    emissions_region: str | None = None  # a region codecarbon knows in that country
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -257,6 +261,15 @@ def check(cfg: FinetuneConfig) -> None:
         (not cfg.merge or cfg.peft != "none", "merge needs an adapter (peft: lora)"),
         (bool(cfg.lora_target_modules.strip()), "lora_target_modules must be auto or names"),
         (cfg.quantize in QUANTIZE, f"quantize must be one of {', '.join(QUANTIZE)}"),
+        (
+            cfg.emissions_country is None
+            or (len(cfg.emissions_country) == 3 and cfg.emissions_country.isalpha()),
+            "emissions_country must be an ISO 3166 alpha-3 code such as FRA or USA",
+        ),
+        (
+            cfg.emissions_region is None or cfg.emissions_country is not None,
+            "emissions_region needs emissions_country",
+        ),
         (
             cfg.quantize == "none" or cfg.peft != "none",
             "quantize needs an adapter (peft: lora): quantized weights cannot be trained "

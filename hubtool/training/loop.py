@@ -86,6 +86,8 @@ class Run:
     adapter: dict[str, Any] | None = None  # --peft lora: what run.json records of it
     score_base: bool = False  # every module came from the checkpoint: score it untrained
     changed: dict[str, Any] = field(default_factory=dict)  # settings off hubtool's defaults
+    meter: Any = None  # emissions.Meter on the main process, started with the run
+    emissions: dict[str, Any] | None = None  # its record, once stopped
 
     @property
     def paths(self) -> RunDir:
@@ -374,6 +376,7 @@ def setup(
     accelerator = make_accelerator(cfg, run_dir, launch, mixed)
     if accelerator.is_main_process:
         rundir.prepare(cfg.run_dir, overwrite, resume is not None)
+    meter = _start_meter(cfg, accelerator)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
     if cfg.task != "auto":  # before the data is read: the checkpoint alone says so
@@ -449,9 +452,12 @@ def setup(
         adapter=adapter,
         score_base=not cfg.from_scratch and not heads,
         changed=changed,
+        meter=meter,
     )
     if resume is not None:
         restore(run, resume)
+    if meter is not None:  # a resumed run is measured from its checkpoint's step
+        meter.from_step = run.state.step
     _freeze_setup_objects()
     return run
 
@@ -690,6 +696,31 @@ def _best_so_far(run: Run) -> dict[str, Any] | None:
     return None
 
 
+def _start_meter(cfg: FinetuneConfig, accelerator: Any) -> Any:
+    """The emissions meter, on the main process (None elsewhere, or when not measured)."""
+    from hubtool.training import emissions
+
+    if not (cfg.emissions and emissions.available()):
+        return None
+    emissions.check_country(cfg.emissions_country)
+    if not accelerator.is_main_process:
+        return None
+    meter = emissions.Meter(cfg.emissions_country, cfg.emissions_region, accelerator.num_processes)
+    return meter.start()
+
+
+def _emissions_record(run: Run) -> dict[str, Any]:
+    from hubtool.training import emissions
+
+    if run.emissions is not None:
+        return run.emissions
+    if not run.cfg.emissions:
+        return {"measured": False, "reason": "not asked (--no-emissions)"}
+    if not emissions.available():
+        return {"measured": False, "reason": "codecarbon is not installed"}
+    return {"measured": False, "reason": "the run is not finished"}
+
+
 def _base_scores(run: Run) -> dict[str, float]:
     """The checkpoint's validation scores before any training step (its head is its own:
     perplexity for a language model, zero-shot for a head it already had)."""
@@ -921,6 +952,7 @@ def write_run_json(run: Run, status: str) -> None:
         "speed": _speed_record(run),
         "resumes": run.resumes,
         "adapter": _adapter_record(run),
+        "emissions": _emissions_record(run),
         "seed": run.cfg.seed,
         "hardware": {
             **rundir.hardware(acc.num_processes, str(acc.device)),
@@ -986,6 +1018,8 @@ def finetune(
     with rundir.storage(f"Writing the run in {run.run_dir}", run.run_dir):
         if cfg.merge and cfg.quantize != "none":
             merge_quantized(run)
+        if run.meter is not None:
+            run.emissions = {**run.meter.stop(), "from_step": run.meter.from_step}
         write_run_json(run, "complete")
         rundir.swap_in(run.run_dir, cfg.run_dir)  # an overwritten run is replaced only now
     return cfg.run_dir

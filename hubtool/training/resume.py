@@ -26,6 +26,9 @@ SAFE_TO_CHANGE = {
     "report_to",
     "output_dir",
     "eval_batch_size",
+    "emissions",
+    "emissions_country",
+    "emissions_region",
 }
 
 
@@ -57,9 +60,9 @@ def changes(saved: dict[str, Any] | None, cfg: FinetuneConfig, step: int) -> dic
             f"The run cannot be resumed with other settings ({listed}): the rest of the run "
             "would not be the recipe its run.json and card state.",
             "Resume with the run's own settings (in run.json under 'config'); only epochs, "
-            "max_steps, eval_every, save_every, keep_checkpoints, early_stopping and report_to "
-            "may change. To train with new settings, start a new run (--overwrite, or another "
-            "--output-dir).",
+            "max_steps, eval_every, save_every, keep_checkpoints, early_stopping, report_to "
+            "and the emissions settings may change. To train with new settings, start a new "
+            "run (--overwrite, or another --output-dir).",
         )
     if cfg.max_steps is not None and cfg.max_steps < step:
         raise UsageError(
