@@ -43,6 +43,7 @@ class PageLoad:
     png: bytes
     errors: list[str] = field(default_factory=list)
     console: list[str] = field(default_factory=list)
+    probed: Any = None  # what the ``probe`` expression evaluated to
 
 
 class Browser:
@@ -101,7 +102,7 @@ class Browser:
         assert "error" not in answer, answer
         return answer.get("result", {})
 
-    def load(self, url: str, width: int = 1280) -> PageLoad:
+    def load(self, url: str, width: int = 1280, probe: str | None = None) -> PageLoad:
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
         session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         for domain in ("Runtime", "Log", "Page"):
@@ -125,6 +126,9 @@ class Browser:
             returnByValue=True,
         )
         page.html = html["result"]["value"]
+        if probe is not None:
+            found = self.send("Runtime.evaluate", session, expression=probe, returnByValue=True)
+            page.probed = found["result"].get("value")
         shot = self.send(
             "Page.captureScreenshot", session, format="png", captureBeyondViewport=True
         )

@@ -52,7 +52,11 @@ FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
         str,
         "Metric that picks the best model (default: accuracy, f1 or perplexity).",
     ),
-    "report_to": (click.Choice(["tensorboard"]), "Also log to this tracker."),
+    "report_to": (
+        click.Choice(["auto", "tensorboard", "none"]),
+        "Also log to TensorBoard (logs/, pushed as runs/ for the Hub's Training metrics tab); "
+        "auto: where tensorboard is installed.",
+    ),
     "output_dir": (str, "The run directory (default: runs/MODEL-DATASET)."),
     "mlm_probability": (float, "fill-mask: share of tokens masked."),
     "whole_word_mask": (bool, "fill-mask: mask whole words."),

@@ -10,6 +10,7 @@ matches what no API route took.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from hubtool.core.output import size
@@ -68,17 +69,49 @@ def model_page(c: Ctx) -> Response:
     return _repo_page(c, RepoRef("model", f"{c.params['ns']}/{c.params['name']}"))
 
 
+@route("GET", r"/(?P<ns>[^/]+)/(?P<name>[^/]+)/tree/(?P<rev>[^/]+)")
+def files_page(c: Ctx) -> Response:
+    if c.params["ns"] in RESERVED:
+        raise ApiError(404, "Sorry, we can't find the page you are looking for.")
+    return _repo_page(c, RepoRef("model", f"{c.params['ns']}/{c.params['name']}"), "files")
+
+
+@route("GET", r"/(?P<ns>[^/]+)/(?P<name>[^/]+)/tensorboard")
+def metrics_page(c: Ctx) -> Response:
+    if c.params["ns"] in RESERVED:
+        raise ApiError(404, "Sorry, we can't find the page you are looking for.")
+    return _repo_page(c, RepoRef("model", f"{c.params['ns']}/{c.params['name']}"), "metrics")
+
+
 @route("GET", r"/(?P<t>datasets)/(?P<ns>[^/]+)/(?P<name>[^/]+)")
 def dataset_page(c: Ctx) -> Response:
     return _repo_page(c, RepoRef(REPO_TYPES["datasets"], f"{c.params['ns']}/{c.params['name']}"))
 
 
-def _repo_page(c: Ctx, ref: RepoRef) -> Response:
+def _repo_page(c: Ctx, ref: RepoRef, tab: str = "card") -> Response:
     try:
         row = c.svc.readable(c.who, ref)
     except ApiError:
         return html("hub_missing.html.j2", 404, repo_id=ref.repo_id, title="Not found")
-    return html("hub_repo.html.j2", **page_context(c, row))
+    context = page_context(c, row)
+    if tab == "metrics":
+        context["curves"] = _curves(c, row, context["files"])
+    return html("hub_repo.html.j2", tab=tab, **context)
+
+
+def _curves(c: Ctx, row: Any, files: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The Training metrics tab's curves, drawn from the repo's TensorBoard event files."""
+    from markupsafe import Markup
+
+    from hubtool.hub import tensorboard
+
+    events = [f for f in files if tensorboard.is_event_file(f["path"])][:20]
+    repo = c.svc.git(row)
+    blobs = [_content(c, repo, f) for f in events if f["size"] <= tensorboard.MAX_FILE_BYTES]
+    curves = tensorboard.scalars([b for b in blobs if b])
+    return [
+        {"tag": tag, "svg": Markup(tensorboard.svg(tag, points))} for tag, points in curves.items()
+    ]
 
 
 def page_context(c: Ctx, row: Any) -> dict[str, Any]:
@@ -94,6 +127,7 @@ def page_context(c: Ctx, row: Any) -> dict[str, Any]:
         readme = repo.read_blob(readme_entry["oid"]).decode(errors="replace")
     _, body = split_front_matter(readme)
     card = row.meta.get("cardData") or {}
+    html_body = _markdown().render(body) if body.strip() else ""
     refs = views.refs_view(repo.refs() if repo else [], False)
     return {
         "title": row.repo_id,
@@ -101,7 +135,9 @@ def page_context(c: Ctx, row: Any) -> dict[str, Any]:
         "kind": row.repo_type,
         "sha": sha,
         "tags": page_tags(row, card),
-        "card_html": _markdown().render(body) if body.strip() else "",
+        "card_html": EMPTY_HEAD.sub("", html_body),
+        "usage": _usage(body),
+        "has_metrics": any(tensorboard_file(f["path"]) for f in files),
         "results": model_index_rows(card),
         "widget": row.meta.get("widgetData") or [],
         "files": files,
@@ -110,6 +146,34 @@ def page_context(c: Ctx, row: Any) -> dict[str, Any]:
         "git_tags": refs["tags"],
         "branches": refs["branches"],
     }
+
+
+def _content(c: Ctx, repo: Any, entry: dict[str, Any]) -> bytes | None:
+    """A file's bytes: the git blob, or the LFS object it points to (None: not stored)."""
+    lfs = entry.get("lfs")
+    if not lfs:
+        return repo.read_blob(entry["oid"])
+    oid = lfs.get("oid") if isinstance(lfs, dict) else None
+    if not oid or not c.svc.lfs.has(oid):
+        return None
+    return c.svc.lfs.path(oid).read_bytes()
+
+
+# a Markdown table whose header cells are all empty (| | |): the page shows no header row
+EMPTY_HEAD = re.compile(r"<thead>\s*<tr>(?:\s*<th(?: [^>]*)?>\s*</th>)+\s*</tr>\s*</thead>\s*")
+USAGE = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
+
+
+def _usage(body: str) -> str | None:
+    """The card's first Python block: the page's "Use this model" box."""
+    found = USAGE.search(body[:200_000])
+    return found.group(1)[:4000] if found else None
+
+
+def tensorboard_file(path: str) -> bool:
+    from hubtool.hub.tensorboard import is_event_file
+
+    return is_event_file(path)
 
 
 def page_tags(row: Any, card: dict[str, Any]) -> list[tuple[str, str, str | None]]:

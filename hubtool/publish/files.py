@@ -50,6 +50,7 @@ MANAGED = (
     "merges.txt",
     "*.model",
     "metrics.json",
+    "runs/*",  # TensorBoard events: an earlier run's are stale
 )
 LFS_BYTES = 10 * 1024 * 1024
 TAG = re.compile(r"^[A-Za-z0-9][\w.+-]{0,99}$")
@@ -99,8 +100,22 @@ def collect(run_dir: Path) -> tuple[dict[str, Path | bytes], list[tuple[str, str
         files[relative.as_posix()] = path
     if RunDir(run_dir).metrics.is_file():
         files["metrics.json"] = public_metrics(RunDir(run_dir).metrics)
+    files |= training_logs(run_dir)
     _refuse_secrets(files)
     return files, skipped
+
+
+def training_logs(run_dir: Path) -> dict[str, Path | bytes]:
+    """The run's TensorBoard event files, as runs/… in the repo: the Hub shows them in its
+    Training metrics tab (the hyperparameters file beside them says no more than the card)."""
+    logs = RunDir(run_dir).logs
+    if not logs.is_dir():
+        return {}
+    return {
+        f"runs/{path.relative_to(logs).as_posix()}": path
+        for path in sorted(logs.rglob("events.out.tfevents.*"))
+        if path.is_file() and not path.is_symlink()
+    }
 
 
 def public_metrics(path: Path) -> bytes:

@@ -61,7 +61,7 @@ class FinetuneConfig:
     keep_checkpoints: int = 2
     early_stopping: int | None = None
     metric_for_best: str | None = None
-    report_to: str | None = None
+    report_to: str | None = "auto"  # auto: tensorboard where installed; tensorboard; none
     output_dir: str | None = None
     group_by_length: bool = True
     mlm_probability: float = 0.15
@@ -255,7 +255,10 @@ def check(cfg: FinetuneConfig) -> None:
         (cfg.mixed_precision in PRECISIONS, f"mixed_precision must be one of {PRECISIONS}"),
         (_every_ok(cfg.eval_every), "eval_every must be 'epoch' or a positive number of steps"),
         (_every_ok(cfg.save_every), "save_every must be 'epoch' or a positive number of steps"),
-        (cfg.report_to in (None, "tensorboard"), "report_to must be 'tensorboard'"),
+        (
+            cfg.report_to in (None, "auto", "none", "tensorboard"),
+            "report_to must be auto, tensorboard or none",
+        ),
         (cfg.compile in ("auto", "yes", "no"), "compile must be auto, yes or no"),
         (cfg.peft in ("none", "lora"), "peft must be none or lora"),
         (not cfg.merge or cfg.peft != "none", "merge needs an adapter (peft: lora)"),

@@ -300,22 +300,31 @@ def _loader_generator(seed: int) -> Any:
     return torch.Generator().manual_seed(seed)
 
 
+def tracker_of(cfg: FinetuneConfig) -> str | None:
+    """The tracker the run logs to: tensorboard when asked (refused where it is not
+    installed) or, with auto, where it is installed; None otherwise."""
+    import importlib.util
+
+    installed = bool(
+        importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+    )
+    if cfg.report_to == "tensorboard" and not installed:
+        raise ConfigError(
+            "--report-to tensorboard needs the tensorboard package.", "pip install tensorboard"
+        )
+    return (
+        "tensorboard"
+        if cfg.report_to == "tensorboard" or (cfg.report_to == "auto" and installed)
+        else None
+    )
+
+
 def make_accelerator(
     cfg: FinetuneConfig, run_dir: Path, launch: Launch, precision: Precision
 ) -> Any:
     from accelerate import Accelerator
 
-    log_with = None
-    if cfg.report_to == "tensorboard":
-        import importlib.util
-
-        if not (
-            importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
-        ):
-            raise ConfigError(
-                "--report-to tensorboard needs the tensorboard package.", "pip install tensorboard"
-            )
-        log_with = "tensorboard"
+    log_with = tracker_of(cfg)
     cpus = _cpu_processes(launch)
     return Accelerator(
         gradient_accumulation_steps=cfg.grad_accum,
@@ -377,6 +386,9 @@ def setup(
     if accelerator.is_main_process:
         rundir.prepare(cfg.run_dir, overwrite, resume is not None)
     meter = _start_meter(cfg, accelerator)
+    if accelerator.log_with:  # logs/tensorboard/: the events the push sends as runs/
+        settings = {k: v for k, v in cfg.as_dict().items() if isinstance(v, (int, float, str))}
+        accelerator.init_trackers("tensorboard", config=settings)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
     if cfg.task != "auto":  # before the data is read: the checkpoint alone says so
@@ -782,8 +794,11 @@ def log(run: Run, entry: dict[str, Any]) -> None:
     if run.accelerator.is_main_process:
         with open(run.paths.train_log, "a") as fh:
             fh.write(json.dumps(entry) + "\n")
-        if run.cfg.report_to:
-            flat = entry.get("eval", {k: v for k, v in entry.items() if k in ("loss", "lr")})
+        if run.accelerator.trackers:
+            if "eval" in entry:  # eval/loss apart from train/loss, as the Hub's tab groups them
+                flat = {f"eval/{k}": v for k, v in entry["eval"].items()}
+            else:
+                flat = {f"train/{k}": v for k, v in entry.items() if k in ("loss", "lr")}
             run.accelerator.log(flat, step=entry["step"])
 
 
