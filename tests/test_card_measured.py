@@ -23,7 +23,7 @@ def carded(tmp_path_factory, checkpoint, datasets_dir, hub) -> Path:
     work = tmp_path_factory.mktemp("measured")
     (work / "hubtool.yaml").write_text(CARD_CONFIG)
     args = ["--config", "hubtool.yaml", "--max-steps", "45", "--eval-every", "15"]
-    args += ["--lr", "2e-3", "--emissions-country", "FRA"]
+    args += ["--lr", "2e-3", "--emissions", "--emissions-country", "FRA"]
     run(base_args(checkpoint, datasets_dir / "cls", "run", *args), work, hub_url=hub.url)
     user = hub.user("measurer")
     proc = run(

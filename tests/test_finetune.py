@@ -55,6 +55,11 @@ def base_args(checkpoint: Path, dataset: Path | str, out: str, *extra: str) -> l
         "16",
         "--lr",
         "3e-3",
+        # each costs a second a run: tested where they are the subject (test_card_measured,
+        # test_pages), left at their defaults there
+        "--no-emissions",
+        "--report-to",
+        "none",
         *extra,
     ]
 

@@ -197,8 +197,9 @@ def test_training_metrics_tab_draws_the_pushed_tensorboard_curves(
     user = hub.user("curves")
     repo = f"{user.name}/curves"
     args = base_args(
-        checkpoint, datasets_dir / "cls", "run", "--max-steps", "12", "--eval-every", "4"
-    )
+        checkpoint, datasets_dir / "cls", "run", "--max-steps", "12", "--eval-every", "4",
+        "--report-to", "auto",  # the default, which base_args turns off
+    )  # fmt: skip
     run([*args, "--push", "--hub-model-id", repo], tmp_path, env_extra={"HF_TOKEN": user.token},
         hub_url=hub.url)  # fmt: skip
     files = hub.api(user).list_repo_files(repo)

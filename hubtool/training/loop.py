@@ -386,9 +386,6 @@ def setup(
     if accelerator.is_main_process:
         rundir.prepare(cfg.run_dir, overwrite, resume is not None)
     meter = _start_meter(cfg, accelerator)
-    if accelerator.log_with:  # logs/tensorboard/: the events the push sends as runs/
-        settings = {k: v for k, v in cfg.as_dict().items() if isinstance(v, (int, float, str))}
-        accelerator.init_trackers("tensorboard", config=settings)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
     if cfg.task != "auto":  # before the data is read: the checkpoint alone says so
@@ -576,9 +573,12 @@ def train(run: Run, progress: bool = True) -> dict[str, Any]:
     """Train to the end (or early stop); returns the best evaluation's metrics."""
     from tqdm.auto import tqdm
 
-    acc, _cfg, state = run.accelerator, run.cfg, run.state
+    acc, cfg, state = run.accelerator, run.cfg, run.state
     if acc.is_main_process:
         write_run_json(run, "running")
+    if acc.log_with:  # logs/tensorboard/ (pushed as runs/), only once every check has passed
+        settings = {k: v for k, v in cfg.as_dict().items() if isinstance(v, (int, float, str))}
+        acc.init_trackers("tensorboard", config=settings)
     bar = tqdm(
         total=run.total_steps,
         initial=state.step,
