@@ -245,6 +245,18 @@ card:
 """
 
 
+def passes_strict_check(run_dir: Path, tmp_path: Path, hub) -> None:
+    """The run's card, with every user fact given, passes ``--check --strict`` with the local
+    Hub's validate-yaml answering."""
+    work = tmp_path / "strict"
+    shutil.copytree(run_dir, work / "run")
+    (work / "hubtool.yaml").write_text(CARD_CONFIG)
+    proc = run(["card", "run", "--check", "--strict", "--config", "hubtool.yaml"], work,
+               check=False, hub_url=hub.url)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "validate-yaml not reachable" not in proc.stderr
+
+
 @pytest.fixture(scope="module")
 def pushed_run(tmp_path_factory, checkpoint, datasets_dir, hub):
     """A tiny run fine-tuned with a card: section, its card written, pushed to the local Hub."""
@@ -323,6 +335,7 @@ def test_fill_mask_card_measures_gendered_completions(tmp_path, hub):
         "perplexity",
     }
     assert "| nurse |" in body and "Mean male share" in body
+    passes_strict_check(tmp_path / "run", tmp_path, hub)
 
 
 def test_wheel_renders_a_card(tmp_path, golden_run, built_wheel):

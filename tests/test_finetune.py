@@ -138,7 +138,7 @@ def test_multiclass_and_length_grouping_keeps_padding_low(checkpoint, datasets_d
     assert list(sampler) != grouped  # a new order each epoch
 
 
-def test_token_classification_entity_metrics(checkpoint, datasets_dir, tmp_path):
+def test_token_classification_entity_metrics(checkpoint, datasets_dir, tmp_path, hub):
     run(base_args(checkpoint, datasets_dir / "ner", "ner", "--epochs", "8"), tmp_path)
     metrics = json.loads((tmp_path / "ner" / "metrics.json").read_text())
     assert metrics["task"] == "token-classification"
@@ -146,6 +146,9 @@ def test_token_classification_entity_metrics(checkpoint, datasets_dir, tmp_path)
     assert {"PER", "LOC"} <= set(metrics["details"])
     config = json.loads((tmp_path / "ner" / "model" / "config.json").read_text())
     assert set(config["label2id"]) == {"B-LOC", "B-PER", "O"}
+    from tests.test_card import passes_strict_check
+
+    passes_strict_check(tmp_path / "ner", tmp_path, hub)
 
 
 def test_fill_mask_domain_adaptation_perplexity(checkpoint, datasets_dir, tmp_path):

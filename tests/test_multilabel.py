@@ -154,3 +154,9 @@ def test_several_0_1_columns_are_one_multi_label_set(trained, checkpoint, tmp_pa
         check=False,
     )
     assert proc.returncode == 2 and "Row 5 has 2 in the label column 'place'" in proc.stderr
+
+
+def test_the_card_passes_the_hubs_rules_and_strict_checks(trained, tmp_path, hub):
+    from tests.test_card import passes_strict_check
+
+    passes_strict_check(trained, tmp_path, hub)

@@ -472,3 +472,10 @@ def test_a_question_too_long_for_its_window_is_refused_quoting_it(checkpoint, tm
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "The question 'who is there who is there" in proc.stderr
     assert "leave no room for its context" in proc.stderr and "--max-length" in proc.stderr
+
+
+@pytest.mark.parametrize("fixture", ["trained_qa", "trained_sum", "trained_tr"])
+def test_the_card_passes_the_hubs_rules_and_strict_checks(fixture, request, tmp_path, hub):
+    from tests.test_card import passes_strict_check
+
+    passes_strict_check(request.getfixturevalue(fixture), tmp_path, hub)

@@ -14,6 +14,8 @@ import torch
 
 from hubtool.core.launch import Launch
 from hubtool.training import allocator, compiling, dropout, precision
+from hubtool.training.config import SCHEDULERS
+from tests.conftest import client_env, run_python
 from tests.test_finetune import base_args, run
 
 
@@ -318,3 +320,41 @@ def test_bad_speed_settings_are_one_clear_error(checkpoint, datasets_dir, tmp_pa
     )
     assert cfg.returncode != 0 and "mixed_precision must be one of" in cfg.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_schedules_are_transformers_own(name):
+    """hubtool's schedules (not imported from transformers: that import brings peft and
+    bitsandbytes into every run) give transformers' multipliers at every step."""
+    import torch
+    from transformers import get_scheduler
+
+    from hubtool.training import schedules
+
+    def lrs(make) -> list[float]:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+        scheduler = make(optimizer)
+        out = []
+        for _ in range(60):
+            out.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    ours = lrs(lambda opt: schedules.make(name, opt, 7, 50))
+    theirs = lrs(lambda opt: get_scheduler(name, opt, num_warmup_steps=7, num_training_steps=50))
+    assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-15)
+
+
+def test_a_plain_run_never_imports_peft(checkpoint, datasets_dir, tmp_path):
+    """peft (and bitsandbytes with it) costs seconds to import: only --peft runs load it."""
+    code = (
+        "import sys\nfrom hubtool.cli import main\n"
+        f"sys.argv = ['hubtool', 'finetune', '--model', {str(checkpoint)!r}, '--dataset', "
+        f"{str(datasets_dir / 'cls')!r}, '--output-dir', 'out', '--max-steps', '2', "
+        "'--no-progress', '--no-emissions', '--report-to', 'none']\n"
+        "try:\n    main()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
+        "print(sorted(m for m in ('peft', 'bitsandbytes') if m in sys.modules))\n"
+    )
+    proc = run_python(code, client_env("http://127.0.0.1:9", tmp_path / "hf_home"), tmp_path)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

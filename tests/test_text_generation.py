@@ -403,3 +403,10 @@ def test_eval_metrics_are_refused_before_training_when_they_cannot_apply(
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert message in proc.stderr
     assert not (tmp_path / "out" / "checkpoints").exists()  # nothing trained
+
+
+@pytest.mark.parametrize("fixture", ["trained_chat", "trained_pc"])
+def test_the_card_passes_the_hubs_rules_and_strict_checks(fixture, request, tmp_path, hub):
+    from tests.test_card import passes_strict_check
+
+    passes_strict_check(request.getfixturevalue(fixture), tmp_path, hub)

@@ -22,7 +22,7 @@ from hubtool.core.hubclient import HubSettings
 from hubtool.core.launch import Launch
 from hubtool.core.rundir import RunDir
 from hubtool.errors import ConfigError, TrainingFailed, UsageError
-from hubtool.training import compiling, evaluation, precision
+from hubtool.training import compiling, evaluation, precision, schedules
 from hubtool.training.compiling import Compilation
 from hubtool.training.config import FinetuneConfig, with_max_length
 from hubtool.training.precision import Precision
@@ -370,7 +370,6 @@ def setup(
     launch: Launch | None = None,
 ) -> Run:
     from accelerate.utils import set_seed
-    from transformers import get_scheduler
 
     from hubtool.training.features import prepare_data
 
@@ -427,12 +426,7 @@ def setup(
     steps_per_epoch, total = _schedule(cfg, len(train_loader))
     # Not prepared: Accelerate would step it once per process at every optimizer step.
     # The loop steps it once per optimizer step, so the schedule is the same for any N.
-    scheduler = get_scheduler(
-        cfg.scheduler,
-        optimizer,
-        num_warmup_steps=int(cfg.warmup_ratio * total),
-        num_training_steps=total,
-    )
+    scheduler = schedules.make(cfg.scheduler, optimizer, int(cfg.warmup_ratio * total), total)
     accelerator.register_for_checkpointing(scheduler)
     state = LoopState()
     accelerator.register_for_checkpointing(state)
