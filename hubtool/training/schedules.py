@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 from hubtool.errors import ConfigError
@@ -66,7 +67,7 @@ def inverse_sqrt(step: int, *, warmup: int, total: int) -> float:
     return 1.0 / math.sqrt((step + timescale - warmup) / timescale)
 
 
-SCHEDULES = {
+SCHEDULES: dict[str, Callable[..., float]] = {
     "linear": linear,
     "cosine": cosine,
     "cosine_with_restarts": cosine_with_restarts,
@@ -89,5 +90,7 @@ def make(name: str, optimizer: Any, warmup: int, total: int) -> Any:
             f"The polynomial schedule decays to 1e-07; lr {extra['lr_init']:g} is not above it.",
             "Give a larger --lr, or another --scheduler.",
         )
-    multiplier = functools.partial(SCHEDULES[name], warmup=warmup, total=total, **extra)
+    multiplier: Callable[[int], float] = functools.partial(
+        SCHEDULES[name], warmup=warmup, total=total, **extra
+    )
     return LambdaLR(optimizer, multiplier)
