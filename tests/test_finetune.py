@@ -450,6 +450,13 @@ def test_schedule_accumulation_and_early_stopping(checkpoint, datasets_dir, tmp_
     assert info["throughput"]["samples"] == len(steps) * 2 * 16  # two batches per step
 
 
+def test_an_unreachable_dataset_id_is_said_plainly(checkpoint, tmp_path):
+    proc = run(base_args(checkpoint, "nobody/nothing", "out"), tmp_path, check=False,
+               env_extra={"HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "'nobody/nothing' cannot be fetched" in proc.stderr and "HF_HUB_OFFLINE" in proc.stderr
+
+
 def test_unknown_config_key_and_missing_tensorboard(checkpoint, datasets_dir, tmp_path):
     (tmp_path / "bad.yaml").write_text(f"model: {checkpoint}\ndataset: x\nlearning_rate: 1\n")
     proc = run(["finetune", "--config", "bad.yaml"], tmp_path, check=False)

@@ -517,6 +517,12 @@ def citation_url(endpoint: str, repo_id: str | None) -> str | None:
     return f"{endpoint}/{repo_id}" if repo_id else endpoint
 
 
+def _where(model: dict[str, Any], endpoint: str) -> tuple[str | None, str]:
+    """(the citation's URL or None, how the citation says where the model is)."""
+    url = citation_url(endpoint, model["repo_id"])
+    return url, url or f"Hugging Face Hub repository {model['repo_id'] or model['name']}"
+
+
 def _authors(settings: CardSettings) -> list[str]:
     names = [" ".join(re.sub(r"[^\w .,'-]", " ", a).split()) for a in settings.authors]
     return [n for n in names if n]
@@ -526,12 +532,8 @@ def bibtex(model: dict[str, Any], settings: CardSettings, endpoint: str, started
     key = re.sub(r"\W+", "_", model["name"]).strip("_").lower() or "model"
     year = str(started or "")[:4] or "2026"
     authors = " and ".join(_authors(settings)) or "unknown"
-    url = citation_url(endpoint, model["repo_id"])
-    where = (
-        f"\\url{{{url}}}"
-        if url
-        else f"Hugging Face Hub repository {model['repo_id'] or model['name']}"
-    )
+    url, where = _where(model, endpoint)
+    where = f"\\url{{{url}}}" if url else where
     return (
         f"@misc{{{key}_{year},\n"
         f"  title = {{{model['name']}: a fine-tuned {model['task_name'].lower()} model}},\n"
@@ -548,8 +550,7 @@ def apa(model: dict[str, Any], settings: CardSettings, endpoint: str, started: A
     year = str(started or "")[:4] or "n.d."
     names = _authors(settings)
     authors = (", ".join(names[:-1]) + ", & " + names[-1]) if len(names) > 1 else "".join(names)
-    url = citation_url(endpoint, model["repo_id"])
-    where = url or f"Hugging Face Hub repository {model['repo_id'] or model['name']}"
+    _, where = _where(model, endpoint)
     title = f"{model['name']}: A fine-tuned {model['task_name'].lower()} model"
     lead = f"{authors}. ({year})." if authors else f"{title}. ({year})."
     body = f" {title} [Machine learning model]." if authors else " [Machine learning model]."

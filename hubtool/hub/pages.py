@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from hubtool.core.output import size
-from hubtool.hub import views
+from hubtool.hub import tensorboard, views
 from hubtool.hub.metadata import as_list, model_index_rows, split_front_matter
 from hubtool.hub.protocol import ApiError, Response
 from hubtool.hub.router import Ctx, RouteTable
@@ -64,23 +64,24 @@ def index_page(c: Ctx) -> Response:
 
 @route("GET", r"/(?P<ns>[^/]+)/(?P<name>[^/]+)")
 def model_page(c: Ctx) -> Response:
-    if c.params["ns"] in RESERVED:
-        raise ApiError(404, "Sorry, we can't find the page you are looking for.")
-    return _repo_page(c, RepoRef("model", f"{c.params['ns']}/{c.params['name']}"))
+    return _repo_page(c, _model_ref(c))
 
 
 @route("GET", r"/(?P<ns>[^/]+)/(?P<name>[^/]+)/tree/(?P<rev>[^/]+)")
 def files_page(c: Ctx) -> Response:
-    if c.params["ns"] in RESERVED:
-        raise ApiError(404, "Sorry, we can't find the page you are looking for.")
-    return _repo_page(c, RepoRef("model", f"{c.params['ns']}/{c.params['name']}"), "files")
+    return _repo_page(c, _model_ref(c), "files")
 
 
 @route("GET", r"/(?P<ns>[^/]+)/(?P<name>[^/]+)/tensorboard")
 def metrics_page(c: Ctx) -> Response:
+    return _repo_page(c, _model_ref(c), "metrics")
+
+
+def _model_ref(c: Ctx) -> RepoRef:
+    """The model repo a page path names (``/api/…`` and the other reserved roots are not)."""
     if c.params["ns"] in RESERVED:
         raise ApiError(404, "Sorry, we can't find the page you are looking for.")
-    return _repo_page(c, RepoRef("model", f"{c.params['ns']}/{c.params['name']}"), "metrics")
+    return RepoRef("model", f"{c.params['ns']}/{c.params['name']}")
 
 
 @route("GET", r"/(?P<t>datasets)/(?P<ns>[^/]+)/(?P<name>[^/]+)")
@@ -102,8 +103,6 @@ def _repo_page(c: Ctx, ref: RepoRef, tab: str = "card") -> Response:
 def _curves(c: Ctx, row: Any, files: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The Training metrics tab's curves, drawn from the repo's TensorBoard event files."""
     from markupsafe import Markup
-
-    from hubtool.hub import tensorboard
 
     events = [f for f in files if tensorboard.is_event_file(f["path"])][:20]
     repo = c.svc.git(row)
@@ -137,7 +136,7 @@ def page_context(c: Ctx, row: Any) -> dict[str, Any]:
         "tags": page_tags(row, card),
         "card_html": EMPTY_HEAD.sub("", html_body),
         "usage": _usage(body),
-        "has_metrics": any(tensorboard_file(f["path"]) for f in files),
+        "has_metrics": any(tensorboard.is_event_file(f["path"]) for f in files),
         "results": model_index_rows(card),
         "widget": row.meta.get("widgetData") or [],
         "files": files,
@@ -168,12 +167,6 @@ def _usage(body: str) -> str | None:
     """The card's first Python block: the page's "Use this model" box."""
     found = USAGE.search(body[:200_000])
     return found.group(1)[:4000] if found else None
-
-
-def tensorboard_file(path: str) -> bool:
-    from hubtool.hub.tensorboard import is_event_file
-
-    return is_event_file(path)
 
 
 def page_tags(row: Any, card: dict[str, Any]) -> list[tuple[str, str, str | None]]:

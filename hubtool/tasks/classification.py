@@ -214,9 +214,10 @@ def _label_set_baselines(
     import numpy as np
 
     counts, rows = train.get("counts") or {}, int(train.get("rows") or 0)
+    source = "the training data"
     if not rows:  # no training counts: this split's
         counts = {n: sum(r[i] for r in p.references) for i, n in enumerate(label_names)}
-        rows = len(p.references)
+        rows, source = len(p.references), "this split"
     common = [float(counts.get(n, 0) >= rows / 2) for n in label_names]
     rng = np.random.default_rng(0)
     coins = [
@@ -226,7 +227,7 @@ def _label_set_baselines(
         {
             "name": "majority",
             "label": "Every common label" if any(common) else "No label",
-            "about": "every label the training data carries on half its examples or more",
+            "about": f"every label {source} carries on half its examples or more",
             "metrics": _scores(task, p, [common] * p.size, label_names),
         },
         {

@@ -66,10 +66,10 @@ def quantized_among(model: Any, names: list[str]) -> bool:
     """Whether bitsandbytes quantized one of the modules ``names`` (or a part of one)."""
     modules = dict(model.named_modules())
     return any(
-        "bitsandbytes" in type(module).__module__
+        "bitsandbytes" in type(part).__module__
         for name in names
-        for module in modules[name].modules()
-        if name in modules
+        if name in modules  # an adapter's saved list may name modules this model lacks
+        for part in modules[name].modules()
     )
 
 

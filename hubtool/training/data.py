@@ -66,6 +66,12 @@ def _load_hub(cfg: FinetuneConfig, hub: HubSettings | None) -> tuple[Any, dict[s
             f"Dataset {cfg.dataset!r} was not found: {exc}",
             "Check the id and HF_ENDPOINT, or give a local path.",
         ) from None
+    except ConnectionError as exc:  # the endpoint unreachable, or HF_HUB_OFFLINE set
+        raise UsageError(
+            f"Dataset {cfg.dataset!r} cannot be fetched: {str(exc).splitlines()[0][:300]}",
+            "Check the id and HF_ENDPOINT; with HF_HUB_OFFLINE=1 only local paths and datasets "
+            "already in the cache load.",
+        ) from None
     except (FileNotFoundError, ValueError, datasets.exceptions.DatasetGenerationError) as exc:
         empty = re.search(r'Instruction "([^"]+)" corresponds to no data', str(exc))
         if empty:

@@ -73,7 +73,7 @@ def evaluate_model(
             options["split"],
             predictions,
             metrics,
-            (labels, _train_labels(trained_in)),
+            tasks.get(task).baselines(predictions, labels, _train_labels(trained_in)),
         ),
     }
     if bootstrap:

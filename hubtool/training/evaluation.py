@@ -89,10 +89,11 @@ def document(
     split: str | None,
     p: Predictions,
     metrics: dict[str, Any],
-    labels: tuple[list[str] | None, dict[str, Any]] = (None, {}),
+    baselines: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The metrics.json shape shared by finetune and evaluate; ``labels``: the label names
-    and the training split's label counts, for the trivial baselines."""
+    """The metrics.json shape shared by finetune and evaluate; ``baselines``: what trivial
+    predictors score on the same examples (``Task.baselines``; they do not change between
+    evaluations of one split, so a run computes them once)."""
     return {
         "task": task,
         "dataset": {
@@ -106,6 +107,6 @@ def document(
         "metrics": scalars(metrics),
         "details": {k: v for k, v in metrics.items() if not isinstance(v, (int, float))},
         "by_length": tasks.get(task).slices(p),
-        "baselines": tasks.get(task).baselines(p, *labels),
+        "baselines": list(baselines or []),
         "evaluation_seconds": round(p.seconds, 3),
     }

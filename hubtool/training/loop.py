@@ -88,6 +88,7 @@ class Run:
     changed: dict[str, Any] = field(default_factory=dict)  # settings off hubtool's defaults
     meter: Any = None  # emissions.Meter on the main process, started with the run
     emissions: dict[str, Any] | None = None  # its record, once stopped
+    baselines: list[dict[str, Any]] | None = None  # trivial predictors' scores, computed once
 
     @property
     def paths(self) -> RunDir:
@@ -856,30 +857,42 @@ def save_checkpoint(run: Run) -> None:
 
 
 def metrics_document(run: Run, metrics: dict[str, Any], predictions: Any) -> dict[str, Any]:
-    source, stats = run.data.source, run.data.stats
-    train = {
-        "counts": (stats.get("label_distribution") or {}).get("train") or {},
-        "rows": stats.get("train_rows"),
-    }
+    source = run.data.source
     doc = evaluation.document(
-        run.data.task, source, source.get("split"), predictions, metrics,
-        (run.data.label_names, train),
-    )  # fmt: skip
-    if run.state.base_metrics:  # what the checkpoint scored before training
-        doc["baselines"].append(
-            {
-                "name": "base",
-                "label": "Base model",
-                "about": "the checkpoint before fine-tuning, scored the same way",
-                "metrics": run.state.base_metrics,
-            }
-        )
+        run.data.task,
+        source,
+        source.get("split"),
+        predictions,
+        metrics,
+        _baselines(run, predictions),
+    )
     return {
         **doc,
         "metric_for_best": run.metric_name,
         "step": run.state.step,
         "epoch": run.state.epoch,
     }
+
+
+def _baselines(run: Run, predictions: Any) -> list[dict[str, Any]]:
+    """The trivial predictors' scores (computed at the first evaluation: the validation split
+    does not change), and the checkpoint's own before training where it was measured."""
+    if run.baselines is None:
+        stats = run.data.stats
+        train = {
+            "counts": (stats.get("label_distribution") or {}).get("train") or {},
+            "rows": stats.get("train_rows"),
+        }
+        run.baselines = tasks.get(run.data.task).baselines(predictions, run.data.label_names, train)
+    if not run.state.base_metrics:
+        return run.baselines
+    base = {
+        "name": "base",
+        "label": "Base model",
+        "about": "the checkpoint before fine-tuning, scored the same way",
+        "metrics": run.state.base_metrics,
+    }
+    return [*run.baselines, base]
 
 
 def throughput(run: Run) -> dict[str, Any]:
