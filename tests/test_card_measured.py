@@ -15,16 +15,33 @@ import pytest
 from tests.test_card import CARD_CONFIG, front, render_golden
 from tests.test_finetune import base_args, run
 
+SLICED = CARD_CONFIG + "  slices: [source, position]\n"
+
+
+def sliced_rows(rows: list[dict]) -> list[dict]:
+    """The rows with a column that follows the label (so its slices must be the label's:
+    a prediction traced to the wrong row would break that) and a number per row."""
+    return [
+        {**r, "source": "forum" if r["label"] == "pos" else "news", "position": i}
+        for i, r in enumerate(rows)
+    ]
+
 
 @pytest.fixture(scope="module")
 def carded(tmp_path_factory, checkpoint, datasets_dir, hub) -> Path:
-    """A tiny classifier trained with two settings changed, its card written through the
-    local Hub (validate-yaml answers)."""
+    """A tiny classifier trained with two settings changed and its results broken down by
+    two columns of the data (card.slices), its card written through the local Hub
+    (validate-yaml answers)."""
+    from tests import tiny
+
     work = tmp_path_factory.mktemp("measured")
-    (work / "hubtool.yaml").write_text(CARD_CONFIG)
+    (work / "hubtool.yaml").write_text(SLICED)
+    for split in ("train", "validation"):
+        rows = rows_of(datasets_dir / "cls" / f"{split}.jsonl")
+        tiny.write_jsonl(work / "data" / f"{split}.jsonl", sliced_rows(rows))
     args = ["--config", "hubtool.yaml", "--max-steps", "45", "--eval-every", "15"]
     args += ["--lr", "2e-3", "--emissions", "--emissions-country", "FRA"]
-    run(base_args(checkpoint, datasets_dir / "cls", "run", *args), work, hub_url=hub.url)
+    run(base_args(checkpoint, work / "data", "run", *args), work, hub_url=hub.url)
     user = hub.user("measurer")
     proc = run(
         ["card", "run", "--repo-id", f"{user.name}/measured", "--config", "hubtool.yaml",
@@ -43,11 +60,15 @@ def rows_of(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def work_data(run_dir: Path) -> Path:
+    return run_dir.parent / "data"
+
+
 def test_baselines_sit_beside_every_metric(carded, datasets_dir):
     doc = json.loads((carded / "metrics.json").read_text())
     baselines = {b["name"]: b for b in doc["baselines"]}
-    validation = rows_of(datasets_dir / "cls" / "validation.jsonl")
-    train = rows_of(datasets_dir / "cls" / "train.jsonl")
+    validation = rows_of(work_data(carded) / "validation.jsonl")
+    train = rows_of(work_data(carded) / "train.jsonl")
     majority = max({"pos", "neg"}, key=[r["label"] for r in train].count)
     share = [r["label"] for r in validation].count(majority) / len(validation)
     assert baselines["majority"]["metrics"]["accuracy"] == pytest.approx(share)
@@ -61,7 +82,7 @@ def test_baselines_sit_beside_every_metric(carded, datasets_dir):
 
 def test_the_data_is_shown_and_the_widget_is_a_validation_row(carded, datasets_dir):
     meta, body = card_of(carded)
-    first = rows_of(datasets_dir / "cls" / "validation.jsonl")[0]
+    first = rows_of(work_data(carded) / "validation.jsonl")[0]
     assert meta["widget"] == [{"text": first["text"]}]
     assert "I really enjoyed this" not in body
     assert "The first 3 rows of the validation split" in body
@@ -106,6 +127,44 @@ def test_emissions_are_measured_and_in_the_metadata(carded):
     assert co2["geographical_location"] == "France"
     assert "| Emissions |" in body and "the carbon intensity of France" in body
     assert emissions["method"] in body.replace("\\'", "'")  # measured or estimated: said
+
+
+def test_results_are_broken_down_by_the_named_columns_and_the_label(carded):
+    doc = json.loads((carded / "metrics.json").read_text())["by_slice"]
+    factors = {f["name"]: {s["value"]: s for s in f["slices"]} for f in doc["factors"]}
+    assert set(factors) == {"label", "source", "position"}
+    # source follows the label row by row: traced to the right rows, the slices are equal
+    for label, source in (("pos", "forum"), ("neg", "news")):
+        assert factors["source"][source] == {**factors["label"][label], "value": source}
+    assert sorted(factors["position"]) == sorted(
+        ["≤ 14.75", "14.75 – 29.5", "29.5 – 44.25", "> 44.25"]
+    )
+    assert sum(s["examples"] for s in factors["position"].values()) == 60
+    accuracy = json.loads((carded / "metrics.json").read_text())["metrics"]["accuracy"]
+    assert doc["all"]["metrics"]["accuracy"] == pytest.approx(accuracy)
+    for piece in (s for f in factors.values() for s in f.values()):
+        low, high = piece["intervals"]["accuracy"]
+        assert low <= piece["metrics"]["accuracy"] <= high
+    _, body = card_of(carded)
+    table = body.split("### By slice")[1].split("## Bias")[0]
+    assert "grouped by label, source, position" in table and "1000 bootstrap resamples" in table
+    forum = factors["source"]["forum"]
+    lo, hi = forum["intervals"]["accuracy"]
+    assert (
+        f"| source | forum | {forum['examples']} | {forum['metrics']['accuracy']:.4f} "
+        f"({lo:.4f} – {hi:.4f}) |"
+    ) in table
+
+
+def test_card_slices_the_run_did_not_measure_are_refused(carded, tmp_path, hub):
+    run_dir = tmp_path / "run"
+    shutil.copytree(carded, run_dir)
+    (tmp_path / "more.yaml").write_text(SLICED.replace("[source, position]", "[source, topic]"))
+    proc = run(["card", "run", "--config", "more.yaml"], tmp_path, check=False, hub_url=hub.url)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "card.slices names 'topic', which the run's evaluation did not" in proc.stderr
+    assert "hubtool evaluate run --dataset" in proc.stderr
+    assert "--slices source,topic" in proc.stderr
 
 
 def test_citations_never_name_a_local_port(carded):

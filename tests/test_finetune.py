@@ -151,7 +151,7 @@ def test_token_classification_entity_metrics(checkpoint, datasets_dir, tmp_path,
     passes_strict_check(tmp_path / "ner", tmp_path, hub)
 
 
-def test_fill_mask_domain_adaptation_perplexity(checkpoint, datasets_dir, tmp_path):
+def test_fill_mask_domain_adaptation_perplexity(checkpoint, datasets_dir, tmp_path, hub):
     run(
         base_args(
             checkpoint,
@@ -171,6 +171,9 @@ def test_fill_mask_domain_adaptation_perplexity(checkpoint, datasets_dir, tmp_pa
     metrics = json.loads((tmp_path / "mlm" / "metrics.json").read_text())
     assert metrics["task"] == "fill-mask" and metrics["metric_for_best"] == "perplexity"
     assert metrics["metrics"]["perplexity"] == min(evals)
+    from tests.test_card import passes_strict_check
+
+    passes_strict_check(tmp_path / "mlm", tmp_path, hub)
 
 
 def test_config_file_with_flags_winning(checkpoint, datasets_dir, tmp_path):
@@ -258,12 +261,17 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(checkpoint, datasets_di
 
 
 def test_two_processes_count_each_validation_example_once(checkpoint, datasets_dir, tmp_path):
-    launch_two(
-        base_args(checkpoint, datasets_dir / "cls", "ddp", "--max-steps", "6", "--eval-every", "3"),
-        tmp_path,
-    )
+    args = ["--max-steps", "6", "--eval-every", "3", "--slices", "label"]
+    launch_two(base_args(checkpoint, datasets_dir / "cls", "ddp", *args), tmp_path)
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["examples"] == 60  # not 64: padding duplicates are dropped
+    # slices by the label column, read through each prediction's row gathered from both
+    # processes: a class's accuracy is its recall only if every prediction found its row
+    (factor,) = [f for f in metrics["by_slice"]["factors"] if f["name"] == "label"]
+    for piece in factor["slices"]:
+        per_class = metrics["details"]["per_class"][piece["value"]]
+        assert piece["examples"] == per_class["support"]
+        assert piece["metrics"]["accuracy"] == pytest.approx(per_class["recall"])
     info = json.loads((tmp_path / "ddp" / "run.json").read_text())
     assert info["hardware"]["processes"] == 2
     log = read_log(tmp_path / "ddp")

@@ -51,6 +51,33 @@ def published(tmp_path_factory, hub) -> tuple[str, str]:
     return repo, (run / "model" / "model.safetensors").stat().st_size
 
 
+def test_a_chat_widget_shows_its_turns_not_a_raw_list(hub):
+    user = hub.user("chatpage")
+    repo = f"{user.name}/chat"
+    turns = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is <b>2 + 2</b>?"},
+    ]
+    meta = {"pipeline_tag": "text-generation", "widget": [{"messages": turns}]}
+    card = "---\n" + json.dumps(meta) + "\n---\n\n# Chat\n"
+    api = hub.api(user)
+    api.create_repo(repo)
+    api.upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=repo)
+    _, _, page = get(f"{hub.url}/{repo}")
+    widget = page.split('id="widget"')[1].split("</section>")[0]
+    assert '<p class="turn"><strong>system</strong> Be brief.</p>' in widget
+    assert "<strong>user</strong> What is &lt;b&gt;2 + 2&lt;/b&gt;?" in widget
+    assert "{&#39;role&#39;" not in widget and "[{" not in widget
+
+
+def test_widget_fields_are_labelled():
+    from hubtool.hub.pages import widget_view
+
+    qa = {"text": "Who?", "context": "Alice met Bob.", "example_title": "x"}
+    shown = widget_view([qa, "raw"])
+    assert shown == [[("", "Who?"), ("context", "Alice met Bob.")], [("", "raw")]]
+
+
 def test_model_page_shows_card_tags_results_files_history(hub, published):
     from hubtool.core.output import size
 

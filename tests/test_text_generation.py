@@ -239,7 +239,7 @@ def test_prompt_completion_model_pushed_and_loaded_with_a_pipeline(
     assert "carol lives in berlin" in run_snippet(code, tmp_path, env)
 
 
-def test_plain_text_on_a_decoder_is_continued_pretraining(gpt2, data, tmp_path):
+def test_plain_text_on_a_decoder_is_continued_pretraining(gpt2, data, tmp_path, hub):
     run(base_args(gpt2, data / "text", "out", "--max-steps", "6", "--max-length", "32"), tmp_path)
     info = json.loads((tmp_path / "out" / "run.json").read_text())
     assert info["task"] == "text-generation"  # --task auto: a decoder's plain text
@@ -248,6 +248,15 @@ def test_plain_text_on_a_decoder_is_continued_pretraining(gpt2, data, tmp_path):
     assert doc["metrics"]["perplexity"] > 1 and doc["details"]["samples"]
     card = (tmp_path / "out" / "model" / "README.md").read_text()
     assert "cut into blocks of 32 tokens" in card
+    from tests.test_card import passes_strict_check
+
+    passes_strict_check(tmp_path / "out", tmp_path, hub)
+    # blocks of joined text belong to no row: results cannot be broken down by a column
+    args = base_args(gpt2, data / "text", "sliced", "--max-steps", "1", "--slices", "text")
+    proc = run(args, tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "evaluated on blocks of joined text, not on rows" in proc.stderr
+    assert not (tmp_path / "sliced" / "checkpoints").exists()
 
 
 def test_evaluate_gives_the_training_perplexity_again(trained_chat, data, tmp_path):

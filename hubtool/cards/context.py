@@ -418,6 +418,7 @@ def evaluation_facts(metrics: dict[str, Any]) -> dict[str, Any]:
             if k not in ("part", "tokens", "words", "examples")
         ],
         "generation": details.get("generation"),
+        "slices": slice_facts(metrics.get("by_slice") or {}, names),
         "samples": details.get("samples") or [],
         "baselines": [
             {
@@ -431,6 +432,37 @@ def evaluation_facts(metrics: dict[str, Any]) -> dict[str, Any]:
         "one_class": details.get("one_class"),
         "metric_for_best": metrics.get("metric_for_best"),
         "step": metrics.get("step"),
+    }
+
+
+def slice_facts(by_slice: dict[str, Any], names: dict[str, str]) -> dict[str, Any] | None:
+    """The results by slice as the card's table reads them, and the slices whose interval
+    lies wholly on the worse side of the whole split's value (measurably weaker)."""
+    from hubtool.training.evaluation import HIGHER_IS_BETTER
+
+    factors, whole = by_slice.get("factors") or [], by_slice.get("all") or {}
+    if not factors or not whole:
+        return None
+    keys = [k for k in by_slice.get("metrics") or [] if k in whole.get("metrics", {})]
+    weaker = []
+    for factor in factors:
+        for piece in factor.get("slices") or []:
+            for key in keys:
+                low, high = (piece.get("intervals") or {}).get(key) or (None, None)
+                overall = whole["metrics"][key]
+                higher = HIGHER_IS_BETTER.get(key, True)
+                if low is not None and (high < overall if higher else low > overall):
+                    weaker.append(
+                        {"factor": factor["name"], "slice": piece, "key": key, "overall": overall}
+                    )
+    return {
+        "metrics": [{"key": k, "label": names.get(k, k)} for k in keys],
+        "resamples": by_slice.get("resamples"),
+        "level": by_slice.get("level"),
+        "all": whole,
+        "factors": factors,
+        "guessed": any(f.get("guessed") for f in factors),
+        "weaker": weaker,
     }
 
 

@@ -41,6 +41,7 @@ class CardSettings:
     tags: tuple[str, ...] = ()
     bias_probe: str | None = None
     show_samples: bool = True  # validation rows in the card, and the widget example from them
+    slices: tuple[str, ...] = ()  # columns the results are broken down by (measured in training)
 
     def missing(self) -> list[str]:
         return [label for key, label in USER_FACTS.items() if not getattr(self, key)]
@@ -92,7 +93,9 @@ def _card_value(key: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"Card setting {key!r} must be true or false (got {value!r}).")
         return value
-    if key in ("authors", "language", "datasets", "tags"):
+    if key == "slices" and isinstance(value, str):  # a comma-separated list, as finetune's
+        value = value.split(",")
+    if key in ("authors", "language", "datasets", "tags", "slices"):
         items = value if isinstance(value, (list, tuple)) else [value]
         return tuple(str(v) for v in items if str(v).strip())
     if not isinstance(value, (str, int, float)):

@@ -8,6 +8,7 @@ PyYAML. Jinja renders only the Markdown body, through filters that keep every va
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -192,6 +193,7 @@ def card_stage(
     previous = rundir.read_json(saved) if saved.is_file() else {}
     settings = card_settings(previous, *layers)
     files = read_run(run_dir)
+    refuse_unmeasured_slices(settings, files)
     base = read_base_card(*_base_ref(files), hub)
     probe = settings.bias_probe  # a probe given now that did not measure bias.json: measure
     if files.bias is None or (probe and files.bias.get("probe_file") != probe):
@@ -209,6 +211,31 @@ def card_stage(
         write_card(text, outcome.written)
         rundir.write_json(saved, {k: v for k, v in asdict(settings).items() if v})
     return outcome
+
+
+def refuse_unmeasured_slices(settings: CardSettings, files: RunFiles) -> None:
+    """card.slices names columns the evaluation must have broken the results down by: the
+    card cannot measure them itself (it has no predictions)."""
+    measured = {f.get("name") for f in (files.metrics.get("by_slice") or {}).get("factors") or []}
+    absent = [c.strip() for c in settings.slices if c.strip() not in measured]
+    if not absent:
+        return
+    dataset = files.run.get("dataset") or {}
+    where = dataset.get("id") or dataset.get("path")
+    split = (dataset.get("validation") or {}).get("split")
+    carved = bool((dataset.get("validation") or {}).get("carved_from"))
+    again = (
+        f" or measure them now: hubtool evaluate {shlex.quote(str(files.run_dir))} --dataset "
+        f"{shlex.quote(str(where))} --split {shlex.quote(str(split))} --slices "
+        f"{shlex.quote(','.join(settings.slices))}"
+        if where and split and not carved
+        else ""
+    )
+    raise ConfigError(
+        f"card.slices names {', '.join(map(repr, absent))}, which the run's evaluation did "
+        "not break its results down by.",
+        f"Name the columns in slices when fine-tuning (card.slices in hubtool.yaml does){again}.",
+    )
 
 
 def _base_ref(files: RunFiles) -> tuple[str, str | None]:

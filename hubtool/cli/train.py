@@ -138,6 +138,11 @@ FINETUNE_OPTIONS: dict[str, tuple[Any, str]] = {
         "default: the world average.",
     ),
     "emissions_region": (str, "A region of that country codecarbon knows (california…)."),
+    "slices": (
+        str,
+        "Columns of the validation data to break the results down by in the card "
+        "(comma-separated; card.slices in hubtool.yaml), each slice with a 95 % interval.",
+    ),
     "group_by_length": (bool, "Batch examples of similar lengths (less padding)."),
     "from_scratch": (
         bool,
@@ -207,12 +212,12 @@ def finetune_command(config_file, resume, overwrite, no_progress, **flags) -> No
     from hubtool.core.launch import Launch
     from hubtool.core.output import note
     from hubtool.pipeline import push_settings, run_finetune
-    from hubtool.training.config import finetune_values, resolve_config
+    from hubtool.training.config import finetune_values, resolve_config, with_card_slices
 
     push_flags = {k: flags.pop(k) for k in ("push", "repo_id", "strategy", "private")}
     config = ConfigFile.read(config_file)  # read once; each stage takes its section
     push = push_settings(config.section("push"), push_flags)
-    cfg = resolve_config(finetune_values(config), flags)
+    cfg = resolve_config(with_card_slices(finetune_values(config), config), flags)
     run_dir = run_finetune(
         cfg,
         [card_section(config)],
@@ -241,6 +246,7 @@ EVALUATE_TASK_OPTIONS = (
     "max_answer_length",
     "train_on_prompt",
     "eval_metrics",
+    "slices",
 )
 
 

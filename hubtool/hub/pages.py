@@ -138,13 +138,40 @@ def page_context(c: Ctx, row: Any) -> dict[str, Any]:
         "usage": _usage(body),
         "has_metrics": any(tensorboard.is_event_file(f["path"]) for f in files),
         "results": model_index_rows(card),
-        "widget": row.meta.get("widgetData") or [],
+        "widget": widget_view(row.meta.get("widgetData") or []),
         "files": files,
         "total_size": sum(f["size"] for f in files),
         "commits": repo.log(sha, skip=0, limit=COMMITS_SHOWN) if repo else [],
         "git_tags": refs["tags"],
         "branches": refs["branches"],
     }
+
+
+WIDGET_CHARS = 2000  # of one field of a widget example, shown on the page
+
+
+def widget_view(examples: list[Any]) -> list[list[tuple[str, str]]]:
+    """Each widget example as (label, text) lines: a conversation's turns by role, a text
+    and the fields beside it (a question's context, …) by name; anything else as text."""
+    shown = []
+    for example in examples[:5]:
+        if not isinstance(example, dict):
+            shown.append([("", str(example)[:WIDGET_CHARS])])
+            continue
+        lines: list[tuple[str, str]] = []
+        for key, value in example.items():
+            if key == "messages" and isinstance(value, list):
+                lines += [_turn(m) for m in value[:20]]
+            elif key != "example_title" and isinstance(value, (str, int, float)):
+                lines.append(("" if key == "text" else key, str(value)[:WIDGET_CHARS]))
+        shown.append(lines)
+    return [lines for lines in shown if lines]
+
+
+def _turn(message: Any) -> tuple[str, str]:
+    if not isinstance(message, dict):
+        return "", str(message)[:WIDGET_CHARS]
+    return str(message.get("role") or ""), str(message.get("content") or "")[:WIDGET_CHARS]
 
 
 def _content(c: Ctx, repo: Any, entry: dict[str, Any]) -> bytes | None:

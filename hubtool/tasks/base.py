@@ -57,6 +57,8 @@ class Predictions:
     lengths: list[int] = field(default_factory=list)
     # per example, what slices group by (question/context words, source/target tokens…)
     attributes: list[dict[str, int]] = field(default_factory=list)
+    # per prediction, the split row it is of (slices group by the rows' columns)
+    rows: list[int] = field(default_factory=list)
     examples: int = 0  # the split's size (fill-mask: blocks), counted once over processes
     multi_label: bool = False  # predictions are per-label probabilities, references 0/1
     threshold: float | None = None  # multi-label: the decision threshold compute() chose
@@ -176,6 +178,27 @@ class Task(ABC):
     def slices(self, p: Predictions) -> list[dict[str, Any]]:
         """Results by input length for the card; none unless the task measures them."""
         return []
+
+    def row_numbers(self, raw: Any, features: Any, cols: Columns) -> list[int] | None:
+        """The row of ``raw`` (the split before tokenization) each evaluation feature comes
+        from, so that predictions can be grouped by the rows' columns; None where they
+        cannot (blocks of joined text). By default the features are the rows, in order."""
+        if len(features) != len(raw):
+            raise AssertionError(f"{self.name}: {len(features)} features of {len(raw)} rows")
+        return list(range(len(features)))
+
+    def example_stats(
+        self, p: Predictions, label_names: list[str] | None
+    ) -> dict[str, tuple[Any, Callable[[Any], float]]]:
+        """Per metric, what it sums over examples (an array, a row per prediction) and the
+        metric of a sum, so that any group of examples (a slice, a bootstrap draw) is scored
+        by adding rows: the sum over every example gives the split's own metric. None
+        unless the task's metrics add up that way."""
+        return {}
+
+    def slice_groups(self, p: Predictions, label_names: list[str] | None) -> dict[str, list[str]]:
+        """Factors the predictions themselves give (the true label), per prediction."""
+        return {}
 
     def baselines(
         self, p: Predictions, label_names: list[str] | None, train: dict[str, Any]
@@ -328,6 +351,12 @@ def without_length(collate: Any) -> Collate:
     return lambda features: collate(
         [{k: v for k, v in f.items() if k != "length"} for f in features]
     )
+
+
+def ratio(summed: Any) -> float:
+    """A metric that is one sum over another, from summed ``example_stats`` (0 where the
+    second sum is 0)."""
+    return float(summed[0] / summed[1]) if summed[1] else 0.0
 
 
 def lengths(batch: dict[str, list[Any]]) -> list[int]:

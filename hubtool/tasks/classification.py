@@ -18,6 +18,7 @@ from hubtool.tasks.base import (
     lengths,
     mean_loss,
     metric,
+    ratio,
     without_length,
 )
 
@@ -178,6 +179,31 @@ class TextClassification(Task):
                 "metrics": _mean([_scores(self, p, d, label_names) for d in draws]),
             },
         ]
+
+    def example_stats(
+        self, p: Predictions, label_names: list[str] | None
+    ) -> dict[str, tuple[Any, Any]]:
+        """Accuracy (subset accuracy and micro F1 for multi-label) as sums over examples."""
+        import numpy as np
+
+        right = np.asarray(_right(p), dtype=float)
+        ones = np.ones_like(right)
+        if not p.multi_label:
+            return {"accuracy": (np.stack([right, ones], axis=1), ratio)}
+        t = p.threshold if p.threshold is not None else 0.5
+        pred = np.asarray(p.predictions, dtype=float) >= t
+        ref = np.asarray(p.references, dtype=float) > 0.5
+        tp, wrong = (pred & ref).sum(axis=1), (pred != ref).sum(axis=1)
+        return {
+            "f1_micro": (np.stack([2 * tp, 2 * tp + wrong], axis=1).astype(float), ratio),
+            "subset_accuracy": (np.stack([right, ones], axis=1), ratio),
+        }
+
+    def slice_groups(self, p: Predictions, label_names: list[str] | None) -> dict[str, list[str]]:
+        """Single-label: each example's true label (accuracy there is the class's recall)."""
+        if p.multi_label or not label_names or not p.references:
+            return {}
+        return {"label": [label_names[r] for r in p.references]}
 
     def slices(self, p: Predictions) -> list[dict[str, Any]]:
         """Accuracy by input length (tokens); subset accuracy for multi-label."""

@@ -132,6 +132,10 @@ class FillMask(Task):
             return None
         return f"vocabulary projection at masked positions only ({type(head).__name__})"
 
+    def row_numbers(self, raw: Any, features: Any, cols: Columns) -> list[int] | None:
+        """Texts are joined and cut into blocks: a prediction belongs to no one row."""
+        return None
+
     def evaluation_set(self, validation: Any, collate: Collate, seed: int) -> tuple[Any, Collate]:
         from transformers import default_data_collator
 

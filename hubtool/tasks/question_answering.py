@@ -25,6 +25,7 @@ from hubtool.tasks.base import (
     mean_loss,
     metric,
     missing,
+    ratio,
     row_value,
 )
 
@@ -250,6 +251,23 @@ class QuestionAnswering(Task):
         }
         return {**scores, **mean_loss(p)}
 
+    def row_numbers(self, raw: Any, features: Any, cols: Columns) -> list[int] | None:
+        """Each window's question (its predictions are per question: ``_answer``)."""
+        return list(features["example_id"])
+
+    def example_stats(
+        self, p: Predictions, label_names: list[str] | None
+    ) -> dict[str, tuple[Any, Any]]:
+        import numpy as np
+
+        rows = metric("squad_qa").compute(
+            predictions=p.predictions, references=p.references, per_example=True
+        )
+        return {
+            name: (np.stack([np.asarray(rows[name], dtype=float), np.ones(p.size)], axis=1), ratio)
+            for name in ("exact_match", "f1")
+        }
+
     def slices(self, p: Predictions) -> list[dict[str, Any]]:
         """Exact match and F1 by context and question length (words)."""
         scorer = metric("squad_qa")
@@ -381,7 +399,8 @@ def _answer(
     first: dict[int, int] = {}
     for f, example in enumerate(columns["example_id"]):
         first.setdefault(example, f)
-    for example in sorted(best):
+    out.rows = sorted(best)  # the examples' rows, not each window's
+    for example in out.rows:
         f = first[example]
         score, text = best[example]
         out.predictions.append(text if score > null[example] or not no_answer else "")

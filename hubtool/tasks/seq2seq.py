@@ -26,6 +26,7 @@ from hubtool.tasks.base import (
     mean_loss,
     metric,
     missing,
+    ratio,
     texts_of,
     without_length,
 )
@@ -274,6 +275,20 @@ class Summarization(Seq2Seq):
     def scores(self, predictions: list[str], references: list[str]) -> dict[str, Any]:
         return dict(metric("rouge_scores").compute(predictions=predictions, references=references))
 
+    def example_stats(
+        self, p: Predictions, label_names: list[str] | None
+    ) -> dict[str, tuple[Any, Any]]:
+        """ROUGE-L and ROUGE-1: means of each example's F-measure."""
+        import numpy as np
+
+        rows = metric("rouge_scores").compute(
+            predictions=p.predictions, references=p.references, per_example=True
+        )
+        return {
+            name: (np.stack([np.asarray(rows[name], dtype=float), np.ones(p.size)], axis=1), ratio)
+            for name in ("rougeL", "rouge1")
+        }
+
 
 class Translation(Seq2Seq):
     name = "translation"
@@ -318,8 +333,30 @@ class Translation(Seq2Seq):
             )
         )
 
+    def example_stats(
+        self, p: Predictions, label_names: list[str] | None
+    ) -> dict[str, tuple[Any, Any]]:
+        """Corpus BLEU and chrF from each sentence's n-gram statistics, as sacreBLEU sums
+        them (its own bootstrap resamples the same statistics)."""
+        import numpy as np
+        import sacrebleu
+
+        rows = metric("sacrebleu_chrf").compute(
+            predictions=p.predictions, references=[[r] for r in p.references], per_example=True
+        )
+        bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
+        return {
+            "bleu": (np.asarray(rows["bleu_stats"], dtype=float), _corpus(bleu)),
+            "chrf": (np.asarray(rows["chrf_stats"], dtype=float), _corpus(chrf)),
+        }
+
 
 # -- shared helpers -------------------------------------------------------------------------
+def _corpus(scorer: Any) -> Any:
+    """A sacreBLEU corpus score of summed sentence statistics."""
+    return lambda summed: float(scorer._compute_score_from_stats([round(v) for v in summed]).score)
+
+
 def generation_options(model: Any, cfg: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
         "num_beams": int(cfg.num_beams),

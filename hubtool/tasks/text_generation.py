@@ -164,6 +164,28 @@ class TextGeneration(Task):
         return {"max_new_tokens": config.get("max_new_tokens") or 48}
 
     # -- evaluation --------------------------------------------------------------------------
+    def row_numbers(self, raw: Any, features: Any, cols: Columns) -> list[int] | None:
+        """Examples are rows; plain text is joined and cut into blocks (no rows)."""
+        if data_format(raw, cols) == "text":
+            return None
+        return super().row_numbers(raw, features, cols)
+
+    def example_stats(
+        self, p: Predictions, label_names: list[str] | None
+    ) -> dict[str, tuple[Any, Any]]:
+        """Perplexity: the exponential of summed token losses over summed tokens."""
+        import math
+
+        import numpy as np
+
+        stats = np.stack([np.asarray(p.losses, float), np.asarray(p.counts, float)], axis=1)
+
+        def perplexity(summed: Any) -> float:
+            return math.exp(min(summed[0] / summed[1], 700.0)) if summed[1] else math.nan
+
+        return {"perplexity": (stats, perplexity)}
+
+    # -- evaluation --------------------------------------------------------------------------
     def predict(
         self, accelerator: Any, model: Any, loader: Any, out: Predictions, cfg: Any, tokenizer: Any
     ) -> None:

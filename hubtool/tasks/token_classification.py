@@ -16,6 +16,7 @@ from hubtool.tasks.base import (
     lengths,
     mean_loss,
     metric,
+    ratio,
     without_length,
 )
 from hubtool.tasks.classification import gather_labels
@@ -105,6 +106,22 @@ class TokenClassification(Task):
         pred_tags, ref_tags = tag_sequences(p.predictions, p.references, names)
         result = metric("seqeval_entities").compute(predictions=pred_tags, references=ref_tags)
         return {**result, **mean_loss(p)}
+
+    def example_stats(
+        self, p: Predictions, label_names: list[str] | None
+    ) -> dict[str, tuple[Any, Any]]:
+        """Entity micro F1 (2 tp / (predicted + true)) and token accuracy, per sequence."""
+        import numpy as np
+
+        pred_tags, ref_tags = tag_sequences(p.predictions, p.references, label_names or [])
+        rows = metric("seqeval_entities").compute(
+            predictions=pred_tags, references=ref_tags, per_example=True
+        )
+        col = {k: np.asarray(v, dtype=float) for k, v in rows.items()}
+        return {
+            "f1": (np.stack([2 * col["tp"], col["predicted"] + col["true"]], axis=1), ratio),
+            "accuracy": (np.stack([col["correct_tokens"], col["tokens"]], axis=1), ratio),
+        }
 
 
 def align(

@@ -98,6 +98,8 @@ class FinetuneConfig:
     emissions: bool = True
     emissions_country: str | None = None  # ISO 3166 alpha-3 (FRA); None: the world average
     emissions_region: str | None = None  # a region codecarbon knows in that country
+    # columns of the validation data the card breaks results down by (comma-separated)
+    slices: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +114,10 @@ class FinetuneConfig:
             if f.name not in ("model", "dataset", "output_dir")
             and getattr(self, f.name) != getattr(defaults, f.name)
         }
+
+    @property
+    def slice_columns(self) -> tuple[str, ...]:
+        return tuple(c.strip() for c in (self.slices or "").split(",") if c.strip())
 
     @property
     def run_dir(self) -> Path:
@@ -139,6 +145,15 @@ def finetune_values(config: ConfigFile) -> dict[str, Any]:
 
 
 OTHER_SECTIONS = ("card", "push", "publish")
+
+
+def with_card_slices(values: dict[str, Any], config: ConfigFile) -> dict[str, Any]:
+    """The finetune values, with ``card.slices`` as the slices when the finetune section
+    names none: the card's factors are measured when the model is evaluated."""
+    card = config.section("card")
+    if values.get("slices") is None and card.get("slices") is not None:
+        return {**values, "slices": card["slices"]}
+    return values
 
 
 def resolve_config(file_values: dict[str, Any], flags: dict[str, Any]) -> FinetuneConfig:
@@ -175,6 +190,10 @@ def _coerce(name: str, value: Any) -> Any:
     kind = str(next(f.type for f in fields(FinetuneConfig) if f.name == name))
     if value is None:
         return None
+    if name == "slices" and isinstance(value, (list, tuple)):  # YAML: a list of columns
+        if not all(isinstance(v, str) and v.strip() and "," not in v for v in value):
+            raise ValueError(f"slices must be column names, not {value!r:.60}")
+        return ",".join(v.strip() for v in value)
     if "bool" in kind:
         word = value.strip().lower() if isinstance(value, str) else None
         if isinstance(value, bool) or word in BOOL_WORDS:

@@ -30,6 +30,8 @@ class PreparedData:
     source: dict[str, Any]
     stats: dict[str, Any] = field(default_factory=dict)
     multi_label: bool = False  # a label column of lists: several labels per example
+    # per factor (a column the card breaks results down by), each validation row's slice
+    groups: dict[str, list[str]] = field(default_factory=dict)
 
 
 # -- loading ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from hubtool.core.architectures import head_of
 from hubtool.core.hubclient import HubSettings
 from hubtool.core.rundir import RunDir
 from hubtool.errors import UsageError
-from hubtool.training import data, evaluation
+from hubtool.training import data, evaluation, slicing
 from hubtool.training.adapters import base_of
 from hubtool.training.config import FinetuneConfig, with_max_length
 from hubtool.training.precision import gpu_available
@@ -56,7 +56,7 @@ def evaluate_model(
     extras = [evaluation.metric(name) for name in extra_metrics]  # before the data and model
     cfg = _data_config(model_path, position_limit(config), task, options, trained_in)
     split_ds, source = _load_split(cfg, options["split"], hub)
-    prepared = _prepare_split(split_ds, cfg, task, labels, tokenizer, multi)
+    prepared, groups = _prepare_split(split_ds, cfg, task, labels, tokenizer, multi)
     accelerator = Accelerator(mixed_precision=_run_precision(run_dir))
     predictions = _predict(
         accelerator, model_path, task, labels, cfg, prepared, tokenizer, multi, prepared_as
@@ -74,6 +74,9 @@ def evaluate_model(
             predictions,
             metrics,
             tasks.get(task).baselines(predictions, labels, _train_labels(trained_in)),
+            groups,
+            bootstrap or slicing.RESAMPLES,
+            labels,
         ),
     }
     if bootstrap:
@@ -183,6 +186,7 @@ TASK_SETTINGS = (
     "max_answer_length",
     "train_on_prompt",
     "eval_metrics",
+    "slices",
 )
 
 
@@ -237,17 +241,22 @@ def _prepare_split(
     labels: list[str] | None,
     tokenizer: Any,
     multi: bool = False,
-) -> Any:
+) -> tuple[Any, dict[str, list[str]]]:
+    """(the split's evaluation features, each row's slice of every factor)."""
     spec = tasks.get(task)
     if multi:
         ds, cfg = _fold_label_columns(ds, cfg, labels or [])
     cols = spec.columns(list(ds.column_names), cfg)
     spec.check_rows(ds, "evaluation", cols)
+    rows, groups = ds, slicing.group_values(ds, cfg.slice_columns, cols.text)
     if cols.label is not None and labels is not None and multi:
         ds = data.encode_multi_hot(ds, cols.label, labels, label_set="model's")
     elif cols.label is not None and labels is not None:
         ds = data.encode_labels(ds, cols.label, labels, spec.per_token, label_set="model's")
-    return spec.tokenize_eval(ds, tokenizer, cfg, cols)[0]
+    features = spec.tokenize_eval(ds, tokenizer, cfg, cols)[0]
+    features = slicing.number_rows(spec, rows, features, cols)
+    slicing.refuse_untraceable(spec, features, cfg.slice_columns)
+    return features, (groups if "row" in features.column_names else {})
 
 
 def _fold_label_columns(
@@ -276,13 +285,14 @@ def _loader(cfg: FinetuneConfig, prepared: Any, task: str, tokenizer: Any) -> An
     from torch.utils.data import DataLoader
 
     from hubtool.training.batching import LengthGroupedBatchSampler
+    from hubtool.training.slicing import WithRows
 
     spec = tasks.get(task)
     prepared, collate = spec.evaluation_set(prepared, spec.collator(tokenizer, cfg), cfg.seed)
     sampler = LengthGroupedBatchSampler(
         prepared["length"], cfg.eval_batch_size or 32, cfg.seed, shuffle=False
     )
-    return DataLoader(prepared, batch_sampler=sampler, collate_fn=collate)
+    return DataLoader(prepared, batch_sampler=sampler, collate_fn=WithRows(collate))
 
 
 def _metrics_name(run_dir: Path, document: dict[str, Any]) -> str:

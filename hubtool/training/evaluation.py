@@ -32,11 +32,14 @@ def predict(
 ) -> Predictions:
     """Run the model over ``loader`` on every process; the task gathers each batch, each
     example counted once. Runs without gradients; the model is left in training mode."""
+    from hubtool.training.slicing import RowsTaken
+
     out = Predictions(task, examples=len(getattr(loader, "dataset", None) or []))
     model.eval()
     start = time.perf_counter()
     try:
-        tasks.get(task).predict(accelerator, model, loader, out, cfg, tokenizer)
+        rows_taken = RowsTaken(loader, accelerator, out)
+        tasks.get(task).predict(accelerator, model, rows_taken, out, cfg, tokenizer)
     finally:
         model.train()
     out.seconds = time.perf_counter() - start
@@ -90,10 +93,17 @@ def document(
     p: Predictions,
     metrics: dict[str, Any],
     baselines: list[dict[str, Any]] | None = None,
+    groups: dict[str, list[str]] | None = None,
+    resamples: int = 1000,
+    label_names: list[str] | None = None,
 ) -> dict[str, Any]:
     """The metrics.json shape shared by finetune and evaluate; ``baselines``: what trivial
     predictors score on the same examples (``Task.baselines``; they do not change between
-    evaluations of one split, so a run computes them once)."""
+    evaluations of one split, so a run computes them once); ``groups``: each row's slice of
+    the factors the results are broken down by (``slicing``), with ``resamples`` draws for
+    their intervals."""
+    from hubtool.training.slicing import by_slice
+
     return {
         "task": task,
         "dataset": {
@@ -108,5 +118,6 @@ def document(
         "details": {k: v for k, v in metrics.items() if not isinstance(v, (int, float))},
         "by_length": tasks.get(task).slices(p),
         "baselines": list(baselines or []),
+        "by_slice": by_slice(tasks.get(task), p, label_names, groups, resamples),
         "evaluation_seconds": round(p.seconds, 3),
     }

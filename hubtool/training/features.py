@@ -11,7 +11,7 @@ from hubtool.core.hubclient import HubSettings
 from hubtool.errors import UsageError
 from hubtool.tasks.base import holds_lists, texts_of
 from hubtool.tasks.classification import LABEL_COLUMNS
-from hubtool.training import data, showcase
+from hubtool.training import data, showcase, slicing
 from hubtool.training.config import FinetuneConfig
 
 
@@ -62,6 +62,8 @@ def prepare_data(
     multi = task.labelled and bool(cols.label) and not task.per_token
     multi = multi and holds_lists(first, str(cols.label))
     train, validation, how = data.choose_splits(raw, cfg, cols.label)
+    rows = validation  # the rows as given: slices group by their columns
+    groups = slicing.group_values(rows, cfg.slice_columns, cols.text)
     names = None
     stats: dict[str, Any] = {"train_rows": len(train), "validation_rows": len(validation)}
     stats["language_guess"] = _language_of(train, cols.text)
@@ -83,15 +85,19 @@ def prepare_data(
     stats["example"] = showcase.data_example(task, validation, cols, cfg)
     train, train_cut = task.tokenize(train, tokenizer, cfg, cols)
     validation, val_cut = task.tokenize_eval(validation, tokenizer, cfg, cols)
+    validation = slicing.number_rows(task, rows, validation, cols)
+    slicing.refuse_untraceable(task, validation, cfg.slice_columns)
     stats["truncated"] = {"train": train_cut, "validation": val_cut}
     stats["token_lengths"] = {
         "train": showcase.token_lengths(train),
         "validation": showcase.token_lengths(validation),
     }
     source = {**source, "split": how["split"], "validation": how}
-    return data.PreparedData(
+    prepared = data.PreparedData(
         task.name, train, validation, names, cols.text, cols.pair, cols.label, source, stats, multi
     )
+    prepared.groups = groups if "row" in validation.column_names else {}
+    return prepared
 
 
 def _multi_hot(

@@ -271,6 +271,7 @@ def build_loaders(
     from torch.utils.data import DataLoader
 
     from hubtool.training.batching import LengthGroupedBatchSampler
+    from hubtool.training.slicing import WithRows
 
     task = tasks.get(data.task)
     collate = task.collator(tokenizer, cfg, pad_multiple)
@@ -283,6 +284,7 @@ def build_loaders(
         data.train, batch_sampler=sampler, collate_fn=collate, generator=_loader_generator(cfg.seed)
     )
     validation, eval_collate = task.evaluation_set(data.validation, collate, cfg.seed)
+    eval_collate = WithRows(eval_collate)  # each example's row travels beside its inputs
     eval_sampler = LengthGroupedBatchSampler(
         validation["length"], cfg.eval_batch_size or cfg.batch_size * 2, cfg.seed, shuffle=False
     )
@@ -418,7 +420,9 @@ def setup(
     if compiled.used:
         compiling.compile_model(model)
     sampler, train_loader, eval_loader = build_loaders(cfg, data, tokenizer, compiled.pad_multiple)
-    speed["task_forward"] = tasks.get(data.task).train_faster(model, next(iter(eval_loader)))
+    probe = next(iter(eval_loader))
+    probe.pop("row", None)  # the example's row: no model input
+    speed["task_forward"] = tasks.get(data.task).train_faster(model, probe)
     optimizer = build_optimizer(model, cfg)
     model, optimizer, train_loader, eval_loader = accelerator.prepare(
         model, optimizer, train_loader, eval_loader
@@ -865,6 +869,8 @@ def metrics_document(run: Run, metrics: dict[str, Any], predictions: Any) -> dic
         predictions,
         metrics,
         _baselines(run, predictions),
+        run.data.groups,
+        label_names=run.data.label_names,
     )
     return {
         **doc,

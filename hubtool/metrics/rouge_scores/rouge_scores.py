@@ -22,7 +22,7 @@ class RougeScores(evaluate.Metric):
             ),
         )
 
-    def _compute(self, predictions, references):
+    def _compute(self, predictions, references, per_example=False):
         # split_summaries=False: rougeLsum takes newlines as sentence ends (no nltk punkt)
         scorer = rouge_scorer.RougeScorer(ROUGE_TYPES, use_stemmer=True, split_summaries=False)
         scores = {name: [] for name in ROUGE_TYPES}
@@ -30,6 +30,8 @@ class RougeScores(evaluate.Metric):
             score = scorer.score(ref, pred)  # target first, then prediction
             for name in ROUGE_TYPES:
                 scores[name].append(score[name].fmeasure)
+        if per_example:  # each example's F-measures (their means are the scores)
+            return scores
         return {
             name: float(numpy.mean(values)) if values else 0.0 for name, values in scores.items()
         }

@@ -17,6 +17,13 @@ def reference_streams(references):
     return [[r[i] for r in padded] for i in range(width)]
 
 
+def sentence_stats(scorer, predictions, streams):
+    """Per sentence, the counts sacreBLEU sums for a corpus score (n-gram matches and totals,
+    lengths); sacreBLEU's ``_compute_score_from_stats`` scores a sum of them (its own
+    bootstrap does the same)."""
+    return [list(map(int, s)) for s in scorer._extract_corpus_statistics(predictions, streams)]
+
+
 class SacrebleuChrf(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
@@ -40,9 +47,15 @@ class SacrebleuChrf(evaluate.Metric):
             ],
         )
 
-    def _compute(self, predictions, references, tokenize=None):
+    def _compute(self, predictions, references, tokenize=None, per_example=False):
         predictions = list(predictions)
         streams = reference_streams(references)
+        if per_example:  # each sentence's statistics: corpus scores are scores of their sums
+            bleu = sacrebleu.metrics.BLEU(tokenize=tokenize)
+            return {
+                "bleu_stats": sentence_stats(bleu, predictions, streams),
+                "chrf_stats": sentence_stats(sacrebleu.metrics.CHRF(), predictions, streams),
+            }
         bleu = sacrebleu.metrics.BLEU(tokenize=tokenize).corpus_score(predictions, streams)
         chrf = sacrebleu.metrics.CHRF().corpus_score(predictions, streams)
         return {

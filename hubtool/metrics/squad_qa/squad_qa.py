@@ -57,7 +57,7 @@ class SquadQa(evaluate.Metric):
             ),
         )
 
-    def _compute(self, predictions, references):
+    def _compute(self, predictions, references, per_example=False):
         em_scores, f1_scores, answerable = [], [], []
         for pred, answers in zip(predictions, references, strict=True):
             # as the v2.0 script: golds that normalize to nothing count as "no answer"
@@ -65,6 +65,8 @@ class SquadQa(evaluate.Metric):
             em_scores.append(max(exact(gold, pred) for gold in golds))
             f1_scores.append(max(f1(gold, pred) for gold in golds))
             answerable.append(bool(answers))
+        if per_example:  # each question's scores (their means are exact_match and f1)
+            return {"exact_match": em_scores, "f1": f1_scores}
         result = {"exact_match": mean(em_scores), "f1": mean(f1_scores)}
         if all(answerable):
             return result
