@@ -198,3 +198,29 @@ def test_perplexity_is_lower_the_better_for_weaker_slices():
     facts = slice_facts(doc, {"perplexity": "Perplexity"})
     assert [w["slice"]["value"] for w in facts["weaker"]] == ["fr"]
     assert not math.isnan(facts["all"]["metrics"]["perplexity"])
+
+
+def test_lengths_are_factors_in_their_natural_order():
+    lengths = [5, 40, 300, 20, 70, 8, 150, 33]
+    refs = [0, 1, 0, 1, 0, 1, 0, 1]
+    p = Predictions("text-classification", refs, refs, [0.1] * 8, lengths=lengths)
+    doc = slicing.by_slice(tasks.get("text-classification"), p, ["a", "b"], None)
+    (tokens,) = [f for f in doc["factors"] if f["name"] == "input tokens"]
+    assert [s["value"] for s in tokens["slices"]] == [
+        "1-16",
+        "17-32",
+        "33-64",
+        "65-128",
+        "129-256",
+        ">256",
+    ]
+    qa = Predictions("question-answering", ["x", "y"], [["x"], ["z"]])
+    qa.attributes = [
+        {"context_words": 30, "question_words": 4},
+        {"context_words": 700, "question_words": 4},
+    ]
+    doc = slicing.by_slice(tasks.get("question-answering"), qa, None, None)
+    factors = {f["name"]: f for f in doc["factors"]}
+    assert set(factors) == {"context words"}  # every question is 1-6 words: nothing to compare
+    exact = {s["value"]: s["metrics"]["exact_match"] for s in factors["context words"]["slices"]}
+    assert exact == {"1-64": 1.0, ">512": 0.0}

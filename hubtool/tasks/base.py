@@ -318,6 +318,18 @@ def buckets(values: list[int], edges: tuple[int, ...]) -> list[tuple[str, list[i
     return out
 
 
+LENGTH_BUCKETS = (16, 32, 64, 128, 256)  # tokens: the card's input-length slices
+
+
+def bucket_names(values: list[int], edges: tuple[int, ...]) -> list[str]:
+    """Each value's bucket as ``buckets`` names it (``1-16``, ``>256``)."""
+    names = [""] * len(values)
+    for span, idx in buckets(values, edges):
+        for i in idx:
+            names[i] = span
+    return names
+
+
 EXAMPLE_CHARS = 500  # a widget example: read at a glance
 
 

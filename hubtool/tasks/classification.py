@@ -7,10 +7,12 @@ from typing import Any, ClassVar
 
 from hubtool.errors import UsageError
 from hubtool.tasks.base import (
+    LENGTH_BUCKETS,
     Collate,
     Columns,
     Predictions,
     Task,
+    bucket_names,
     buckets,
     check_given,
     example_losses,
@@ -30,7 +32,6 @@ PAIR_COLUMNS = {
     "premise": "hypothesis",
 }
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
-LENGTH_BUCKETS = (16, 32, 64, 128, 256)
 
 
 def text_columns(columns: list[str], cfg: Any) -> tuple[str, str | None]:
@@ -200,10 +201,12 @@ class TextClassification(Task):
         }
 
     def slice_groups(self, p: Predictions, label_names: list[str] | None) -> dict[str, list[str]]:
-        """Single-label: each example's true label (accuracy there is the class's recall)."""
+        """Each example's true label (single-label: accuracy there is the class's recall)
+        and its length in tokens."""
+        groups = {"input tokens": bucket_names(p.lengths, LENGTH_BUCKETS)}
         if p.multi_label or not label_names or not p.references:
-            return {}
-        return {"label": [label_names[r] for r in p.references]}
+            return groups
+        return {"label": [label_names[r] for r in p.references], **groups}
 
     def slices(self, p: Predictions) -> list[dict[str, Any]]:
         """Accuracy by input length (tokens); subset accuracy for multi-label."""

@@ -18,6 +18,7 @@ from hubtool.tasks.base import (
     Columns,
     Predictions,
     Task,
+    bucket_names,
     buckets,
     check_given,
     clip_text,
@@ -254,6 +255,12 @@ class QuestionAnswering(Task):
     def row_numbers(self, raw: Any, features: Any, cols: Columns) -> list[int] | None:
         """Each window's question (its predictions are per question: ``_answer``)."""
         return list(features["example_id"])
+
+    def slice_groups(self, p: Predictions, label_names: list[str] | None) -> dict[str, list[str]]:
+        return {
+            f"{part} words": bucket_names([a[f"{part}_words"] for a in p.attributes], edges)
+            for part, edges in WORD_BUCKETS.items()
+        }
 
     def example_stats(
         self, p: Predictions, label_names: list[str] | None

@@ -16,11 +16,13 @@ from hubtool.core.architectures import Fit
 from hubtool.core.languages import find_language
 from hubtool.errors import UsageError
 from hubtool.tasks.base import (
+    LENGTH_BUCKETS,
     Checkpoint,
     Collate,
     Columns,
     Predictions,
     Task,
+    bucket_names,
     buckets,
     literal,
     mean_loss,
@@ -31,7 +33,6 @@ from hubtool.tasks.base import (
     without_length,
 )
 
-LENGTH_BUCKETS = (16, 32, 64, 128, 256)
 T5_PREFIXED = frozenset({"t5"})  # trained with task prefixes (mT5, umT5, Flan-T5 without)
 
 
@@ -205,6 +206,9 @@ class Seq2Seq(Task):
     @abstractmethod
     def scores(self, predictions: list[str], references: list[str]) -> dict[str, Any]:
         """The task's scores for generated texts against their references."""
+
+    def slice_groups(self, p: Predictions, label_names: list[str] | None) -> dict[str, list[str]]:
+        return {"source tokens": bucket_names(p.lengths, LENGTH_BUCKETS)}
 
     def slices(self, p: Predictions) -> list[dict[str, Any]]:
         """The task's main score by source length (tokens)."""

@@ -8,10 +8,12 @@ from typing import Any, ClassVar
 
 from hubtool.errors import UsageError
 from hubtool.tasks.base import (
+    LENGTH_BUCKETS,
     Collate,
     Columns,
     Predictions,
     Task,
+    bucket_names,
     check_given,
     lengths,
     mean_loss,
@@ -106,6 +108,9 @@ class TokenClassification(Task):
         pred_tags, ref_tags = tag_sequences(p.predictions, p.references, names)
         result = metric("seqeval_entities").compute(predictions=pred_tags, references=ref_tags)
         return {**result, **mean_loss(p)}
+
+    def slice_groups(self, p: Predictions, label_names: list[str] | None) -> dict[str, list[str]]:
+        return {"input tokens": bucket_names(p.lengths, LENGTH_BUCKETS)}
 
     def example_stats(
         self, p: Predictions, label_names: list[str] | None

@@ -12,6 +12,7 @@ evaluation batches are grouped by length, not in the split's order.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from itertools import pairwise
 from typing import Any
@@ -192,21 +193,30 @@ def by_slice(
     }
 
 
+RANGE = re.compile(r"(≤ |> ?)?(-?\d+(?:\.\d+)?)(?: ?[–-] ?-?\d+(?:\.\d+)?)?")
+
+
 def _slices(values: list[str]) -> list[tuple[str, np.ndarray]]:
-    """(value, indices), the largest slice first; quartiles and (other) in their order."""
+    """(value, indices): ranges (quartiles, length buckets) in their order, other values
+    the largest slice first, "(other)" and "(missing)" last."""
     counts = Counter(values)
     order = sorted(counts, key=lambda v: (v in ("(other)", "(missing)"), -counts[v], v))
-    if all(v.startswith(("≤", ">")) or " – " in v or v == "(missing)" for v in counts):
-        order = sorted(counts, key=lambda v: (v == "(missing)", _bin_start(v)))
+    starts = {v: _range_start(v) for v in counts if v != "(missing)"}
+    if all(s is not None for s in starts.values()):
+        order = sorted(counts, key=lambda v: (v == "(missing)", starts.get(v) or 0.0))
     array = np.asarray(values)
     return [(value, np.flatnonzero(array == value)) for value in order]
 
 
-def _bin_start(name: str) -> float:
-    if name.startswith("≤"):
+def _range_start(name: str) -> float | None:
+    """Where a range's name starts ("≤ 3": -inf, "4 – 9": 4, "> 9" after "4 – 9"); None
+    for a name that is not a range."""
+    m = RANGE.fullmatch(name)
+    if m is None:
+        return None
+    if m.group(1) == "≤ ":
         return -math.inf
-    head = name.lstrip("> ").split(" – ")[0]
-    return float(head) + (0.5 if name.startswith(">") else 0.0)
+    return float(m.group(2)) + (0.5 if m.group(1) else 0.0)
 
 
 def _scored(
