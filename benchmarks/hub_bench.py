@@ -154,7 +154,7 @@ def main() -> int:
         print(f"catalog not found: {args.catalog}", file=sys.stderr)
         return 2
     os.environ.update(
-        HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1"
+        HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1"
     )
     from hubtool.hub.server import BackgroundHub
 

@@ -27,7 +27,6 @@ SHARED = ROOT.parent / "shared"
 _SESSION: dict[str, object] = {}
 
 CLIENT_ENV = {
-    "HF_HUB_DISABLE_XET": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "DISABLE_SAFETENSORS_CONVERSION": "1",

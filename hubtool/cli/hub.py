@@ -91,7 +91,7 @@ def hub_serve(
         write_text(url_file, server.url + "\n")
     out.note(
         f"Local Hub at {server.url} (data in {data_dir}); "
-        f"use it with: export HF_ENDPOINT={server.url} HF_HUB_DISABLE_XET=1"
+        f"use it with: export HF_ENDPOINT={server.url}"
     )
     sys.stdout.flush()
     serve_forever(server)

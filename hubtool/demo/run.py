@@ -90,12 +90,11 @@ def _environment(hub: Any, workdir: Path) -> dict[str, str]:
         "HF_ENDPOINT": hub.url,
         "HF_TOKEN": service.create_token(USER, write=True, name="demo"),
         "HF_HOME": str(workdir / "hf_home"),
-        "HF_HUB_DISABLE_XET": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
     os.environ.update({k: env[k] for k in ("HF_ENDPOINT", "HF_TOKEN", "HF_HOME")})
-    os.environ.update(HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1")
+    os.environ.update(HF_HUB_DISABLE_TELEMETRY="1")
     return env
 
 

@@ -55,7 +55,7 @@ class LfsStore:
         target = self.path(oid)
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
-        fd, tmp = _locked_temp(target.parent)
+        fd, tmp = locked_temp(target.parent)
         received = 0
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -83,7 +83,7 @@ class LfsStore:
                 os.unlink(tmp)
 
 
-def _locked_temp(directory: Path) -> tuple[int, str]:
+def locked_temp(directory: Path) -> tuple[int, str]:
     """A new upload temporary in ``directory``, opened and locked."""
     while True:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=storage.UPLOAD_PREFIX)

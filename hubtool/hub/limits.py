@@ -27,6 +27,8 @@ class HubLimits:
     max_commit_line: int = 16 * MiB  # one ndjson commit line: a 10 MiB file in base64 + slack
     max_commit_body: int = 256 * MiB  # a whole ndjson commit (many regular files inline)
     max_lfs_object: int = 50 * GiB  # an LFS object announced in a batch or uploaded
+    max_xorb_body: int = 80 * MiB  # one Xet xorb (the client makes them of 64 MiB at most)
+    max_shard_body: int = 64 * MiB  # one Xet shard (files and the chunks of new xorbs)
     max_query_params: int = 1000  # query string fields
     max_filters: int = 50  # ``filter=`` values of a search
 

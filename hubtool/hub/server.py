@@ -42,7 +42,7 @@ import traceback
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hubtool.hub import pages, routes, transfer
+from hubtool.hub import cas, pages, routes, transfer
 from hubtool.hub.framing import (
     HEAD_END,
     ChunkedBody,
@@ -73,6 +73,7 @@ from hubtool.hub.service import HubService
 ROUTE_TABLE: tuple[Route, ...] = (
     *routes.route.entries,
     *transfer.route.entries,
+    *cas.route.entries,
     *pages.route.entries,
 )
 

@@ -74,6 +74,9 @@ def temporaries(data_dir: Path) -> Iterator[tuple[Path, str]]:
     lfs = data_dir / "lfs"
     if lfs.is_dir():
         yield from ((p, "upload") for p in lfs.glob(f"*/*/{UPLOAD_PREFIX}*"))
+    xet = data_dir / "xet"  # xorbs, their chunk tables, files (hubtool.hub.cas)
+    if xet.is_dir():
+        yield from ((p, "upload") for p in xet.glob(f"*/*/{UPLOAD_PREFIX}*"))
     repos = data_dir / "repos"
     if not repos.is_dir():
         return

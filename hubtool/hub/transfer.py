@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from hubtool.hub import cas
 from hubtool.hub.gitstore import parse_lfs_pointer
 from hubtool.hub.lfs import LfsMismatch, valid_oid
 from hubtool.hub.protocol import ApiError, Request, Response, bad_request, repo_not_found
@@ -80,6 +81,7 @@ def resolve(c: Ctx) -> Response:
                 "X-Linked-Size": str(size),
                 "ETag": f'"{oid}"',
                 "Content-Length": "0",
+                **cas.download_headers(c, ref, oid, sha),
             },
         )
     content = data if data is not None else repo.read_blob(entry.oid)
@@ -90,7 +92,7 @@ def resolve(c: Ctx) -> Response:
         "Content-Type": "application/octet-stream",
         "Content-Disposition": f'inline; filename="{Path(path).name}"',
     }
-    return _ranged(c.req, headers, len(content), lambda a, b: iter([content[a:b]]))
+    return ranged(c.req, headers, len(content), lambda a, b: iter([content[a:b]]))
 
 
 def _count_download(c: Ctx, rowid: int, repo_type: str, path: str) -> None:
@@ -106,7 +108,7 @@ def _count_download(c: Ctx, rowid: int, repo_type: str, path: str) -> None:
             log.warning("Download not counted: %s", exc)
 
 
-def _ranged(req: Request, headers: dict[str, str], size: int, read) -> Response:
+def ranged(req: Request, headers: dict[str, str], size: int, read) -> Response:
     """200, 206 or 416 for a body of ``size`` bytes served by ``read(start, end)``."""
     rng = req.headers.get("range")
     if rng:
@@ -145,10 +147,10 @@ def cdn(c: Ctx) -> Response:
     }
     if c.req.arg("commit"):
         headers["X-Repo-Commit"] = c.req.arg("commit") or ""
-    return _ranged(c.req, headers, size, lambda a, b: _file_chunks(path, a, b))
+    return ranged(c.req, headers, size, lambda a, b: file_chunks(path, a, b))
 
 
-def _file_chunks(path: Path, start: int, end: int) -> Iterator[bytes]:
+def file_chunks(path: Path, start: int, end: int) -> Iterator[bytes]:
     with open(path, "rb") as fh:
         fh.seek(start)
         left = end - start
