@@ -359,3 +359,16 @@ def test_downloads_are_counted_on_config_json(hub, alice, repo_id, tiny_folder):
     hf_hub_download(repo_id, "config.json", endpoint=hub.url)
     hf_hub_download(repo_id, "sub/notes.txt", endpoint=hub.url)
     assert api.model_info(repo_id).downloads == 1
+
+
+def test_upload_folder_skips_what_the_repos_gitignore_names(hub, alice, repo_id, tmp_path):
+    api = hub.api(alice)
+    api.create_repo(repo_id)
+    api.upload_file(path_or_fileobj=b"*.log\ncache/\n", path_in_repo=".gitignore", repo_id=repo_id)
+    folder = tmp_path / "out"
+    (folder / "cache").mkdir(parents=True)
+    (folder / "train.log").write_text("noise")
+    (folder / "cache" / "x.bin").write_bytes(b"cached")
+    (folder / "config.json").write_text("{}")
+    api.upload_folder(folder_path=folder, repo_id=repo_id)
+    assert sorted(api.list_repo_files(repo_id)) == [".gitattributes", ".gitignore", "config.json"]

@@ -376,4 +376,3 @@ def reconstruct_v2(c: Ctx) -> Response:
 def telemetry(c: Ctx) -> Response:
     c.req.body()
     return Response.json({})
-

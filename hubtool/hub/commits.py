@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
+from hubtool.hub import discussions
 from hubtool.hub.auth import Identity
 from hubtool.hub.db import RepoRow
 from hubtool.hub.gitstore import GitRepo, RefConflict, lfs_pointer, parse_lfs_pointer
@@ -198,7 +199,7 @@ def apply_commit(
         if start is None:  # unknown, or a tag or SHA: only branches take commits
             raise revision_not_found(branch)
         if create_pr:
-            pr_num = svc.db.open_pull_request(row.rowid, req.summary, who.user, now_iso())
+            pr_num = discussions.open_pull_request(svc, row.rowid, req.summary, who.user, ref)
             ref = f"refs/pr/{pr_num}"
             repo.update_ref(ref, start, "0" * 40)
         for _ in range(CAS_RETRIES):
@@ -215,6 +216,8 @@ def apply_commit(
             )
             try:
                 repo.update_ref(ref, commit, head)
+                if ref.startswith("refs/pr/"):
+                    discussions.commit_event(svc, row.rowid, ref, req.summary, commit, who.user)
                 break
             except RefConflict:
                 continue  # another process moved the branch: re-apply on its new head
@@ -257,6 +260,29 @@ def upload_mode(path: str, size: int, sample: bytes, patterns: list[str]) -> str
     return "regular"
 
 
+def ignored(path: str, pattern: str) -> bool:
+    """gitignore matching: ``name`` anywhere, ``dir/`` a directory anywhere, ``a/b`` from
+    the root; a file is ignored when it or a directory above it matches (no ``!``)."""
+    if pattern.startswith("!"):
+        return False
+    directory, pat = pattern.endswith("/"), pattern.rstrip("/")
+    anchored = "/" in pat
+    pat = pat.lstrip("/").replace("**/", "*").replace("/**", "/*")
+    parts = path.split("/")
+    for i in range(1, len(parts) + 1):
+        if directory and i == len(parts):
+            break  # the file itself is no directory
+        text = "/".join(parts[:i]) if anchored else parts[i - 1]
+        if fnmatch.fnmatchcase(text, pat):
+            return True
+    return False
+
+
+def _ignore_lines(text: str) -> list[str]:
+    lines = (ln.strip() for ln in text.splitlines()[:10_000])
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
 def preupload(
     svc: HubService, row: RepoRow, rev: str, files: Any, git_ignore: Any
 ) -> dict[str, Any]:
@@ -266,12 +292,11 @@ def preupload(
     repo = svc.git(row)
     head = svc.resolve(row, rev)
     patterns = lfs_patterns(repo, head)
-    ignore = (
-        [ln.strip() for ln in git_ignore.splitlines() if ln.strip() and not ln.startswith("#")]
-        if isinstance(git_ignore, str)
-        else []
-    )
     existing = repo.files(head)
+    own = existing.get(".gitignore")  # the repo's own, then the one the client sends
+    own = own if own is not None and own.size <= 1 << 20 else None
+    ignore = _ignore_lines(repo.read_blob(own.oid).decode(errors="replace")) if own else []
+    ignore += _ignore_lines(git_ignore) if isinstance(git_ignore, str) else []
     pointers = repo.read_blobs([e.oid for e in existing.values() if e.size <= 1024])
     answers = []
     for item in files:
@@ -289,10 +314,17 @@ def preupload(
         except (binascii.Error, ValueError):
             raise bad_request(f"The sample of {path!r} is not valid base64") from None
         mode = upload_mode(path, size, sample, patterns)
+        if mode == "lfs" and size > svc.limits.max_lfs_object:
+            raise ApiError(
+                413,
+                f"File {path!r} of {size:,} bytes is larger than this Hub's maximum of "
+                f"{svc.limits.max_lfs_object:,} bytes per file (`hubtool hub serve "
+                "--max-lfs-object`)",
+            )
         answer: dict[str, Any] = {
             "path": path,
             "uploadMode": mode,
-            "shouldIgnore": any(matches(path, p) for p in ignore),
+            "shouldIgnore": any(ignored(path, p) for p in ignore),
         }
         entry = existing.get(path)
         if entry is not None:

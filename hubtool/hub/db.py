@@ -316,17 +316,3 @@ class Database:
 
     def get_token(self, token_hash: str) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM tokens WHERE hash=?", (token_hash,)).fetchone()
-
-    # -- pull requests ----------------------------------------------------------------------
-    def open_pull_request(self, rowid: int, title: str, author: str, created_at: str) -> int:
-        with self.tx() as conn:
-            row = conn.execute(
-                "SELECT COALESCE(MAX(num), 0) + 1 AS n FROM pull_requests WHERE repo=?", (rowid,)
-            ).fetchone()
-            num = int(row["n"])
-            conn.execute(
-                "INSERT INTO pull_requests (repo, num, title, author, created_at) "
-                "VALUES (?,?,?,?,?)",
-                (rowid, num, title, author, created_at),
-            )
-        return num

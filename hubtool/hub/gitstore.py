@@ -362,6 +362,56 @@ class GitRepo:
         args = ["commit-tree", tree] + (["-p", parent] if parent else [])
         return self._git(*args, input=message.encode(), env=ident).stdout.decode().strip()
 
+    def merge(
+        self, base: str, other: str, message: str, author: str, date: str
+    ) -> tuple[str | None, list[str]]:
+        """(merge commit of ``other`` into ``base``, []) or (None, conflicting paths): a
+        real three-way merge (``git merge-tree``); nothing is referenced until
+        ``update_ref``. ``other`` already in ``base``: (base, [])."""
+        tree, conflicts = self._merge_tree(base, other)
+        if tree is None or tree == base:
+            return tree, conflicts
+        gdate = _git_date(date)
+        ident = {
+            "GIT_AUTHOR_NAME": author,
+            "GIT_AUTHOR_EMAIL": f"{author}@hubtool.local",
+            "GIT_COMMITTER_NAME": author,
+            "GIT_COMMITTER_EMAIL": f"{author}@hubtool.local",
+            "GIT_AUTHOR_DATE": gdate,
+            "GIT_COMMITTER_DATE": gdate,
+        }
+        args = ["commit-tree", tree, "-p", base, "-p", other]
+        return self._git(*args, input=message.encode(), env=ident).stdout.decode().strip(), []
+
+    def merge_conflicts(self, base: str, other: str) -> list[str]:
+        """The paths a merge of ``other`` into ``base`` would conflict on."""
+        return self._merge_tree(base, other)[1]
+
+    def _merge_tree(self, base: str, other: str) -> tuple[str | None, list[str]]:
+        """(merged tree, []), (None, conflicting paths), or (base, []) when ``other`` is in
+        ``base`` already."""
+        if self._git("merge-base", "--is-ancestor", other, base, check=False).returncode == 0:
+            return base, []
+        args = ("merge-tree", "--write-tree", "--name-only", "-z", base, other)
+        proc = self._git(*args, check=False)
+        fields = proc.stdout.decode(errors="replace").split("\0")
+        if proc.returncode == 0:
+            return fields[0].strip(), []
+        if proc.returncode != 1:
+            raise GitError(f"git merge-tree failed: {proc.stderr.decode(errors='replace')}")
+        paths = []
+        for field in fields[1:]:  # the conflicted paths, up to an empty field
+            if not field:
+                break
+            paths.append(field)
+        return None, sorted(set(paths))
+
+    def diff(self, base: str, other: str, limit: int = 1 << 20) -> str:
+        """The changes of ``other`` since its merge base with ``base`` (``git diff A...B``),
+        cut at ``limit`` bytes."""
+        out = self._git("diff", "--no-color", "--no-ext-diff", f"{base}...{other}").stdout
+        return out[:limit].decode(errors="replace")
+
     def log(
         self, commit: str, skip: int = 0, limit: int = 50, path: str | None = None
     ) -> list[CommitInfo]:

@@ -34,6 +34,11 @@ def _markdown() -> Any:
     return MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
 
 
+def render_markdown(text: str) -> str:
+    """Markdown as the pages render it: no raw HTML, tables and strikethrough."""
+    return str(_markdown().render(text))
+
+
 @functools.cache
 def _templates() -> Any:
     import jinja2

@@ -13,7 +13,7 @@ from typing import Any
 
 from hubtool.core.cardrules import validate_card
 from hubtool.core.output import parse_count
-from hubtool.hub import views
+from hubtool.hub import discussions, views
 from hubtool.hub.commits import apply_commit, parse_commit, preupload
 from hubtool.hub.db import ListQuery
 from hubtool.hub.gitstore import RefConflict, ref_name_problem
@@ -336,7 +336,7 @@ def validate_yaml(c: Ctx) -> Response:
 
 @route("POST", f"/api/{T}/{ID}/preupload/(?P<rev>[^/]+)")
 def preupload_route(c: Ctx) -> Response:
-    row = c.svc.writable(c.who, c.ref)
+    row = proposer_access(c, c.params["rev"])
     body = c.req.json_object()
     return Response.json(
         preupload(c.svc, row, c.params["rev"], body.get("files"), body.get("gitIgnore"))
@@ -345,7 +345,7 @@ def preupload_route(c: Ctx) -> Response:
 
 @route("POST", f"/api/{T}/{ID}/commit/(?P<rev>[^/]+)")
 def commit(c: Ctx) -> Response:
-    row = c.svc.writable(c.who, c.ref)
+    row = proposer_access(c, c.params["rev"])
     assert c.who is not None
     limits = c.svc.limits
     req = parse_commit(c.req.lines(limits.max_commit_line, limits.max_commit_body))
@@ -361,6 +361,23 @@ def commit(c: Ctx) -> Response:
     if pr is not None:
         body["pullRequestUrl"] = f"{url}/discussions/{pr}"
     return Response.json(body)
+
+
+def proposer_access(c: Ctx, rev: str) -> Any:
+    """Write access, or for a pull request read access: anyone signed in who can read the
+    repo may open one (``create_pr``) and commit to the one they opened (``refs/pr/N``)."""
+    proposing = c.req.flag("create_pr")
+    if not proposing and not rev.startswith("refs/pr/"):
+        return c.svc.writable(c.who, c.ref)
+    row = c.svc.readable(c.who, c.ref)
+    if c.who is None:
+        raise ApiError(401, "You must be authenticated to open or update a pull request")
+    if not proposing:
+        num = rev.removeprefix("refs/pr/")
+        pr = discussions.store(c.svc).get(row.rowid, int(num)) if num.isdigit() else None
+        if pr is None or pr["author"] != c.who.user:
+            c.svc.require_write(c.who, row.namespace or "")
+    return row
 
 
 def _new_ref_name(name: str) -> str:

@@ -42,7 +42,7 @@ import traceback
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hubtool.hub import cas, pages, routes, transfer
+from hubtool.hub import cas, discussions, pages, routes, transfer
 from hubtool.hub.framing import (
     HEAD_END,
     ChunkedBody,
@@ -72,6 +72,7 @@ from hubtool.hub.service import HubService
 # model pages (whose /NS/NAME pattern would shadow nothing before it).
 ROUTE_TABLE: tuple[Route, ...] = (
     *routes.route.entries,
+    *discussions.route.entries,
     *transfer.route.entries,
     *cas.route.entries,
     *pages.route.entries,

@@ -6,6 +6,7 @@ without a server (the CLI's ``hub user add`` and ``hub import-catalog`` do).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -125,6 +126,13 @@ class HubService:
         self.secret = self._load_secret()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
+
+    @functools.cached_property
+    def discussions(self) -> Any:
+        """Discussions and pull requests (``hubtool.hub.discussions``)."""
+        from hubtool.hub.discussions import Discussions
+
+        return Discussions(self.db)
 
     def _load_secret(self) -> bytes:
         path = self.data_dir / "secret.key"

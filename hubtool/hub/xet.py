@@ -275,7 +275,8 @@ def reconstruction(
     """(offset into the first term, terms) of the bytes [start, end] (inclusive) of a file
     stored as ``segments`` ({xorb, chunks: [[ser_start, ser_end, length], …]} of the chunks
     it uses): whole chunks only, the client trims the rest."""
-    terms, offset, at = [], 0, 0
+    terms: list[dict[str, Any]] = []
+    offset = at = 0
     for seg in segments:
         chunks, first = seg["chunks"], seg["start"]
         for i, (_, _, length) in enumerate(chunks):
