@@ -92,6 +92,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 HF_HUB_VERSION = "2.4.0"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -146,7 +147,8 @@ OUT_OF_SCOPE_MARKERS: dict[str, str] = {
 
 # (regex searched in the test id, reason): tests that are out of scope by name.
 OUT_OF_SCOPE: tuple[tuple[str, str], ...] = (
-    (r"(?<![Nn]ame)(?<![Nn]ame_)(?:[Ss]paces?)(?=[A-Z_\]\-:]|$)", "Spaces are not a local Hub's job"),
+    # "Space"/"space" as a word of the id, not inside "namespace" or "whitespace"
+    (r"(?:(?<![A-Za-z])[Ss]paces?|(?<=[a-z])Spaces?)(?=[A-Z_\]\-:]|$)", "Spaces are not a local Hub's job"),
     (r"(?i)inference", "inference (providers, endpoints, catalog) is not a local Hub's job"),
     (r"(?i)webhook", "webhooks are not a local Hub's job"),
     (r"(?i)collection", "collections are not a local Hub's job"),
@@ -160,6 +162,18 @@ OUT_OF_SCOPE: tuple[tuple[str, str], ...] = (
     (r"(?i)telemetry", "telemetry is not a repo"),
     (r"(?i)sandbox", "Spaces sandboxes are not a local Hub's job"),
     (r"(?i)datasets_?(?:sql|parquet)|DatasetsSql|DatasetsParquet", "dataset viewer (parquet/SQL)"),
+)
+
+# (regex on the path of a request the test sent to the Hub, or on a URL in its failure message,
+# reason): what a test reached decides too, e.g. a fixture that creates a bucket.
+OUT_OF_SCOPE_REQUESTS: tuple[tuple[str, str], ...] = (
+    (r"^/api/buckets(?:/|$|\?)", "buckets are not model or dataset repos"),
+    (r"^/api/spaces(?:/|$|\?)", "Spaces are not a local Hub's job"),
+    (r"^/api/collections(?:/|$|\?)", "collections are not a local Hub's job"),
+    (r"^/api/(?:jobs|scheduled-jobs)(?:/|$|\?)", "Jobs are not a local Hub's job"),
+    (r"^/api/(?:inference-endpoints|inference-proxy)(?:/|$|\?)", "inference is not a local Hub's job"),
+    (r"^/api/settings/webhooks(?:/|$|\?)", "webhooks are not a local Hub's job"),
+    (r"^/api/(?:papers|daily_papers)(?:/|$|\?)", "papers are huggingface.co content"),
 )
 
 # Namespaces (and bare ids) of repos that exist on huggingface.co, not on a fresh local Hub: a
@@ -811,6 +825,16 @@ def production_request(requests: Iterable[dict]) -> str | None:
     return None
 
 
+def request_rule(requests: Iterable[dict], message: str) -> str | None:
+    """The reason a test is out of scope because of what it reached, if any."""
+    paths = [req.get("p", "") for req in requests]
+    paths += [urlsplit(url).path for url in re.findall(r"https?://[^\s'\"]+", message)]
+    for pattern, reason in OUT_OF_SCOPE_REQUESTS:
+        if any(re.search(pattern, path) for path in paths):
+            return reason
+    return None
+
+
 def name_rule(nodeid: str) -> str | None:
     for pattern, reason in OUT_OF_SCOPE:
         if re.search(pattern, nodeid):
@@ -826,7 +850,7 @@ def classify(result: TestResult, record: dict | None) -> None:
     result.foreign = list(record.get("foreign", []))
     markers = set(record.get("markers", []))
     reason = next((f"marked {m}: {r}" for m, r in OUT_OF_SCOPE_MARKERS.items() if m in markers), None)
-    reason = reason or name_rule(result.nodeid)
+    reason = reason or name_rule(result.nodeid) or request_rule(result.requests, result.message)
     prod = production_request(result.requests)
     if reason is None and prod:
         reason = f"needs huggingface.co content ({prod})"

@@ -13,7 +13,7 @@ import yaml
 
 from hubtool.core import boundedyaml
 
-FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)(?:\r?\n)?^---[ \t]*$", re.S | re.M)
+FRONT_MATTER = re.compile(r"\A\ufeff?\s*---[ \t]*\r?\n(.*?)(?:\r?\n)?^---[ \t]*$", re.S | re.M)
 
 
 def split_front_matter(text: str) -> tuple[str | None, str]:

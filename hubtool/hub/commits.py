@@ -11,6 +11,7 @@ import base64
 import binascii
 import fnmatch
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
@@ -46,6 +47,8 @@ def check_path(path: Any) -> str:
         problem = f"is too long (at most {MAX_PATH} bytes, {MAX_SEGMENT} per segment)"
     elif any(p in ("", ".", "..") for p in parts):
         problem = "has an empty, '.' or '..' segment"
+    elif any(p in (".", "..") for p in re.split(r"[\\/]", path)):
+        problem = "has a '.' or '..' segment (a backslash separates segments on Windows)"
     elif any(p.lower() == ".git" for p in parts):
         problem = "is inside .git/"
     if problem:
@@ -103,6 +106,13 @@ def parse_commit(body: bytes | Iterable[bytes]) -> CommitRequest:
     return req
 
 
+def too_large(path: str) -> str:
+    return (
+        f"Your push was rejected because it contains files larger than 10 MiB "
+        f"({path}). Please use https://git-lfs.github.com/ to store large files."
+    )
+
+
 def check_card(readme: bytes) -> None:
     """400 for a card whose front matter cannot be parsed within bounds (an alias bomb…).
 
@@ -130,10 +140,7 @@ def _add_operation(req: CommitRequest, key: str, value: dict[str, Any]) -> None:
         except (binascii.Error, ValueError):
             raise bad_request(f"The content of {path!r} is not valid base64") from None
         if len(content) > MAX_REGULAR_FILE:
-            raise bad_request(
-                f"Your push was rejected because it contains files larger than 10 MiB "
-                f"({path}). Please use https://git-lfs.github.com/ to store large files."
-            )
+            raise bad_request(too_large(path))
         req.adds[path] = content
     elif key == "lfsFile":
         oid, size = value.get("oid"), value.get("size")

@@ -33,6 +33,7 @@ import contextlib
 import ipaddress
 import logging
 import queue
+import secrets
 import selectors
 import signal
 import socket
@@ -498,6 +499,10 @@ class HubHTTPServer:
         http10: bool = False,
     ) -> bool:
         """Write ``resp``; False when the connection must not be reused."""
+        # as the Hub's: clients quote it in their error messages
+        resp.headers.setdefault(
+            "X-Request-Id", f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)}"
+        )
         if not keep_alive:
             resp.headers["Connection"] = "close"
         elif http10:

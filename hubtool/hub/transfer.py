@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hubtool.hub import cas
+from hubtool.hub import cas, gitpush
 from hubtool.hub.gitstore import parse_lfs_pointer
 from hubtool.hub.lfs import LfsMismatch, valid_oid
 from hubtool.hub.protocol import ApiError, Request, Response, bad_request, repo_not_found
@@ -235,7 +235,10 @@ def _batch_object(
         f"?size={size}&expires={expires}&sig={sig}"
     )
     prefix = URL_PREFIX[ref.repo_type]
-    verify = f"{c.req.scheme_host}/{prefix}{ref.repo_id}.git/info/lfs/objects/verify"
+    verify = (  # signed: git-lfs sends no credentials with it
+        f"{c.req.scheme_host}/{prefix}{ref.repo_id}.git/info/lfs/objects/verify"
+        f"?expires={expires}&sig={c.svc.sign('verify', repo_key, expires)}"
+    )
     return {
         "oid": oid,
         "size": size,
@@ -283,7 +286,14 @@ def _drain(req: Request) -> None:
 
 @route("POST", rf"/{PREFIX}{ID}\.git/info/lfs/objects/verify")
 def lfs_verify(c: Ctx) -> Response:
-    row = c.svc.writable(c.who, _ref(c))
+    ref, expires = _ref(c), c.req.arg("expires") or ""
+    signed = expires.isdigit() and int(expires) >= time.time()
+    signed = signed and c.req.arg("sig") == c.svc.sign(
+        "verify", f"{ref.repo_type}/{ref.repo_id}", expires
+    )
+    row = c.svc.db.get_repo(ref.repo_type, ref.repo_id) if signed else c.svc.writable(c.who, ref)
+    if row is None:
+        raise repo_not_found(c.who is None)
     body = c.req.json_object()
     oid, size = body.get("oid"), body.get("size")
     if not valid_oid(oid) or c.svc.db.linked_lfs(row.rowid, [oid]).get(oid) != size:
@@ -305,13 +315,9 @@ def _git_readable(c: Ctx, ref: RepoRef):
 def git_info_refs(c: Ctx) -> Response:
     service = c.req.arg("service")
     if service == "git-receive-pack":
-        raise ApiError(
-            403,
-            "This local Hub is read-only over git: push with hubtool or "
-            "huggingface_hub (upload_folder / create_commit)",
-        )
+        return _receive(c, "info/refs")
     if service != "git-upload-pack":
-        raise bad_request("Only smart HTTP (service=git-upload-pack) is supported")
+        raise bad_request("Only smart HTTP (git-upload-pack, git-receive-pack) is supported")
     return _http_backend(c, "info/refs")
 
 
@@ -322,15 +328,37 @@ def git_upload_pack(c: Ctx) -> Response:
 
 @route("POST", rf"/{PREFIX}{ID}/git-receive-pack")
 def git_receive_pack(c: Ctx) -> Response:
-    raise ApiError(403, "This local Hub is read-only over git")
+    return _receive(c, "git-receive-pack")
 
 
-def _http_backend(c: Ctx, action: str) -> Response:
+def _receive(c: Ctx, action: str) -> Response:
+    """A push, by the token's owner (the password of HTTP Basic auth): writers update any
+    branch or tag, others only their own pull requests (``hubtool.hub.prereceive``)."""
+    ref = RepoRef(_ref(c).repo_type, c.params["id"].removesuffix(".git"))
+    if c.who is None:
+        raise ApiError(401, "Authenticate with your token as the password", headers=BASIC_CHALLENGE)
+    row = _git_readable(c, ref)
+    writer = c.who.can_write and (row.namespace or "") in c.who.namespaces
+    if not c.who.can_write:
+        raise ApiError(403, "This token is read-only; push with a write token")
+    env = gitpush.push_env(c.svc, row, c.who, writer)
+    before = gitpush.refs_of(c.svc, row) if c.req.method == "POST" else {}
+    resp = _http_backend(c, action, env)
+    if c.req.method == "POST":
+        gitpush.after_push(c.svc, row, before, c.who)
+    return resp
+
+
+BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="hubtool"'}
+
+
+def _http_backend(c: Ctx, action: str, extra: dict[str, str] | None = None) -> Response:
     repo_id = c.params["id"].removesuffix(".git")
     ref = RepoRef(_ref(c).repo_type, repo_id)
     row = _git_readable(c, ref)
     repo_dir = c.svc.git(row).path
     env = {
+        **(extra or {}),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "GIT_PROJECT_ROOT": str(repo_dir.parent),
         "GIT_HTTP_EXPORT_ALL": "1",
