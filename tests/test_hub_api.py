@@ -372,3 +372,25 @@ def test_upload_folder_skips_what_the_repos_gitignore_names(hub, alice, repo_id,
     (folder / "config.json").write_text("{}")
     api.upload_folder(folder_path=folder, repo_id=repo_id)
     assert sorted(api.list_repo_files(repo_id)) == [".gitattributes", ".gitignore", "config.json"]
+
+
+def test_super_squash_and_lfs_files_trim_what_a_repo_keeps(hub, alice, repo_id):
+    api = hub.api(alice)
+    api.create_repo(repo_id)
+    for i in range(3):
+        api.upload_file(path_or_fileobj=os.urandom(2000 + i), path_in_repo=f"w{i}.bin",
+                        repo_id=repo_id)  # fmt: skip
+    files = sorted(api.list_repo_files(repo_id))
+    api.super_squash_history(repo_id, commit_message="One commit")
+    commits = api.list_repo_commits(repo_id)
+    assert [c.title for c in commits] == ["One commit"]
+    assert sorted(api.list_repo_files(repo_id)) == files  # the files are unchanged
+    lfs = list(api.list_lfs_files(repo_id))
+    assert sorted(f.filename for f in lfs) == ["w0.bin", "w1.bin", "w2.bin"]
+    assert {f.size for f in lfs} == {2000, 2001, 2002} and all(f.ref == "main" for f in lfs)
+    gone = [f for f in lfs if f.filename == "w0.bin"]
+    api.permanently_delete_lfs_files(repo_id, gone)
+    assert sorted(f.filename for f in api.list_lfs_files(repo_id)) == ["w1.bin", "w2.bin"]
+    assert not hub.service.lfs.has(gone[0].file_oid)
+    with pytest.raises(HfHubHTTPError):
+        list(hub.api(hub.user("eve")).list_lfs_files(repo_id))

@@ -92,6 +92,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 HF_HUB_VERSION = "2.4.0"
@@ -148,7 +149,10 @@ OUT_OF_SCOPE_MARKERS: dict[str, str] = {
 # (regex searched in the test id, reason): tests that are out of scope by name.
 OUT_OF_SCOPE: tuple[tuple[str, str], ...] = (
     # "Space"/"space" as a word of the id, not inside "namespace" or "whitespace"
-    (r"(?:(?<![A-Za-z])[Ss]paces?|(?<=[a-z])Spaces?)(?=[A-Z_\]\-:]|$)", "Spaces are not a local Hub's job"),
+    (
+        r"(?:(?<![A-Za-z])[Ss]paces?|(?<=[a-z])Spaces?)(?=[A-Z_\]\-:]|$)",
+        "Spaces are not a local Hub's job",
+    ),
     (r"(?i)inference", "inference (providers, endpoints, catalog) is not a local Hub's job"),
     (r"(?i)webhook", "webhooks are not a local Hub's job"),
     (r"(?i)collection", "collections are not a local Hub's job"),
@@ -157,7 +161,10 @@ OUT_OF_SCOPE: tuple[tuple[str, str], ...] = (
     (r"(?i)paper", "papers are huggingface.co content"),
     (r"(?i)kernel", "kernel repos are not model or dataset repos"),
     (r"(?i)(?:\bjobs?\b|Jobs|_jobs?_|_job\b|job_id|volume)", "Jobs are not a local Hub's job"),
-    (r"(?i)oauth|device_?code|refresh_?access|auto_?refresh", "OAuth flows are not a local Hub's job"),
+    (
+        r"(?i)oauth|device_?code|refresh_?access|auto_?refresh",
+        "OAuth flows are not a local Hub's job",
+    ),
     (r"(?i)skill|extension|marketplace|uv_?script", "CLI extensions and skills come from GitHub"),
     (r"(?i)telemetry", "telemetry is not a repo"),
     (r"(?i)sandbox", "Spaces sandboxes are not a local Hub's job"),
@@ -171,7 +178,10 @@ OUT_OF_SCOPE_REQUESTS: tuple[tuple[str, str], ...] = (
     (r"^/api/spaces(?:/|$|\?)", "Spaces are not a local Hub's job"),
     (r"^/api/collections(?:/|$|\?)", "collections are not a local Hub's job"),
     (r"^/api/(?:jobs|scheduled-jobs)(?:/|$|\?)", "Jobs are not a local Hub's job"),
-    (r"^/api/(?:inference-endpoints|inference-proxy)(?:/|$|\?)", "inference is not a local Hub's job"),
+    (
+        r"^/api/(?:inference-endpoints|inference-proxy)(?:/|$|\?)",
+        "inference is not a local Hub's job",
+    ),
     (r"^/api/settings/webhooks(?:/|$|\?)", "webhooks are not a local Hub's job"),
     (r"^/api/(?:papers|daily_papers)(?:/|$|\?)", "papers are huggingface.co content"),
 )
@@ -202,7 +212,12 @@ PRODUCTION_NAMESPACES: tuple[str, ...] = (
     "distilbert",
     "squad",
 )
-PRODUCTION_BARE_IDS: tuple[str, ...] = ("gpt2", "bert-base-uncased", "bert-base-cased", "xlm-roberta-base")
+PRODUCTION_BARE_IDS: tuple[str, ...] = (
+    "gpt2",
+    "bert-base-uncased",
+    "bert-base-cased",
+    "xlm-roberta-base",
+)
 
 
 # -- the work directory ------------------------------------------------------------------------
@@ -231,9 +246,19 @@ def fetch_sdist(work: Path) -> Path:
         return folder / name
     folder.mkdir(parents=True, exist_ok=True)
     cmd = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-        "--no-deps", "--no-binary", ":all:", f"huggingface_hub=={HF_HUB_VERSION}", "-d", str(folder),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        f"huggingface_hub=={HF_HUB_VERSION}",
+        "-d",
+        str(folder),
+    ]
     subprocess.run(cmd, check=True)
     found = sorted(folder.glob(f"huggingface_hub-{HF_HUB_VERSION}.tar.gz"))
     if not found:
@@ -280,9 +305,18 @@ def ensure_plugins(work: Path) -> Path:
     if missing:
         print(f"Installing into {target}: {' '.join(missing)}")
         cmd = [
-            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-            "--no-deps", "--target", str(target), "--upgrade", *missing,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--target",
+            str(target),
+            "--upgrade",
+            *missing,
+        ]
         subprocess.run(cmd, check=True)
     still = [module for module, _req in PLUGINS if not importable(module, target)]
     if still:
@@ -336,7 +370,7 @@ def valid_name(name: str) -> str:
 
 def identities(constants: dict[str, str]) -> Identities:
     """Who the suite logs in as: USER (in valid_org_hub), OTHER_USER, the enterprise admin."""
-    renames = {
+    renames: dict[str, str] = {
         key: valid_name(constants[key])
         for key in ("USER", "OTHER_USER", "ENTERPRISE_USER", "ENTERPRISE_ORG")
         if key in constants and valid_name(constants[key]) != constants[key]
@@ -354,7 +388,11 @@ def identities(constants: dict[str, str]) -> Identities:
             "valid_org_hub": ("Dummy Hub Org", [user]),
             name("ENTERPRISE_ORG"): (name("ENTERPRISE_ORG"), [admin]),
         },
-        tokens={constants["TOKEN"]: user, constants["OTHER_TOKEN"]: other, constants["ENTERPRISE_TOKEN"]: admin},
+        tokens={
+            constants["TOKEN"]: user,
+            constants["OTHER_TOKEN"]: other,
+            constants["ENTERPRISE_TOKEN"]: admin,
+        },
     )
 
 
@@ -372,7 +410,8 @@ def seed_hub(data_dir: Path, who: Identities) -> None:
     from hubtool.hub.auth import hash_token
     from hubtool.hub.service import HubService, now_iso
 
-    service = HubService(data_dir)  # the CLI's `org add` takes no full name, nor does it make tokens
+    # the CLI's `org add` takes no full name, and no command registers a given token string
+    service = HubService(data_dir)
     for org, (fullname, members) in who.orgs.items():
         service.add_user(org, fullname, is_org=True)
         for member in members:
@@ -397,9 +436,18 @@ def start_hub(data_dir: Path, log: Path, timeout: float = 60.0) -> LocalHub:
     url_file = data_dir.parent / "hub-url.txt"
     url_file.unlink(missing_ok=True)
     cmd = [
-        sys.executable, "-m", "hubtool", "hub", "serve", "--port", "0",
-        "--url-file", str(url_file), "--data-dir", str(data_dir),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "hubtool",
+        "hub",
+        "serve",
+        "--port",
+        "0",
+        "--url-file",
+        str(url_file),
+        "--data-dir",
+        str(data_dir),
+    ]
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=data_dir.parent)
     deadline = time.monotonic() + timeout
@@ -428,7 +476,9 @@ def patch_constants(path: Path, url: str, renames: dict[str, str]) -> None:
     """ENDPOINT_STAGING -> ``url``; renamed users; the token strings stay as they are."""
     text = path.read_text()
     for key, value in {"ENDPOINT_STAGING": url, **renames}.items():
-        text, count = re.subn(rf'^{key}\s*=\s*"[^"]*"', f'{key} = "{value}"', text, flags=re.MULTILINE)
+        text, count = re.subn(
+            rf'^{key}\s*=\s*"[^"]*"', f'{key} = "{value}"', text, flags=re.MULTILINE
+        )
         if count != 1:
             raise SystemExit(f"{path}: expected one `{key} = ...` line, found {count}")
     path.write_text(text)
@@ -673,11 +723,21 @@ class RunPaths:
 
 def pytest_command(args: argparse.Namespace, files: Sequence[str], paths: RunPaths) -> list[str]:
     cmd = [
-        sys.executable, "-m", "pytest", *(f"tests/{f}" for f in files),
-        "-p", "no:cacheprovider", "-p", "hfsuite_plugin",
-        f"--junitxml={paths.junit}", "-o", "junit_family=xunit1",
-        f"--timeout={args.timeout}", "--log-cli-level=WARNING", "-rN",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pytest",
+        *(f"tests/{f}" for f in files),
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "hfsuite_plugin",
+        f"--junitxml={paths.junit}",
+        "-o",
+        "junit_family=xunit1",
+        f"--timeout={args.timeout}",
+        "--log-cli-level=WARNING",
+        "-rN",
+    ]
     if args.jobs > 1:
         cmd += ["-n", str(args.jobs)]
     if args.k:
@@ -703,16 +763,24 @@ def suite_env(url: str, plugins: Path, paths: RunPaths) -> dict[str, str]:
     return env
 
 
-def run_pytest(cmd: list[str], env: dict[str, str], paths: RunPaths, overall: float, echo: bool) -> int:
+def run_pytest(
+    cmd: list[str], env: dict[str, str], paths: RunPaths, overall: float, echo: bool
+) -> int:
     """Run pytest with its output in ``paths.log`` (and on screen with ``echo``); its exit code."""
     started = time.monotonic()
     progress = re.compile(r"\b(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")
     seen = 0
     with paths.log.open("w") as log:
         proc = subprocess.Popen(
-            cmd, cwd=paths.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors="replace", start_new_session=True,
-        )  # fmt: skip
+            cmd,
+            cwd=paths.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
@@ -747,7 +815,7 @@ class TestResult:
     message: str = ""
     scope: str = "offline"  # "in", "offline", or "out: <reason>"
     local_count: int = 0
-    requests: list[dict] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
 
     @property
@@ -783,8 +851,8 @@ def parse_junit(path: Path) -> dict[str, TestResult]:
     return results
 
 
-def read_records(folder: Path) -> dict[str, dict]:
-    records: dict[str, dict] = {}
+def read_records(folder: Path) -> dict[str, dict[str, Any]]:
+    records: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.glob("records-*.jsonl")):
         for line in path.read_text().splitlines():
             if line.strip():
@@ -800,7 +868,7 @@ def read_deselected(folder: Path) -> dict[str, str]:
     return dropped
 
 
-def outcome_of(record: dict) -> tuple[str, str]:
+def outcome_of(record: dict[str, Any]) -> tuple[str, str]:
     """A test's outcome from the plugin's phase reports (when there is no junit XML)."""
     phases = record.get("phases", {})
     for when in ("setup", "call", "teardown"):
@@ -812,7 +880,7 @@ def outcome_of(record: dict) -> tuple[str, str]:
     return ("passed", "") if "call" in phases else ("error", "did not finish (timeout or crash)")
 
 
-def production_request(requests: Iterable[dict]) -> str | None:
+def production_request(requests: Iterable[dict[str, Any]]) -> str | None:
     """The first request for one of huggingface.co's fixture repos, if any."""
     names = "|".join(re.escape(n) for n in PRODUCTION_NAMESPACES)
     bare = "|".join(re.escape(n) for n in PRODUCTION_BARE_IDS)
@@ -825,7 +893,7 @@ def production_request(requests: Iterable[dict]) -> str | None:
     return None
 
 
-def request_rule(requests: Iterable[dict], message: str) -> str | None:
+def request_rule(requests: Iterable[dict[str, Any]], message: str) -> str | None:
     """The reason a test is out of scope because of what it reached, if any."""
     paths = [req.get("p", "") for req in requests]
     paths += [urlsplit(url).path for url in re.findall(r"https?://[^\s'\"]+", message)]
@@ -842,14 +910,16 @@ def name_rule(nodeid: str) -> str | None:
     return None
 
 
-def classify(result: TestResult, record: dict | None) -> None:
+def classify(result: TestResult, record: dict[str, Any] | None) -> None:
     """Fill in the traffic of ``result`` and decide whether it is in scope."""
     record = record or {}
     result.local_count = int(record.get("local_count", 0))
     result.requests = list(record.get("local", []))
     result.foreign = list(record.get("foreign", []))
     markers = set(record.get("markers", []))
-    reason = next((f"marked {m}: {r}" for m, r in OUT_OF_SCOPE_MARKERS.items() if m in markers), None)
+    reason = next(
+        (f"marked {m}: {r}" for m, r in OUT_OF_SCOPE_MARKERS.items() if m in markers), None
+    )
     reason = reason or name_rule(result.nodeid) or request_rule(result.requests, result.message)
     prod = production_request(result.requests)
     if reason is None and prod:
@@ -904,22 +974,47 @@ def table_rows(results: dict[str, TestResult], deselected: dict[str, str]) -> li
     return rows
 
 
-COLUMNS = ("file", "passed", "failed", "errors", "skipped", "deselected", "out", "offline", "in-scope pass")
+COLUMNS = (
+    "file",
+    "passed",
+    "failed",
+    "errors",
+    "skipped",
+    "deselected",
+    "out",
+    "offline",
+    "in-scope pass",
+)
 
 
 def row_for(name: str, c: Counter[str]) -> list[str]:
     return [
-        name, str(c["passed"]), str(c["failed"]), str(c["error"]), str(c["skipped"]),
-        str(c["deselected"]), str(c["out"]), str(c["offline"]), f"{c['in_passed']}/{c['in']}",
-    ]  # fmt: skip
+        name,
+        str(c["passed"]),
+        str(c["failed"]),
+        str(c["error"]),
+        str(c["skipped"]),
+        str(c["deselected"]),
+        str(c["out"]),
+        str(c["offline"]),
+        f"{c['in_passed']}/{c['in']}",
+    ]
 
 
 def format_table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [list(COLUMNS), *rows]) for i in range(len(COLUMNS))]
-    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(COLUMNS, widths)))
+    line = "  ".join(
+        h.ljust(w) if i == 0 else h.rjust(w)
+        for i, (h, w) in enumerate(zip(COLUMNS, widths, strict=True))
+    )
     out = [line, "-" * len(line)]
     for row in rows:
-        out.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+        out.append(
+            "  ".join(
+                v.ljust(w) if i == 0 else v.rjust(w)
+                for i, (v, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     return "\n".join(out)
 
 
@@ -928,7 +1023,9 @@ def first_failing_request(result: TestResult) -> str:
         status = req.get("s")
         if status is None or status >= 400:
             detail = req.get("x-error-message") or req.get("body") or req.get("exc") or ""
-            return f"{req.get('m')} {req.get('p')} -> {status or 'no answer'} {detail}".strip()[:300]
+            return f"{req.get('m')} {req.get('p')} -> {status or 'no answer'} {detail}".strip()[
+                :300
+            ]
     return "(no request to the Hub failed)"
 
 
@@ -937,8 +1034,10 @@ def print_report(results: dict[str, TestResult], deselected: dict[str, str], ver
     print(format_table(table_rows(results, deselected)))
     in_scope = [r for r in results.values() if r.scope == "in"]
     passed = sum(r.outcome == "passed" for r in in_scope)
-    print(f"\nTests that reach a model or dataset repo on the local Hub (in scope): "
-          f"{passed} of {len(in_scope)} passed")  # fmt: skip
+    print(
+        f"\nTests that reach a model or dataset repo on the local Hub (in scope): "
+        f"{passed} of {len(in_scope)} passed"
+    )
     bad = [r for r in in_scope if r.outcome in ("failed", "error")]
     if bad:
         print("\nIn-scope failures (first failing request to the Hub):")
@@ -947,14 +1046,18 @@ def print_report(results: dict[str, TestResult], deselected: dict[str, str], ver
             print(f"         {first_failing_request(result)}")
             if verbose:
                 print(f"         {result.message.splitlines()[0] if result.message else ''}"[:400])
-    offline_bad = [r for r in results.values() if r.scope == "offline" and r.outcome in ("failed", "error")]
+    offline_bad = [
+        r for r in results.values() if r.scope == "offline" and r.outcome in ("failed", "error")
+    ]
     if offline_bad:
         print(f"\nOffline tests (no request to the Hub) that failed: {len(offline_bad)}")
         for result in sorted(offline_bad, key=lambda r: r.nodeid)[:50]:
             print(f"  {result.outcome.upper():6} {result.nodeid}")
 
 
-def write_json(path: Path, results: dict[str, TestResult], deselected: dict[str, str], url: str) -> None:
+def write_json(
+    path: Path, results: dict[str, TestResult], deselected: dict[str, str], url: str
+) -> None:
     data = {
         "huggingface_hub": HF_HUB_VERSION,
         "hub_url": url,
@@ -970,17 +1073,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Run huggingface_hub's test suite against a fresh local Hub.",
         epilog="Anything after `--` goes to pytest as is.",
     )
-    parser.add_argument("--files", nargs="+", metavar="FILE", help="test files (default: %(default)s)",
-                        default=list(DEFAULT_FILES))  # fmt: skip
+    parser.add_argument(
+        "--files",
+        nargs="+",
+        metavar="FILE",
+        help="test files (default: %(default)s)",
+        default=list(DEFAULT_FILES),
+    )
     parser.add_argument("-k", metavar="EXPR", help="pytest -k expression")
     parser.add_argument("--work", type=Path, help="work directory (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
-    parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED,
-                        help="folder with conftest.py, __init__.py, fixtures/ (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--shared",
+        type=Path,
+        default=DEFAULT_SHARED,
+        help="folder with conftest.py, __init__.py, fixtures/ (default: %(default)s)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="pytest-xdist workers (default: 1)")
     parser.add_argument("--timeout", type=int, default=120, help="seconds per test (default: 120)")
-    parser.add_argument("--overall-timeout", type=float, default=4 * 3600,
-                        help="seconds for the whole pytest run (default: 4 h)")  # fmt: skip
+    parser.add_argument(
+        "--overall-timeout",
+        type=float,
+        default=4 * 3600,
+        help="seconds for the whole pytest run (default: 4 h)",
+    )
     parser.add_argument("--all", action="store_true", help="do not deselect out-of-scope tests")
     parser.add_argument("--json", type=Path, help="also write every result (and its requests) here")
     parser.add_argument("--echo", action="store_true", help="show pytest's output as it runs")
@@ -1036,13 +1152,17 @@ def run(args: argparse.Namespace, work: Path) -> int:
         records = work / "records"
         shutil.rmtree(records, ignore_errors=True)
         records.mkdir()
-        paths = RunPaths(root, work / "junit.xml", records, work / "pytest.log", work / "hfsuite-config.json")
+        paths = RunPaths(
+            root, work / "junit.xml", records, work / "pytest.log", work / "hfsuite-config.json"
+        )
         paths.junit.unlink(missing_ok=True)
         write_config(paths.config, hub.url, records, args.all)
         cmd = pytest_command(args, args.files, paths)
         print(f"Running pytest on {len(args.files)} files (log: {paths.log})")
         started = time.monotonic()
-        rc = run_pytest(cmd, suite_env(hub.url, plugins, paths), paths, args.overall_timeout, args.echo)
+        rc = run_pytest(
+            cmd, suite_env(hub.url, plugins, paths), paths, args.overall_timeout, args.echo
+        )
         print(f"pytest exited {rc} after {time.monotonic() - started:.0f} s")
     finally:
         stop_hub(hub)

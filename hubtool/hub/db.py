@@ -8,9 +8,11 @@ heals at the next start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -156,6 +158,10 @@ class Database:
         self.path = Path(path)
         self._local = threading.local()
         self.conn.executescript(SCHEMA)
+        have = {r["name"] for r in self.conn.execute("PRAGMA table_info(lfs_links)")}
+        if "pushed_at" not in have:  # a data directory from before lfs-files
+            with contextlib.suppress(sqlite3.OperationalError):
+                self.conn.execute("ALTER TABLE lfs_links ADD COLUMN pushed_at TEXT")
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -267,8 +273,24 @@ class Database:
     # -- LFS links --------------------------------------------------------------------------
     def link_lfs(self, rowid: int, oid: str, size: int) -> None:
         self.conn.execute(
-            "INSERT OR IGNORE INTO lfs_links (repo, oid, size) VALUES (?, ?, ?)", (rowid, oid, size)
+            "INSERT OR IGNORE INTO lfs_links (repo, oid, size, pushed_at) VALUES (?, ?, ?, ?)",
+            (rowid, oid, size, time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())),
         )
+
+    def lfs_links_of(self, rowid: int) -> list[tuple[str, int, str | None]]:
+        """(oid, size, when it was first sent) of every LFS object the repo holds."""
+        rows = self.conn.execute(
+            "SELECT oid, size, pushed_at FROM lfs_links WHERE repo=? ORDER BY pushed_at, oid",
+            (rowid,),
+        )
+        return [(r["oid"], r["size"], r["pushed_at"]) for r in rows]
+
+    def unlink_lfs(self, rowid: int, oid: str) -> int:
+        """The repo lets go of an object; how many other repos still hold it."""
+        with self.tx() as conn:
+            conn.execute("DELETE FROM lfs_links WHERE repo=? AND oid=?", (rowid, oid))
+            row = conn.execute("SELECT COUNT(*) FROM lfs_links WHERE oid=?", (oid,)).fetchone()
+        return int(row[0])
 
     def linked_lfs(self, rowid: int, oids: Iterable[str]) -> dict[str, int]:
         oids = list(oids)

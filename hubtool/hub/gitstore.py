@@ -350,6 +350,12 @@ class GitRepo:
                 )
             tree = self._git("write-tree", env=env).stdout.decode().strip()
         message = title if not description else f"{title}\n\n{description}"
+        return self.commit_tree(tree, [parent] if parent else [], message, author, date)
+
+    def commit_tree(
+        self, tree: str, parents: list[str], message: str, author: str, date: str
+    ) -> str:
+        """A commit of ``tree`` on ``parents`` by ``author`` (not referenced yet)."""
         gdate = _git_date(date)
         ident = {
             "GIT_AUTHOR_NAME": author,
@@ -359,7 +365,7 @@ class GitRepo:
             "GIT_AUTHOR_DATE": gdate,
             "GIT_COMMITTER_DATE": gdate,
         }
-        args = ["commit-tree", tree] + (["-p", parent] if parent else [])
+        args = ["commit-tree", tree] + [a for p in parents for a in ("-p", p)]
         return self._git(*args, input=message.encode(), env=ident).stdout.decode().strip()
 
     def merge(
@@ -371,17 +377,7 @@ class GitRepo:
         tree, conflicts = self._merge_tree(base, other)
         if tree is None or tree == base:
             return tree, conflicts
-        gdate = _git_date(date)
-        ident = {
-            "GIT_AUTHOR_NAME": author,
-            "GIT_AUTHOR_EMAIL": f"{author}@hubtool.local",
-            "GIT_COMMITTER_NAME": author,
-            "GIT_COMMITTER_EMAIL": f"{author}@hubtool.local",
-            "GIT_AUTHOR_DATE": gdate,
-            "GIT_COMMITTER_DATE": gdate,
-        }
-        args = ["commit-tree", tree, "-p", base, "-p", other]
-        return self._git(*args, input=message.encode(), env=ident).stdout.decode().strip(), []
+        return self.commit_tree(tree, [base, other], message, author, date), []
 
     def merge_conflicts(self, base: str, other: str) -> list[str]:
         """The paths a merge of ``other`` into ``base`` would conflict on."""

@@ -242,7 +242,7 @@ def _cursor(c: Ctx) -> int:
     return cursor
 
 
-def _paginated(c: Ctx, items: list[Any], page: int) -> Response:
+def paginated(c: Ctx, items: list[Any], page: int) -> Response:
     cursor = _cursor(c)
     chunk = items[cursor : cursor + page]
     headers = {}
@@ -263,7 +263,7 @@ def list_tree(c: Ctx) -> Response:
             raise ApiError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": sha})
     entries = views.tree_entries(repo, repo.list_tree(sha, path, c.req.flag("recursive")))
     expand = c.req.flag("expand")
-    response = _paginated(c, entries, 50 if expand else PAGE)
+    response = paginated(c, entries, 50 if expand else PAGE)
     if expand:  # only for the rows of this page: one history walk per entry
         page = json.loads(response.body)
         for e in page:

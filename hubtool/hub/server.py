@@ -43,7 +43,7 @@ import traceback
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hubtool.hub import cas, discussions, pages, routes, transfer
+from hubtool.hub import cas, discussions, history, pages, routes, transfer
 from hubtool.hub.framing import (
     HEAD_END,
     ChunkedBody,
@@ -74,6 +74,7 @@ from hubtool.hub.service import HubService
 ROUTE_TABLE: tuple[Route, ...] = (
     *routes.route.entries,
     *discussions.route.entries,
+    *history.route.entries,
     *transfer.route.entries,
     *cas.route.entries,
     *pages.route.entries,
