@@ -394,3 +394,58 @@ def test_super_squash_and_lfs_files_trim_what_a_repo_keeps(hub, alice, repo_id):
     assert not hub.service.lfs.has(gone[0].file_oid)
     with pytest.raises(HfHubHTTPError):
         list(hub.api(hub.user("eve")).list_lfs_files(repo_id))
+
+
+def test_a_gated_repo_serves_its_files_to_granted_users_only(hub, alice, repo_id, tmp_path):
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import GatedRepoError
+
+    api = hub.api(alice)
+    api.create_repo(repo_id)
+    api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id=repo_id)
+    api.upload_file(path_or_fileobj=b"# Gated\n", path_in_repo="README.md", repo_id=repo_id)
+    api.update_repo_settings(repo_id, gated="auto")
+    bob = hub.user("bob")
+    theirs = hub.api(bob)
+    for who, token in (("bob", bob.token), ("anonymous", False)):
+        with pytest.raises(GatedRepoError):
+            hf_hub_download(repo_id, "config.json", token=token, cache_dir=tmp_path / who)
+    with pytest.raises(GatedRepoError):
+        theirs.auth_check(repo_id)
+    card = hf_hub_download(repo_id, "README.md", token=bob.token, cache_dir=tmp_path / "card")
+    assert Path(card).read_text() == "# Gated\n"  # the card is for everyone
+    assert theirs.model_info(repo_id).gated == "auto"
+    api.grant_access(repo_id, bob.name)
+    theirs.auth_check(repo_id)
+    got = hf_hub_download(repo_id, "config.json", token=bob.token, cache_dir=tmp_path / "ok")
+    assert Path(got).read_bytes() == b"{}"
+    assert [r.username for r in api.list_accepted_access_requests(repo_id)] == [bob.name]
+    api.reject_access_request(repo_id, bob.name, rejection_reason="not now")
+    assert [r.username for r in api.list_rejected_access_requests(repo_id)] == [bob.name]
+    with pytest.raises(GatedRepoError):
+        hf_hub_download(repo_id, "config.json", token=bob.token, cache_dir=tmp_path / "again")
+    with pytest.raises(HfHubHTTPError):  # owners only
+        list(theirs.list_accepted_access_requests(repo_id))
+
+
+def test_a_moved_repo_keeps_answering_to_its_old_id_and_ids_ignore_case(hub, alice, tmp_path):
+    from huggingface_hub import hf_hub_download
+
+    api = hub.api(alice)
+    old, new = f"{alice.name}/Old-Name", f"{alice.name}/new-name"
+    api.create_repo(old)
+    api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id=old)
+    assert api.model_info(old.lower()).id == old  # any case finds it, named as created
+    with pytest.raises(HfHubHTTPError) as exc:
+        api.create_repo(f"{alice.name}/OLD-NAME")
+    assert exc.value.response.status_code == 409
+    api.move_repo(old, new)
+    assert api.model_info(new).id == new
+    assert api.model_info(old).id == new  # the old id leads to the moved repo
+    got = hf_hub_download(old, "config.json", token=alice.token, cache_dir=tmp_path / "c")
+    assert Path(got).read_bytes() == b"{}"
+    api.create_repo(old)  # the old name can be taken again: then it is that repo's
+    assert api.model_info(old).id == old and api.model_info(new).id == new
+    with pytest.raises(HfHubHTTPError) as exc:
+        hub.api(hub.user("mallory")).move_repo(new, f"{alice.name}/stolen")
+    assert exc.value.response.status_code == 403

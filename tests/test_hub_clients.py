@@ -135,7 +135,7 @@ def test_git_clone_brings_lfs_files_byte_identical(hub, alice, repo_id, tiny_fol
     assert head == api.model_info(repo_id).sha
 
 
-def test_git_clone_of_private_repo_needs_the_token(hub, alice, repo_id, tmp_path):
+def test_git_clone_and_push_of_a_private_repo_need_the_token(hub, alice, repo_id, tmp_path):
     api = hub.api(alice)
     api.create_repo(repo_id, private=True)
     env = {
@@ -175,4 +175,11 @@ def test_git_clone_of_private_repo_needs_the_token(hub, alice, repo_id, tmp_path
         text=True,
         timeout=60,
     )
-    assert push.returncode != 0  # read-only over git
+    assert push.returncode == 0, push.stderr  # pushes go through the commit API's checks
+    assert "dev" in [b.name for b in api.list_repo_refs(repo_id).branches]
+    readonly = subprocess.run(
+        ["git", "-C", str(tmp_path / "b"), "push",
+         f"http://{alice.name}:{alice.read_token}@{host}/{repo_id}", "HEAD:other"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert readonly.returncode != 0 and "403" in readonly.stderr  # a read token

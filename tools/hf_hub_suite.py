@@ -946,7 +946,27 @@ def collect_results(paths: RunPaths) -> tuple[dict[str, TestResult], dict[str, s
             results[nodeid] = TestResult(nodeid, *outcome_of(record))
     for nodeid, result in results.items():
         classify(result, records.get(nodeid))
+    inherit_fixture_scope(results)
     return results, read_deselected(paths.records)
+
+
+def inherit_fixture_scope(results: dict[str, TestResult]) -> None:
+    """An "offline" error that repeats a sibling's error takes the sibling's scope.
+
+    A class- or module-scoped fixture that fails reaches the Hub only in the first test; the
+    others replay its error without a request of their own.
+    """
+    by_error: dict[tuple[str, str], str] = {}
+    for result in results.values():
+        if result.outcome == "error" and result.scope != "offline":
+            by_error.setdefault((parent_of(result.nodeid), result.message), result.scope)
+    for result in results.values():
+        if result.outcome == "error" and result.scope == "offline":
+            result.scope = by_error.get((parent_of(result.nodeid), result.message), "offline")
+
+
+def parent_of(nodeid: str) -> str:
+    return nodeid.rsplit("::", 1)[0]
 
 
 # -- reporting ---------------------------------------------------------------------------------

@@ -109,7 +109,7 @@ def xet_token(c: Ctx) -> Response:
     elif mode == "write":
         row = c.svc.writable(c.who, ref)
     else:
-        row = c.svc.readable(c.who, ref)
+        row = c.svc.ungated(c.who, c.svc.readable(c.who, ref))
     if mode == "read" or c.params["rev"] not in ("None", "main"):
         c.svc.resolve(row, c.params["rev"])  # an unknown revision: the Hub's 404
     expires = int(time.time()) + TOKEN_TTL

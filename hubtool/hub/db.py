@@ -78,6 +78,21 @@ CREATE TABLE IF NOT EXISTS tokens (
     display_name TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS repo_redirects (
+    repo_type TEXT NOT NULL,
+    old_id TEXT NOT NULL COLLATE NOCASE,
+    repo INTEGER NOT NULL REFERENCES repos (rowid) ON DELETE CASCADE,
+    PRIMARY KEY (repo_type, old_id)
+);
+CREATE TABLE IF NOT EXISTS access_requests (
+    repo INTEGER NOT NULL REFERENCES repos (rowid) ON DELETE CASCADE,
+    user TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    timestamp TEXT NOT NULL,
+    PRIMARY KEY (repo, user)
+);
 CREATE TABLE IF NOT EXISTS pull_requests (
     repo INTEGER NOT NULL REFERENCES repos (rowid) ON DELETE CASCADE,
     num INTEGER NOT NULL,
@@ -158,6 +173,11 @@ class Database:
         self.path = Path(path)
         self._local = threading.local()
         self.conn.executescript(SCHEMA)
+        with contextlib.suppress(sqlite3.IntegrityError):  # ids differ by case only: as on the Hub
+            self.conn.execute(
+                "CREATE UNIQUE INDEX IF NOT EXISTS repos_id_nocase "
+                "ON repos (repo_type, repo_id COLLATE NOCASE)"
+            )
         have = {r["name"] for r in self.conn.execute("PRAGMA table_info(lfs_links)")}
         if "pushed_at" not in have:  # a data directory from before lfs-files
             with contextlib.suppress(sqlite3.OperationalError):
@@ -189,11 +209,38 @@ class Database:
         conn.execute("COMMIT")
 
     # -- repos ------------------------------------------------------------------------------
-    def get_repo(self, repo_type: str, repo_id: str) -> RepoRow | None:
+    def get_repo(self, repo_type: str, repo_id: str, follow: bool = True) -> RepoRow | None:
+        """The repo of that id, in any case; ``follow``: or the one moved away from it."""
         row = self.conn.execute(
-            "SELECT * FROM repos WHERE repo_type=? AND repo_id=?", (repo_type, repo_id)
+            "SELECT * FROM repos WHERE repo_type=? AND repo_id=? COLLATE NOCASE",
+            (repo_type, repo_id),
         ).fetchone()
+        if row is None and follow:
+            row = self.conn.execute(
+                "SELECT repos.* FROM repo_redirects r JOIN repos ON repos.rowid = r.repo "
+                "WHERE r.repo_type=? AND r.old_id=?",
+                (repo_type, repo_id),
+            ).fetchone()
         return RepoRow.from_sql(row) if row else None
+
+    def rename_repo(self, rowid: int, repo_type: str, old: str, new: str, namespace: str) -> None:
+        """The row takes the new id; the old one keeps leading to it (as on the Hub)."""
+        with self.tx() as conn:
+            conn.execute(
+                "UPDATE repos SET repo_id=?, namespace=? WHERE rowid=?", (new, namespace, rowid)
+            )
+            conn.execute(
+                "DELETE FROM repo_redirects WHERE repo_type=? AND old_id=?", (repo_type, new)
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO repo_redirects (repo_type, old_id, repo) VALUES (?, ?, ?)",
+                (repo_type, old, rowid),
+            )
+
+    def forget_redirect(self, repo_type: str, repo_id: str) -> None:
+        self.conn.execute(
+            "DELETE FROM repo_redirects WHERE repo_type=? AND old_id=?", (repo_type, repo_id)
+        )
 
     def all_repos(self, metadata_only: bool = False) -> list[RepoRow]:
         rows = self.conn.execute(
@@ -304,6 +351,33 @@ class Database:
             ):
                 found[row["oid"]] = row["size"]
         return found
+
+    # -- gated repos ------------------------------------------------------------------------
+    def access_status(self, rowid: int, user: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT status FROM access_requests WHERE repo=? AND user=?", (rowid, user)
+        ).fetchone()
+        return row["status"] if row else None
+
+    def set_access(self, rowid: int, user: str, status: str, reason: str | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO access_requests (repo, user, request_id, status, reason, timestamp) "
+            "VALUES (?, ?, lower(hex(randomblob(12))), ?, ?, ?) ON CONFLICT (repo, user) "
+            "DO UPDATE SET status=excluded.status, reason=excluded.reason",
+            (rowid, user, status, reason, time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())),
+        )
+
+    def access_requests(self, rowid: int, status: str) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT * FROM access_requests WHERE repo=? AND status=? ORDER BY timestamp",
+            (rowid, status),
+        ).fetchall()
+
+    def access_user(self, rowid: int, request_id: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT user FROM access_requests WHERE repo=? AND request_id=?", (rowid, request_id)
+        ).fetchone()
+        return row["user"] if row else None
 
     # -- users, orgs, tokens ----------------------------------------------------------------
     def get_user(self, name: str) -> sqlite3.Row | None:

@@ -82,11 +82,21 @@ def auth_check(c: Ctx) -> Response:
     if c.params.get("write"):
         c.svc.writable(c.who, c.ref)
     else:
-        c.svc.readable(c.who, c.ref)
+        c.svc.ungated(c.who, c.svc.readable(c.who, c.ref))
     return Response.json({"ok": True})
 
 
 # -- repos ----------------------------------------------------------------------------------
+@route("POST", "/api/repos/move")
+def move_repo(c: Ctx) -> Response:
+    body = c.req.json_object()
+    kind, old, new = body.get("type") or "model", body.get("fromRepo"), body.get("toRepo")
+    if kind not in REPO_TYPES.values() or not isinstance(old, str) or not isinstance(new, str):
+        raise bad_request("A move needs 'fromRepo', 'toRepo' and 'type' (model|dataset|space)")
+    c.svc.move_repo(c.who, RepoRef(kind, old), RepoRef(kind, new))
+    return Response.json({"success": True})
+
+
 def _body_ref(body: dict[str, Any]) -> RepoRef:
     name, org = body.get("name"), body.get("organization")
     if not isinstance(name, str) or not name:

@@ -43,7 +43,7 @@ import traceback
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hubtool.hub import cas, discussions, history, pages, routes, transfer
+from hubtool.hub import cas, discussions, gating, history, pages, routes, transfer
 from hubtool.hub.framing import (
     HEAD_END,
     ChunkedBody,
@@ -75,6 +75,7 @@ ROUTE_TABLE: tuple[Route, ...] = (
     *routes.route.entries,
     *discussions.route.entries,
     *history.route.entries,
+    *gating.route.entries,
     *transfer.route.entries,
     *cas.route.entries,
     *pages.route.entries,

@@ -202,6 +202,23 @@ class HubService:
             raise repo_not_found(who is None)
         return row
 
+    def ungated(self, who: Identity | None, row: RepoRow) -> RepoRow:
+        """The repo's files, if ``who`` may have them: a gated repo's only to its owners and
+        to users granted access (``user-access-request/grant``); else the Hub's GatedRepo."""
+        if row.gated == "false" or (who and row.namespace in who.namespaces):
+            return row
+        if who is not None and self.db.access_status(row.rowid, who.user) == "accepted":
+            return row
+        raise ApiError(
+            401 if who is None else 403,
+            f"Access to {row.repo_type} {row.repo_id} is restricted. You must have access to it "
+            "and be authenticated to access it. Please log in."
+            if who is None
+            else f"Access to {row.repo_type} {row.repo_id} is restricted and you are not in "
+            "the authorized list. Ask its owner for access.",
+            "GatedRepo",
+        )
+
     def writable(self, who: Identity | None, ref: RepoRef) -> RepoRow:
         row = self.readable(who, ref)
         self.require_write(who, row.namespace or "")
@@ -237,8 +254,9 @@ class HubService:
         except UsageError as exc:
             raise ApiError(400, exc.message) from None
         with self.repo_lock(ref):
-            if self.db.get_repo(ref.repo_type, ref.repo_id) is not None:
+            if self.db.get_repo(ref.repo_type, ref.repo_id, follow=False) is not None:
                 raise _repo_exists(ref)
+            self.db.forget_redirect(ref.repo_type, ref.repo_id)  # a moved repo's old name
             path = self.git_path(ref.repo_type, ref.repo_id)
             if path.exists():  # left over by a crash before the row was written
                 shutil.rmtree(path)
@@ -267,6 +285,41 @@ class HubService:
         row = self.db.get_repo(ref.repo_type, ref.repo_id)
         assert row is not None and row.rowid == rowid
         return self.refresh(row)
+
+    def move_repo(self, who: Identity | None, old: RepoRef, new: RepoRef) -> RepoRow:
+        """Rename or transfer a repo (its git directory and row); the old id keeps leading
+        to it until a repo takes that name."""
+        row = self.writable(who, old)
+        if new.namespace is None or new.repo_type != old.repo_type:
+            raise ApiError(400, "toRepo must be 'namespace/name', of the same type")
+        self.require_write(who, new.namespace)
+        try:
+            check_name(new.repo_id.split("/", 1)[1], "Repository name")
+        except UsageError as exc:
+            raise ApiError(400, exc.message) from None
+        if new.repo_id == row.repo_id:
+            return row  # already so named
+        first, second = sorted([RepoRef(row.repo_type, row.repo_id), new], key=lambda r: r.repo_id)
+        with self.repo_lock(first), self.repo_lock(second):
+            taken = self.db.get_repo(new.repo_type, new.repo_id, follow=False)
+            if taken is not None and taken.rowid != row.rowid:
+                raise _repo_exists(new)
+            src = self.git_path(row.repo_type, row.repo_id)
+            dst = self.git_path(new.repo_type, new.repo_id)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src != dst:
+                os.rename(src, dst)
+            try:
+                self.db.rename_repo(
+                    row.rowid, row.repo_type, row.repo_id, new.repo_id, new.namespace
+                )
+            except BaseException:
+                if src != dst:
+                    os.rename(dst, src)  # the row did not move: neither does the repo
+                raise
+        moved = self.db.get_repo(new.repo_type, new.repo_id)
+        assert moved is not None
+        return self.refresh(moved)
 
     def delete_repo(self, who: Identity | None, ref: RepoRef) -> None:
         row = self.writable(who, ref)

@@ -30,6 +30,7 @@ from hubtool.hub.service import REPO_TYPES, URL_PREFIX, RepoRef
 log = logging.getLogger(__name__)
 PREFIX = r"(?:(?P<t>datasets|spaces)/)?"
 URL_TTL = 3600
+UNGATED = ("README.md", ".gitattributes")  # a gated repo shows its card to everyone
 LFS_JSON = "application/vnd.git-lfs+json"
 
 route = RouteTable()
@@ -55,9 +56,11 @@ def foreign_origin(scheme_host: str) -> str:
 def resolve(c: Ctx) -> Response:
     ref = _ref(c)
     row = c.svc.readable(c.who, ref)
+    path = c.params["path"]
+    if path not in UNGATED:
+        c.svc.ungated(c.who, row)
     sha = c.svc.resolve(row, c.params["rev"])
     repo = c.svc.git(row)
-    path = c.params["path"]
     entry = repo.entry(sha, path)
     if entry is None or entry.kind != "file":
         raise ApiError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": sha})
@@ -172,6 +175,8 @@ def lfs_batch(c: Ctx) -> Response:
         raise bad_request("A batch needs 'operation' (upload|download) and 'objects'")
     ref = _ref(c)
     row = _uploader(c, ref) if operation == "upload" else _git_readable(c, ref)
+    if operation == "download":
+        c.svc.ungated(c.who, row)
     base = c.repo_url(ref)
     answers = [_batch_object(c, row.rowid, ref, base, operation, o) for o in objects]
     return Response.json(
@@ -356,6 +361,8 @@ def _http_backend(c: Ctx, action: str, extra: dict[str, str] | None = None) -> R
     repo_id = c.params["id"].removesuffix(".git")
     ref = RepoRef(_ref(c).repo_type, repo_id)
     row = _git_readable(c, ref)
+    if not extra:  # a clone or fetch: a gated repo's files are its granted users'
+        c.svc.ungated(c.who, row)
     repo_dir = c.svc.git(row).path
     env = {
         **(extra or {}),

@@ -1,0 +1,76 @@
+"""Gated repos' access requests (``/api/{type}s/{id}/user-access-request/…``): the owners
+list them by status, grant access to a user, and accept, reject or reset a request. Who is
+granted reads the repo's files (``HubService.ungated``); everyone else gets GatedRepo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hubtool.hub.protocol import ApiError, Response, bad_request
+from hubtool.hub.router import ID, Ctx, RouteTable, T
+
+route = RouteTable()
+BASE = rf"/api/{T}/{ID}/user-access-request"
+STATUSES = ("pending", "accepted", "rejected")
+
+
+def _owned_gated(c: Ctx) -> Any:
+    row = c.svc.writable(c.who, c.ref)
+    if row.gated == "false":
+        raise bad_request("This repo is not gated: every reader has its files already")
+    return row
+
+
+@route("GET", rf"{BASE}/(?P<status>pending|accepted|rejected)")
+def list_requests(c: Ctx) -> Response:
+    row = _owned_gated(c)
+    items = []
+    for r in c.svc.db.access_requests(row.rowid, c.params["status"]):
+        user = c.svc.db.get_user(r["user"])
+        items.append(
+            {
+                "user": {
+                    "user": r["user"],
+                    "fullname": user["fullname"] if user else r["user"],
+                    "email": user["email"] if user else None,
+                },
+                "requestId": r["request_id"],
+                "status": r["status"],
+                "timestamp": r["timestamp"],
+            }
+        )
+    return Response.json(items)
+
+
+@route("POST", rf"{BASE}/grant")
+def grant(c: Ctx) -> Response:
+    row = _owned_gated(c)
+    user = _user(c, c.req.json_object().get("user"))
+    if c.svc.db.access_status(row.rowid, user) == "accepted":
+        raise ApiError(409, f"{user} has access to this repo already")
+    c.svc.db.set_access(row.rowid, user, "accepted")
+    return Response.json({"success": True})
+
+
+@route("POST", rf"{BASE}/handle")
+def handle(c: Ctx) -> Response:
+    row = _owned_gated(c)
+    body = c.req.json_object()
+    status = body.get("status")
+    if status not in STATUSES:
+        raise bad_request(f"'status' must be one of {', '.join(STATUSES)}")
+    if body.get("requestId") is not None:
+        user = c.svc.db.access_user(row.rowid, str(body["requestId"]))
+    else:
+        user = _user(c, body.get("user"))
+    if user is None or c.svc.db.access_status(row.rowid, user) is None:
+        raise ApiError(404, "No access request from this user", "EntryNotFound")
+    reason = body.get("rejectionReason") if status == "rejected" else None
+    c.svc.db.set_access(row.rowid, user, str(status), str(reason) if reason else None)
+    return Response.json({"success": True})
+
+
+def _user(c: Ctx, name: Any) -> str:
+    if not isinstance(name, str) or c.svc.db.get_user(name) is None:
+        raise ApiError(404, f"No user {str(name)[:80]!r} on this Hub", "EntryNotFound")
+    return name
