@@ -389,9 +389,11 @@ def test_super_squash_and_lfs_files_trim_what_a_repo_keeps(hub, alice, repo_id):
     assert sorted(f.filename for f in lfs) == ["w0.bin", "w1.bin", "w2.bin"]
     assert {f.size for f in lfs} == {2000, 2001, 2002} and all(f.ref == "main" for f in lfs)
     gone = [f for f in lfs if f.filename == "w0.bin"]
-    api.permanently_delete_lfs_files(repo_id, gone)
+    api.permanently_delete_lfs_files(repo_id, gone)  # and the history rewritten without it
     assert sorted(f.filename for f in api.list_lfs_files(repo_id)) == ["w1.bin", "w2.bin"]
     assert not hub.service.lfs.has(gone[0].file_oid)
+    assert "w0.bin" not in api.list_repo_files(repo_id)
+    assert [c.title for c in api.list_repo_commits(repo_id)] == ["One commit"]
     with pytest.raises(HfHubHTTPError):
         list(hub.api(hub.user("eve")).list_lfs_files(repo_id))
 

@@ -674,6 +674,9 @@ def pytest_runtest_makereport(item, call):
     if call.when == "setup" and not any(k == "nodeid" for k, _v in item.user_properties):
         item.user_properties.append(("nodeid", item.nodeid))  # for the junit XML
     report = yield
+    if call.when == "setup":
+        with _lock:
+            item.stash[_SETUP_COUNT] = _entry(item.nodeid)["local_count"]
     record = item.stash.setdefault(_REPORTS, {})
     crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
     record[report.when] = {
@@ -686,19 +689,34 @@ def pytest_runtest_makereport(item, call):
 
 
 _REPORTS = pytest.StashKey[dict]()
+_SETUP_COUNT = pytest.StashKey[int]()
+
+
+def _wide_fixtures(item) -> list[str]:
+    """The class- and module-scoped fixtures the test uses, as "KEY::NAME" (KEY: their scope)."""
+    info = getattr(item, "_fixtureinfo", None)
+    out = []
+    for name, defs in (getattr(info, "name2fixturedefs", None) or {}).items():
+        if name.startswith("vcr"):  # pytest-vcr's configuration, never a request
+            continue
+        scope = getattr(defs[-1], "scope", "function") if defs else "function"
+        if scope == "class" and item.cls is not None:
+            out.append(f"{item.nodeid.rsplit('::', 1)[0]}::{name}")
+        elif scope == "module":
+            out.append(f"{item.nodeid.split('::', 1)[0]}::{name}")
+    return out
 
 
 def _flush(item) -> None:
     with _lock:
         traffic = _traffic.pop(item.nodeid, {"local": [], "local_count": 0, "foreign": []})
-        between = _traffic.pop("<between tests>", None)
-    if between:  # background threads that outlived their test: charge them to the next one
-        traffic["local"] = between["local"] + traffic["local"]
-        traffic["local_count"] += between["local_count"]
+        _traffic.pop("<between tests>", None)  # background threads that outlived their test
     line = {
         "nodeid": item.nodeid,
         "markers": sorted({m.name for m in item.iter_markers()}),
         "phases": item.stash.get(_REPORTS, {}),
+        "setup_local_count": item.stash.get(_SETUP_COUNT, 0),
+        "wide_fixtures": _wide_fixtures(item),
         **traffic,
     }
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -857,6 +875,7 @@ def read_records(folder: Path) -> dict[str, dict[str, Any]]:
         for line in path.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
+                row["worker"] = path.stem.removeprefix("records-")
                 records[row["nodeid"]] = row
     return records
 
@@ -946,27 +965,33 @@ def collect_results(paths: RunPaths) -> tuple[dict[str, TestResult], dict[str, s
             results[nodeid] = TestResult(nodeid, *outcome_of(record))
     for nodeid, result in results.items():
         classify(result, records.get(nodeid))
-    inherit_fixture_scope(results)
+    inherit_fixture_scope(results, records)
     return results, read_deselected(paths.records)
 
 
-def inherit_fixture_scope(results: dict[str, TestResult]) -> None:
-    """An "offline" error that repeats a sibling's error takes the sibling's scope.
+def inherit_fixture_scope(
+    results: dict[str, TestResult], records: dict[str, dict[str, Any]]
+) -> None:
+    """An "offline" test that depends on a class or module fixture that reached the Hub is in.
 
-    A class- or module-scoped fixture that fails reaches the Hub only in the first test; the
-    others replay its error without a request of their own.
+    Such a fixture sends its requests during the setup of the first test that uses it (per
+    worker); the other tests use what it made without a request of their own, and if it failed,
+    they replay its error.
     """
-    by_error: dict[tuple[str, str], str] = {}
-    for result in results.values():
-        if result.outcome == "error" and result.scope != "offline":
-            by_error.setdefault((parent_of(result.nodeid), result.message), result.scope)
-    for result in results.values():
-        if result.outcome == "error" and result.scope == "offline":
-            result.scope = by_error.get((parent_of(result.nodeid), result.message), "offline")
-
-
-def parent_of(nodeid: str) -> str:
-    return nodeid.rsplit("::", 1)[0]
+    reaching: set[str] = set()
+    seen: set[tuple[str, str]] = set()
+    for record in records.values():  # in the order the tests ran, per worker
+        worker = str(record.get("worker", "main"))
+        for fixture in record.get("wide_fixtures", []):
+            if (worker, fixture) in seen:
+                continue
+            seen.add((worker, fixture))
+            if record.get("setup_local_count", 0) > 0:
+                reaching.add(fixture)
+    for nodeid, result in results.items():
+        fixtures = set((records.get(nodeid) or {}).get("wide_fixtures", []))
+        if result.scope == "offline" and fixtures & reaching:
+            result.scope = "in"
 
 
 # -- reporting ---------------------------------------------------------------------------------

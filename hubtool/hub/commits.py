@@ -11,7 +11,6 @@ import base64
 import binascii
 import fnmatch
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
@@ -47,12 +46,12 @@ def check_path(path: Any) -> str:
         problem = f"is too long (at most {MAX_PATH} bytes, {MAX_SEGMENT} per segment)"
     elif any(p in ("", ".", "..") for p in parts):
         problem = "has an empty, '.' or '..' segment"
-    elif any(p in (".", "..") for p in re.split(r"[\\/]", path)):
-        problem = "has a '.' or '..' segment (a backslash separates segments on Windows)"
     elif any(p.lower() == ".git" for p in parts):
         problem = "is inside .git/"
     if problem:
         raise bad_request(f"Invalid path {path[:200]!r}: it {problem}")
+    if path.startswith(("..\\", ".\\")):  # as the Hub: a path relative to no folder
+        raise ApiError(422, f"Invalid path {path[:200]!r}: it is relative (starts with ..\\)")
     return path
 
 
@@ -180,9 +179,10 @@ def _changes(repo: GitRepo, head: str, req: CommitRequest) -> tuple[dict[str, An
     files = repo.files(head)
     deletes: set[str] = set()
     for path in req.deleted_files:
-        if path not in files:
+        under = [p for p in files if p.startswith(path + "/")] if path not in files else []
+        if path not in files and not under:
             raise ApiError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
-        deletes.add(path)
+        deletes.update(under or [path])  # a folder named without its slash: the folder
     for folder in req.deleted_folders:
         under = [p for p in files if p.startswith(folder + "/")]
         if not under:
@@ -214,7 +214,8 @@ def apply_commit(
             if req.parent and req.parent != head and not create_pr:
                 raise ApiError(
                     412,
-                    f"A commit has happened since. Please refresh and try again. "
+                    "The branch was updated since you opened this page. Please refresh and "
+                    "try again. "
                     f"(parent {req.parent} is not the head {head})",
                 )
             adds, deletes = _changes(repo, head, req)

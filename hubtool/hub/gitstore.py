@@ -92,6 +92,11 @@ def lfs_pointer(oid: str, size: int) -> bytes:
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n".encode()
 
 
+def git_blob_id(data: bytes) -> str:
+    """The SHA-1 git gives a blob of ``data``."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 def parse_lfs_pointer(data: bytes) -> tuple[str, int] | None:
     """(sha256, size) when ``data`` is a git-lfs pointer file, else None."""
     if len(data) > LFS_POINTER_MAX:
@@ -183,7 +188,7 @@ class GitRepo:
     def write_blob(self, data: bytes) -> str:
         """Store ``data`` as a loose blob; returns its git SHA-1."""
         header = b"blob %d\0" % len(data)
-        oid = hashlib.sha1(header + data).hexdigest()
+        oid = git_blob_id(data)
         target = self.path / "objects" / oid[:2] / oid[2:]
         if target.exists():
             return oid
@@ -401,6 +406,46 @@ class GitRepo:
                 break
             paths.append(field)
         return None, sorted(set(paths))
+
+    def without_blobs(self, blobs: set[str], limit: int = 10_000) -> dict[str, str]:
+        """Every ref's history rewritten with the files holding one of ``blobs`` taken out
+        of every commit (authors, dates and messages kept); {old commit: new} of those that
+        changed. Refs are not moved: ``update_ref`` each one."""
+        order = self._git("rev-list", "--topo-order", "--reverse", "--all").stdout.split()
+        if len(order) > limit:
+            raise GitError(f"more than {limit:,} commits to rewrite")
+        mapped: dict[str, str] = {}
+        for raw in order:
+            commit = raw.decode()
+            line = self._git("rev-list", "--parents", "-n", "1", commit).stdout.decode().split()
+            parents = [mapped.get(p, p) for p in line[1:]]
+            listing = self._git("ls-tree", "-r", "-z", commit).stdout.decode(errors="replace")
+            doomed = [
+                e.split("\t", 1)[1] for e in listing.split("\0") if e and e.split()[2] in blobs
+            ]
+            if not doomed and parents == line[1:]:
+                continue
+            mapped[commit] = self._rewritten(commit, parents, doomed)
+        return mapped
+
+    def _rewritten(self, commit: str, parents: list[str], doomed: list[str]) -> str:
+        with tempfile.TemporaryDirectory(dir=self.path, prefix="tmp_index_") as tmp:
+            env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+            self._git("read-tree", commit, env=env)
+            if doomed:  # mode 0: out of the index (works without a work tree)
+                lines = [f"0 {ZERO_SHA}\t{p}" for p in doomed]
+                self._git("update-index", "-z", "--index-info",
+                          input="\0".join(lines).encode() + b"\0", env=env)  # fmt: skip
+            tree = self._git("write-tree", env=env).stdout.decode().strip()
+        fmt = "%an%x00%ae%x00%ad%x00%cn%x00%ce%x00%cd%x00%B"
+        info = self._git("log", "-1", "--date=raw", f"--format={fmt}", commit).stdout.decode()
+        an, ae, ad, cn, ce, cd, message = info.split("\0", 6)
+        ident = {
+            "GIT_AUTHOR_NAME": an, "GIT_AUTHOR_EMAIL": ae, "GIT_AUTHOR_DATE": ad,
+            "GIT_COMMITTER_NAME": cn, "GIT_COMMITTER_EMAIL": ce, "GIT_COMMITTER_DATE": cd,
+        }  # fmt: skip
+        args = ["commit-tree", tree] + [a for p in parents for a in ("-p", p)]
+        return self._git(*args, input=message.encode(), env=ident).stdout.decode().strip()
 
     def diff(self, base: str, other: str, limit: int = 1 << 20) -> str:
         """The changes of ``other`` since its merge base with ``base`` (``git diff A...B``),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hubtool.hub.gitstore import RefConflict, parse_lfs_pointer
+from hubtool.hub.gitstore import RefConflict, git_blob_id, lfs_pointer, parse_lfs_pointer
 from hubtool.hub.protocol import ApiError, Response, bad_request
 from hubtool.hub.router import ID, Ctx, RouteTable, T
 from hubtool.hub.routes import paginated
@@ -25,7 +25,8 @@ def super_squash(c: Ctx) -> Response:
     if not isinstance(message, str) or "\0" in message or len(message) > 10_000:
         raise bad_request("'message' must be text")
     repo = c.svc.git(row)
-    ref = f"refs/heads/{c.params['rev']}"
+    rev = c.params["rev"]  # a branch, or a ref as the dataset viewer's refs/convert/parquet
+    ref = rev if rev.startswith("refs/") else f"refs/heads/{rev}"
     with c.svc.repo_lock(c.ref):
         head = repo.resolve(ref)
         if head is None:
@@ -87,9 +88,27 @@ def delete_lfs_files(c: Ctx) -> Response:
         raise bad_request(f"'deletions.sha' must be a list of at most {MAX_DELETIONS} oids")
     if not all(isinstance(s, str) and len(s) == 64 for s in shas):
         raise bad_request("Each oid must be a sha256")
+    if deletions.get("rewriteHistory", True):
+        _rewrite_without(c, row, set(shas))
     for oid in shas:
         if c.svc.db.unlink_lfs(row.rowid, oid) == 0:
             path = c.svc.lfs.path(oid)
             if path.is_file():
                 path.unlink()
     return Response.json({"success": True})
+
+
+def _rewrite_without(c: Ctx, row: Any, oids: set[str]) -> None:
+    """Every commit of every ref rewritten without the files that point to ``oids``."""
+    repo = c.svc.git(row)
+    sizes = c.svc.db.linked_lfs(row.rowid, oids)
+    blobs = {git_blob_id(lfs_pointer(oid, size)) for oid, size in sizes.items()}
+    with c.svc.repo_lock(c.ref):
+        mapped = repo.without_blobs(blobs)
+        for name, sha in repo.refs():
+            if sha in mapped and not name.startswith("refs/tags/"):
+                repo.update_ref(name, mapped[sha], sha)
+            elif sha in mapped:  # a tag: the rewritten commit, lightweight
+                repo.delete_ref(name)
+                repo.update_ref(name, mapped[sha], "0" * 40)
+    c.svc.refresh(row)

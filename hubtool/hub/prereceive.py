@@ -62,7 +62,7 @@ def _check_ref(
     if problem:
         raise Refused(f"{ref}: {problem}")
     if ref == "refs/heads/main" and new == ZERO_SHA:
-        raise Refused("the main branch cannot be deleted")
+        raise Refused("Cannot delete refs/heads/main: it is the default branch")
     if writer:
         return
     num = ref.removeprefix("refs/pr/")

@@ -413,8 +413,8 @@ def _create_ref(repo: Any, ref: str, target: str, what: str) -> None:
 def create_tag(c: Ctx) -> Response:
     row = c.svc.writable(c.who, c.ref)
     body = c.req.json_object()
+    sha = c.svc.resolve(row, c.params["rev"])  # the revision first, as the Hub
     tag = _new_ref_name(str(body.get("tag") or ""))
-    sha = c.svc.resolve(row, c.params["rev"])
     repo = c.svc.git(row)
     if repo.resolve(f"refs/tags/{tag}"):
         raise ApiError(409, f"Tag {tag} already exists")
@@ -460,7 +460,7 @@ def delete_branch(c: Ctx) -> Response:
     row = c.svc.writable(c.who, c.ref)
     branch = c.params["branch"]
     if branch == "main":
-        raise ApiError(403, "The main branch cannot be deleted")
+        raise ApiError(403, "Cannot delete refs/heads/main: it is the default branch")
     repo = c.svc.git(row)
     if not repo.resolve(f"refs/heads/{branch}"):
         raise ApiError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
