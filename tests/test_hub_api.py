@@ -451,3 +451,50 @@ def test_a_moved_repo_keeps_answering_to_its_old_id_and_ids_ignore_case(hub, ali
     with pytest.raises(HfHubHTTPError) as exc:
         hub.api(hub.user("mallory")).move_repo(new, f"{alice.name}/stolen")
     assert exc.value.response.status_code == 403
+
+
+def test_likes_are_counted_and_listed(hub, alice, repo_id):
+    import httpx2 as httpx
+
+    api = hub.api(alice)
+    api.create_repo(repo_id)
+    bob = hub.user("bob")
+    for user in (alice, bob, bob):  # a second like by the same user counts once
+        r = httpx.post(f"{hub.url}/api/models/{repo_id}/like",
+                       headers={"Authorization": f"Bearer {user.token}"})  # fmt: skip
+        assert r.status_code == 200
+    assert api.model_info(repo_id).likes == 2
+    assert api.list_liked_repos(bob.name).models == [repo_id]
+    assert sorted(u.username for u in api.list_repo_likers(repo_id)) == sorted(
+        [alice.name, bob.name]
+    )
+    hub.api(bob).unlike(repo_id)
+    assert api.model_info(repo_id).likes == 1 and api.list_liked_repos(bob.name).total == 0
+    with pytest.raises(RepositoryNotFoundError):
+        api.unlike(f"{alice.name}/missing")
+
+
+def test_an_org_may_make_its_new_repos_private_by_default(hub, alice):
+    org = f"corp-{alice.name[-8:]}"
+    hub.service.add_user(org, is_org=True, private_by_default=True)
+    hub.service.add_member(org, alice.name)
+    api = hub.api(alice)
+    api.create_repo(f"{org}/secret")
+    api.create_repo(f"{org}/open", private=False)
+    assert api.model_info(f"{org}/secret").private
+    assert not api.model_info(f"{org}/open").private
+
+
+def test_copy_files_across_repos_duplicates_lfs_objects_without_sending_them(hub, alice):
+    api = hub.api(alice)
+    src, dst = f"{alice.name}/copy-src", f"{alice.name}/copy-dst"
+    api.create_repo(src)
+    api.create_repo(dst)
+    weights = os.urandom(5000)
+    api.upload_file(path_or_fileobj=weights, path_in_repo="data/w.bin", repo_id=src)
+    api.upload_file(path_or_fileobj=b"notes", path_in_repo="data/notes.txt", repo_id=src)
+    api.copy_files(f"hf://{src}/data", f"hf://{dst}/copied")
+    copied = sorted(api.list_repo_files(dst))
+    assert copied == [".gitattributes", "copied/notes.txt", "copied/w.bin"]
+    with open(api.hf_hub_download(dst, "copied/w.bin"), "rb") as fh:
+        assert fh.read() == weights

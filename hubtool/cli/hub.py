@@ -150,11 +150,18 @@ def hub_org() -> None:
 @hub_org.command("add")
 @click.argument("name")
 @click.option("--member", "members", multiple=True, help="A user who may write to NAME/…")
+@click.option(
+    "--private-by-default",
+    is_flag=True,
+    help="Repos created in NAME are private unless asked public (as an Enterprise org's).",
+)
 @data_dir_option
-def hub_org_add(name: str, members: tuple[str, ...], data_dir: Path) -> None:
+def hub_org_add(
+    name: str, members: tuple[str, ...], private_by_default: bool, data_dir: Path
+) -> None:
     """Add an organization NAME, optionally with members."""
     svc = service(data_dir)
-    svc.add_user(name, is_org=True)
+    svc.add_user(name, is_org=True, private_by_default=private_by_default)
     for member in members:
         svc.add_member(name, member)
     out.note(f"Added organization {name}.")

@@ -78,6 +78,12 @@ CREATE TABLE IF NOT EXISTS tokens (
     display_name TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS likes (
+    repo INTEGER NOT NULL REFERENCES repos (rowid) ON DELETE CASCADE,
+    user TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (repo, user)
+);
 CREATE TABLE IF NOT EXISTS repo_redirects (
     repo_type TEXT NOT NULL,
     old_id TEXT NOT NULL COLLATE NOCASE,
@@ -178,10 +184,15 @@ class Database:
                 "CREATE UNIQUE INDEX IF NOT EXISTS repos_id_nocase "
                 "ON repos (repo_type, repo_id COLLATE NOCASE)"
             )
-        have = {r["name"] for r in self.conn.execute("PRAGMA table_info(lfs_links)")}
-        if "pushed_at" not in have:  # a data directory from before lfs-files
-            with contextlib.suppress(sqlite3.OperationalError):
-                self.conn.execute("ALTER TABLE lfs_links ADD COLUMN pushed_at TEXT")
+        self._add_column("lfs_links", "pushed_at", "TEXT")  # data from before lfs-files
+        self._add_column("users", "private_by_default", "INTEGER NOT NULL DEFAULT 0")
+
+    def _add_column(self, table: str, name: str, kind: str) -> None:
+        """A column a data directory made by an earlier hubtool lacks."""
+        have = {r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+        if name not in have:
+            with contextlib.suppress(sqlite3.OperationalError):  # added meanwhile
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -352,6 +363,40 @@ class Database:
                 found[row["oid"]] = row["size"]
         return found
 
+    # -- likes ------------------------------------------------------------------------------
+    def set_like(self, rowid: int, user: str, liked: bool) -> None:
+        """Like or unlike (once each), the repo's count kept with it."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        with self.tx() as conn:
+            if liked:
+                changed = conn.execute(
+                    "INSERT OR IGNORE INTO likes (repo, user, created_at) VALUES (?, ?, ?)",
+                    (rowid, user, now),
+                ).rowcount
+            else:
+                changed = -conn.execute(
+                    "DELETE FROM likes WHERE repo=? AND user=?", (rowid, user)
+                ).rowcount
+            if changed:  # a catalog row's count is the real Hub's: moved by one, not reset
+                conn.execute(
+                    "UPDATE repos SET likes = MAX(likes + ?, 0) WHERE rowid=?", (changed, rowid)
+                )
+
+    def likes_of(self, user: str) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT likes.created_at, repos.repo_id, repos.repo_type, repos.private, "
+            "repos.namespace FROM likes JOIN repos ON repos.rowid = likes.repo "
+            "WHERE likes.user=? ORDER BY likes.created_at DESC",
+            (user,),
+        ).fetchall()
+
+    def likers_of(self, rowid: int) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT users.name, users.fullname FROM likes JOIN users ON users.name = likes.user "
+            "WHERE likes.repo=? ORDER BY likes.created_at",
+            (rowid,),
+        ).fetchall()
+
     # -- gated repos ------------------------------------------------------------------------
     def access_status(self, rowid: int, user: str) -> str | None:
         row = self.conn.execute(
@@ -384,12 +429,19 @@ class Database:
         return self.conn.execute("SELECT * FROM users WHERE name=?", (name,)).fetchone()
 
     def add_user(
-        self, name: str, fullname: str, email: str | None, is_org: bool, created_at: str
+        self,
+        name: str,
+        fullname: str,
+        email: str | None,
+        is_org: bool,
+        created_at: str,
+        private_by_default: bool = False,
     ) -> None:
         with self.tx() as conn:
             conn.execute(
-                "INSERT INTO users (name, fullname, email, is_org, created_at) VALUES (?,?,?,?,?)",
-                (name, fullname, email, int(is_org), created_at),
+                "INSERT INTO users (name, fullname, email, is_org, created_at, private_by_default)"
+                " VALUES (?,?,?,?,?,?)",
+                (name, fullname, email, int(is_org), created_at, int(private_by_default)),
             )
 
     def add_member(self, org: str, user: str) -> None:

@@ -1,6 +1,8 @@
 """Gated repos' access requests (``/api/{type}s/{id}/user-access-request/…``): the owners
 list them by status, grant access to a user, and accept, reject or reset a request. Who is
-granted reads the repo's files (``HubService.ungated``); everyone else gets GatedRepo."""
+granted reads the repo's files (``HubService.ungated``); everyone else gets GatedRepo.
+And likes: a signed-in user likes or unlikes a repo, lists what a user likes and who likes
+a repo (the counts on the pages and in search come from them)."""
 
 from __future__ import annotations
 
@@ -74,3 +76,50 @@ def _user(c: Ctx, name: Any) -> str:
     if not isinstance(name, str) or c.svc.db.get_user(name) is None:
         raise ApiError(404, f"No user {str(name)[:80]!r} on this Hub", "EntryNotFound")
     return name
+
+
+# -- likes ------------------------------------------------------------------------------------
+@route("POST", rf"/api/{T}/{ID}/like")
+def like(c: Ctx) -> Response:
+    return _like(c, True)
+
+
+@route("DELETE", rf"/api/{T}/{ID}/like")
+def unlike(c: Ctx) -> Response:
+    return _like(c, False)
+
+
+def _like(c: Ctx, liked: bool) -> Response:
+    row = c.svc.readable(c.who, c.ref)
+    if c.who is None:
+        raise ApiError(401, "You must be authenticated to like a repo")
+    c.svc.db.set_like(row.rowid, c.who.user, liked)
+    return Response.json({"success": True})
+
+
+@route("GET", r"/api/users/(?P<user>[^/]+)/likes")
+def user_likes(c: Ctx) -> Response:
+    from urllib.parse import unquote
+
+    name = unquote(c.params["user"])
+    if c.svc.db.get_user(name) is None:
+        raise ApiError(404, f"User {name[:80]!r} not found", "EntryNotFound")
+    seen = set(c.who.namespaces) if c.who else set()
+    return Response.json(
+        [
+            {"createdAt": r["created_at"], "repo": {"name": r["repo_id"], "type": r["repo_type"]}}
+            for r in c.svc.db.likes_of(name)
+            if not r["private"] or r["namespace"] in seen
+        ]
+    )
+
+
+@route("GET", rf"/api/{T}/{ID}/likers")
+def likers(c: Ctx) -> Response:
+    row = c.svc.readable(c.who, c.ref)
+    return Response.json(
+        [
+            {"user": r["name"], "fullname": r["fullname"], "avatarUrl": ""}
+            for r in c.svc.db.likers_of(row.rowid)
+        ]
+    )

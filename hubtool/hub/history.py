@@ -10,7 +10,7 @@ from hubtool.hub.gitstore import RefConflict, git_blob_id, lfs_pointer, parse_lf
 from hubtool.hub.protocol import ApiError, Response, bad_request
 from hubtool.hub.router import ID, Ctx, RouteTable, T
 from hubtool.hub.routes import paginated
-from hubtool.hub.service import now_iso
+from hubtool.hub.service import RepoRef, now_iso
 
 route = RouteTable()
 MAX_DELETIONS = 1000  # per request, as the client sends them
@@ -83,7 +83,9 @@ def delete_lfs_files(c: Ctx) -> Response:
     them: a pointer still in the history then finds nothing (what 'permanently' means)."""
     row = c.svc.writable(c.who, c.ref)
     deletions = c.req.json_object().get("deletions")
-    shas = deletions.get("sha") if isinstance(deletions, dict) else None
+    if not isinstance(deletions, dict):
+        raise bad_request("A deletion needs 'deletions': {'sha': [...]}")
+    shas = deletions.get("sha")
     if not isinstance(shas, list) or len(shas) > MAX_DELETIONS:
         raise bad_request(f"'deletions.sha' must be a list of at most {MAX_DELETIONS} oids")
     if not all(isinstance(s, str) and len(s) == 64 for s in shas):
@@ -112,3 +114,28 @@ def _rewrite_without(c: Ctx, row: Any, oids: set[str]) -> None:
                 repo.delete_ref(name)
                 repo.update_ref(name, mapped[sha], "0" * 40)
     c.svc.refresh(row)
+
+
+@route("POST", rf"/api/{T}/{ID}/lfs-files/duplicate")
+def duplicate_lfs_files(c: Ctx) -> Response:
+    """LFS objects of this repo made the target repo's too (``copy_files`` across repos),
+    without sending their bytes again; those this repo does not hold are listed as failed."""
+    row = c.svc.ungated(c.who, c.svc.readable(c.who, c.ref))
+    body = c.req.json_object()
+    target, files = body.get("target"), body.get("files")
+    if not isinstance(target, dict) or not isinstance(files, list) or len(files) > MAX_DELETIONS:
+        raise bad_request(f"A duplication needs 'target' and at most {MAX_DELETIONS} 'files'")
+    kind = {"model": "model", "dataset": "dataset", "space": "space"}.get(str(target.get("type")))
+    if kind is None or not isinstance(target.get("name"), str):
+        raise bad_request("'target' needs a 'type' (model|dataset|space) and a 'name'")
+    dest = c.svc.writable(c.who, RepoRef(kind, target["name"]))
+    wanted = [str(f.get("sha256")) for f in files if isinstance(f, dict)]
+    held = c.svc.db.linked_lfs(row.rowid, wanted)
+    failed = []
+    for sha in wanted:
+        size = held.get(sha)
+        if size is None or not c.svc.lfs.has(sha, size):
+            failed.append({"sha256": str(sha)[:64], "error": "not an LFS file of this repo"})
+            continue
+        c.svc.db.link_lfs(dest.rowid, sha, size)
+    return Response.json({"failed": failed})

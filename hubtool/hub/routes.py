@@ -13,7 +13,7 @@ from typing import Any
 
 from hubtool.core.cardrules import validate_card
 from hubtool.core.output import parse_count
-from hubtool.hub import discussions, views
+from hubtool.hub import cas, discussions, views
 from hubtool.hub.commits import apply_commit, parse_commit, preupload
 from hubtool.hub.db import ListQuery
 from hubtool.hub.gitstore import RefConflict, ref_name_problem
@@ -118,6 +118,9 @@ def create_repo(c: Ctx) -> Response:
     if ref.namespace is None and c.who is not None:
         ref = RepoRef(ref.repo_type, f"{c.who.user}/{ref.repo_id}")
     private = body.get("visibility") == "private" or body.get("private") is True
+    if body.get("private") is None and body.get("visibility") is None and ref.namespace:
+        owner = c.svc.db.get_user(ref.namespace)  # an Enterprise org may default to private
+        private = bool(owner and owner["private_by_default"])
     try:
         row = c.svc.create_repo(c.who, ref, private)
     except ApiError as err:
@@ -271,7 +274,8 @@ def list_tree(c: Ctx) -> Response:
         entry = repo.entry(sha, path)
         if entry is None or entry.kind != "directory":
             raise ApiError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": sha})
-    entries = views.tree_entries(repo, repo.list_tree(sha, path, c.req.flag("recursive")))
+    listed = repo.list_tree(sha, path, c.req.flag("recursive"))
+    entries = views.tree_entries(repo, listed, cas.store(c.svc).file_of_sha256)
     expand = c.req.flag("expand")
     response = paginated(c, entries, 50 if expand else PAGE)
     if expand:  # only for the rows of this page: one history walk per entry
@@ -287,14 +291,23 @@ def paths_info(c: Ctx) -> Response:
     row = c.svc.readable(c.who, c.ref)
     sha = c.svc.resolve(row, c.params["rev"])
     if c.req.headers.get("content-type", "").startswith("application/json"):
-        paths = c.req.json_object().get("paths") or []
+        body = c.req.json_object()
+        paths, expand = body.get("paths") or [], body.get("expand") in (True, "true", "1")
     else:
-        paths = Request.parse_query(c.req.body().decode(errors="replace")).get("paths", [])
-    if not isinstance(paths, list):
-        raise bad_request("'paths' must be a list")
+        form = Request.parse_query(c.req.body().decode(errors="replace"))
+        paths = form.get("paths", [])
+        expand = (form.get("expand") or [""])[-1].lower() in ("true", "1")
+    if not isinstance(paths, list) or len(paths) > MAX_PATHS:
+        raise bad_request(f"'paths' must be a list of at most {MAX_PATHS} paths")
     repo = c.svc.git(row)
     entries = [e for e in (repo.entry(sha, str(p).strip("/")) for p in paths) if e]
-    return Response.json(views.tree_entries(repo, entries))
+    rows = views.tree_entries(repo, entries, cas.store(c.svc).file_of_sha256)
+    for entry in rows if expand else []:  # the last commit of each path: a history walk each
+        views.expand_entry(repo, sha, entry)
+    return Response.json(rows)
+
+
+MAX_PATHS = 1000
 
 
 @route("GET", f"/api/{T}/{ID}/refs")

@@ -159,12 +159,19 @@ class HubService:
 
     # -- users and tokens -------------------------------------------------------------------
     def add_user(
-        self, name: str, fullname: str | None = None, email: str | None = None, is_org: bool = False
+        self,
+        name: str,
+        fullname: str | None = None,
+        email: str | None = None,
+        is_org: bool = False,
+        private_by_default: bool = False,
     ) -> None:
+        """A user or an organization (``private_by_default``: its new repos are private
+        unless created public, as an Enterprise organization's)."""
         check_name(name, "Organization name" if is_org else "User name")
         if self.db.get_user(name) is not None:
             raise UsageError(f"{'Organization' if is_org else 'User'} {name!r} already exists.")
-        self.db.add_user(name, fullname or name, email, is_org, now_iso())
+        self.db.add_user(name, fullname or name, email, is_org, now_iso(), private_by_default)
 
     def add_member(self, org: str, user: str) -> None:
         org_row, user_row = self.db.get_user(org), self.db.get_user(user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hubtool.hub.db import RepoRow
@@ -169,8 +170,11 @@ def siblings_with_blobs(repo: GitRepo, commit: str) -> tuple[list[dict[str, Any]
     return siblings, used
 
 
-def tree_entries(repo: GitRepo, entries: list[TreeEntry]) -> list[dict[str, Any]]:
-    """Tree rows: files carry their git oid, their real size and, for LFS files, ``lfs``."""
+def tree_entries(
+    repo: GitRepo, entries: list[TreeEntry], xet_of: Callable[[str], str | None] | None = None
+) -> list[dict[str, Any]]:
+    """Tree rows: files carry their git oid, their real size and, for LFS files, ``lfs``
+    and (``xet_of``: the Xet file hash of an LFS oid, when stored through Xet) ``xetHash``."""
     small = [e.oid for e in entries if e.kind == "file" and e.size <= 1024]
     blobs = repo.read_blobs(small)
     rows = []
@@ -180,6 +184,9 @@ def tree_entries(repo: GitRepo, entries: list[TreeEntry]) -> list[dict[str, Any]
         if pointer:
             row["size"] = pointer[1]
             row["lfs"] = {"oid": pointer[0], "size": pointer[1], "pointerSize": e.size}
+            xet_hash = xet_of(pointer[0]) if xet_of else None
+            if xet_hash:
+                row["xetHash"] = xet_hash
         rows.append(row)
     return rows
 
