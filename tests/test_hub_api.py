@@ -498,3 +498,35 @@ def test_copy_files_across_repos_duplicates_lfs_objects_without_sending_them(hub
     assert copied == [".gitattributes", "copied/notes.txt", "copied/w.bin"]
     with open(api.hf_hub_download(dst, "copied/w.bin"), "rb") as fh:
         assert fh.read() == weights
+
+
+def test_the_hubs_small_rules_and_words(hub, alice, repo_id):
+    import httpx2 as httpx
+    from huggingface_hub import CommitOperationDelete
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    api = hub.api(alice)
+    api.create_repo(repo_id)
+    answer = httpx.get(f"{hub.url}/api/models/{repo_id}")
+    assert answer.headers["x-request-id"].startswith("Root=1-")  # on every answer
+    card = "\n\n---\nlicense: not-a-license\n---\n# x\n"  # front matter after blank lines
+    checked = httpx.post(
+        f"{hub.url}/api/validate-yaml", json={"content": card, "repoType": "model"}
+    )
+    assert checked.status_code == 400 and "license" in checked.text
+    with pytest.raises(HfHubHTTPError) as exc:
+        api.upload_file(path_or_fileobj=b"x", path_in_repo="..\\evil", repo_id=repo_id)
+    assert exc.value.response.status_code == 422
+    api.upload_file(path_or_fileobj=b"x", path_in_repo="folder/..\\name", repo_id=repo_id)
+    api.upload_file(path_or_fileobj=b"y", path_in_repo="sub/a.txt", repo_id=repo_id)
+    api.create_commit(repo_id, [CommitOperationDelete("sub")], commit_message="no slash")
+    assert "sub/a.txt" not in api.list_repo_files(repo_id)  # a folder, named without "/"
+    stale = api.list_repo_commits(repo_id)[-1].commit_id
+    with pytest.raises(HfHubHTTPError) as exc:
+        api.upload_file(path_or_fileobj=b"z", path_in_repo="z", repo_id=repo_id,
+                        parent_commit=stale)  # fmt: skip
+    assert "The branch was updated since you opened this page" in str(exc.value)
+    with pytest.raises(HfHubHTTPError, match="Cannot delete refs/heads/main"):
+        api.delete_branch(repo_id, branch="main")
+    with pytest.raises(RevisionNotFoundError):  # the revision is checked before the name
+        api.create_tag(repo_id, tag="not a valid tag", revision="nowhere")
