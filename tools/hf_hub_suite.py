@@ -19,10 +19,11 @@ unless ``--keep``):
    pytest-mock, pytest-timeout, pytest-vcr, pytest-asyncio, jedi …) with
    ``pip install --no-deps --target DIR/plugins``: nothing is added to the project or its venv;
 3. creates a fresh Hub data directory with the users, organizations and exact token strings that
-   ``tests/testing_constants.py`` names (``hubtool hub user add`` / ``org add`` for users and
-   members, ``HubService`` for the organization's full name and ``db.add_token`` to register a
-   given token string; user names hubtool's name rule refuses, such as ``__DUMMY_HUB_USER__``,
-   are replaced by valid ones), then serves it with ``python -m hubtool hub serve --port 0``;
+   ``tests/testing_constants.py`` names (``hubtool hub user add`` and ``org add`` with
+   ``--member``, and ``--private-by-default`` for the Enterprise org where hubtool has it;
+   ``HubService`` for valid_org_hub's full name and ``db.add_token`` to register a given token
+   string; user names hubtool's name rule refuses, such as ``__DUMMY_HUB_USER__``, are replaced
+   by valid ones), then serves it with ``python -m hubtool hub serve --port 0``;
 4. points the suite at it: ``ENDPOINT_STAGING`` and the renamed users in
    ``testing_constants.py``, the hard-coded ``https://hub-ci.huggingface.co`` in
    ``test_hf_api.py`` (``test_file_exists``), and the pytest-env block of the sdist's
@@ -33,8 +34,9 @@ unless ``--keep``):
    test, the HTTP requests it sent to the local Hub (method, path, status, ``X-Error-Message``)
    and any attempt to reach another host, and that deselects the out-of-scope tests below;
 6. prints a table per file (passed, failed, errors, skipped, out of scope) and the total of the
-   in-scope tests, i.e. those that sent at least one request to the local Hub and are not out of
-   scope; then, for every in-scope test that failed, its first failing request to the Hub.
+   in-scope tests, i.e. those that sent at least one request to the local Hub (or use a class or
+   module fixture that did) and are not out of scope; then, for every in-scope test that failed,
+   its first failing request to the Hub (``--json FILE`` keeps every request of every test).
 
 Test files run by default (``DEFAULT_FILES``), each because it reaches model or dataset repos:
 
@@ -60,14 +62,15 @@ Test files run by default (``DEFAULT_FILES``), each because it reaches model or 
 Not run: the bucket files (test_buckets*.py, test_bucket_live_follow.py: buckets are not model or
 dataset repos), test_kernels.py (kernel repos), test_inference_*.py, test_oauth.py,
 test_webhooks_server.py, test_jobs_api.py, test_sandbox.py (inference, OAuth, webhooks, Jobs and
-Spaces sandboxes: not a local Hub's job), and the offline unit tests (test_utils_*.py,
+Spaces sandboxes: not a local Hub's job), and the offline unit tests (the other test_utils_*.py,
 test_serialization.py, test_dduf.py, test_lfs.py, test_local_folder.py, test_tree_cache.py,
 test_shared_blobs.py, test_cli_framework.py, …), which never reach a Hub. Pass any of them with
 ``--files`` to run them anyway.
 
 Out of scope, by rule (``OUT_OF_SCOPE``, each with its reason): tests marked ``production``
 (deselected unless ``--all``), tests whose id names Spaces, inference, webhooks, collections,
-billing, papers, buckets, jobs, kernels …, and, after the run, tests that asked the Hub for one of
+billing, papers, buckets, jobs, kernels …, and, after the run, tests that reached such a route
+(``OUT_OF_SCOPE_REQUESTS``, e.g. a fixture creating a bucket), asked the Hub for one of
 huggingface.co's fixture repos (``PRODUCTION_NAMESPACES``) or tried to reach another host.
 Tests that sent no request to the local Hub are counted as "offline", apart from the in-scope
 total. Exit status: 0 when the suite ran (whatever its results), 2 when it could not run.
@@ -342,8 +345,15 @@ class Identities:
 
     renames: dict[str, str]  # constant name -> valid user name, for names hubtool refuses
     users: dict[str, str]  # user name -> full name
-    orgs: dict[str, tuple[str, list[str]]]  # org name -> (full name, members)
+    orgs: dict[str, Org]
     tokens: dict[str, str]  # token string -> user name
+
+
+@dataclass
+class Org:
+    fullname: str
+    members: list[str]
+    private_by_default: bool = False  # an Enterprise org's new repos are private
 
 
 def read_constants(path: Path) -> dict[str, str]:
@@ -385,8 +395,9 @@ def identities(constants: dict[str, str]) -> Identities:
         users={user: constants.get("FULL_NAME", user), other: other, admin: admin},
         # test_whoami_with_passing_token expects USER in "valid_org_hub", full name "Dummy Hub Org"
         orgs={
-            "valid_org_hub": ("Dummy Hub Org", [user]),
-            name("ENTERPRISE_ORG"): (name("ENTERPRISE_ORG"), [admin]),
+            "valid_org_hub": Org("Dummy Hub Org", [user]),
+            # test_create_repo_private_by_default: the Enterprise org makes private repos
+            name("ENTERPRISE_ORG"): Org(name("ENTERPRISE_ORG"), [admin], private_by_default=True),
         },
         tokens={
             constants["TOKEN"]: user,
@@ -396,25 +407,33 @@ def identities(constants: dict[str, str]) -> Identities:
     )
 
 
-def hub_cli(data_dir: Path, *args: str) -> None:
+def hub_cli(data_dir: Path, *args: str) -> str:
     cmd = [sys.executable, "-m", "hubtool", "hub", *args, "--data-dir", str(data_dir)]
     done = subprocess.run(cmd, cwd=data_dir.parent, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"`hubtool hub {' '.join(args)}` failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
 
 
 def seed_hub(data_dir: Path, who: Identities) -> None:
     """Create the users, organizations and exact tokens in a fresh Hub data directory."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     for user, fullname in who.users.items():
         hub_cli(data_dir, "user", "add", user, "--fullname", fullname)
+    can_private = "--private-by-default" in hub_cli(data_dir, "org", "add", "--help")
     from hubtool.hub.auth import hash_token
     from hubtool.hub.service import HubService, now_iso
 
-    # the CLI's `org add` takes no full name, and no command registers a given token string
+    # `org add` takes no full name, and no command registers a given token string: HubService
     service = HubService(data_dir)
-    for org, (fullname, members) in who.orgs.items():
-        service.add_user(org, fullname, is_org=True)
-        for member in members:
+    for org, spec in who.orgs.items():
+        if spec.fullname == org:
+            flags = ["--private-by-default"] if spec.private_by_default and can_private else []
+            members = [arg for member in spec.members for arg in ("--member", member)]
+            hub_cli(data_dir, "org", "add", org, *members, *flags)
+            continue
+        service.add_user(org, spec.fullname, is_org=True)
+        for member in spec.members:
             service.add_member(org, member)
     for token, user in who.tokens.items():
         service.db.add_token(hash_token(token), user, "write", f"{user}-suite", now_iso())

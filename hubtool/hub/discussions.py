@@ -378,9 +378,7 @@ def merge(c: Ctx) -> Response:
 
 @route("POST", rf"{BASE}/{NUM}/comment/(?P<event>[0-9a-f]{{24}})/edit")
 def edit_comment(c: Ctx) -> Response:
-    repo, row, who = _discussion(c)
-    ds = store(c.svc)
-    event = ds.event(repo.rowid, row["num"], c.params["event"])
+    ds, event, _, who = _comment(c)
     if event["author"] != who:
         raise ApiError(403, "Only its author may edit a comment")
     text = _text(c.req.json_object().get("content"), "content", MAX_COMMENT)
@@ -393,14 +391,20 @@ def edit_comment(c: Ctx) -> Response:
 
 @route("POST", rf"{BASE}/{NUM}/comment/(?P<event>[0-9a-f]{{24}})/hide")
 def hide_comment(c: Ctx) -> Response:
-    repo, row, who = _discussion(c)
-    ds = store(c.svc)
-    event = ds.event(repo.rowid, row["num"], c.params["event"])
+    ds, event, repo, who = _comment(c)
     if event["author"] != who:
         c.svc.require_write(c.who, repo.namespace or "")
     data = {**json.loads(event["data"]), "hidden": True}
     data["latest"] = {**data["latest"], "raw": "This comment has been hidden", "html": ""}
     return Response.json({"updatedComment": ds.replace(event, data)})
+
+
+def _comment(c: Ctx) -> tuple[Discussions, sqlite3.Row, Any, str]:
+    """(the store, the comment's event row, the repo, the signed-in user) of a change to a
+    comment."""
+    repo, row, who = _discussion(c)
+    ds = store(c.svc)
+    return ds, ds.event(repo.rowid, row["num"], c.params["event"]), repo, who
 
 
 def _signed_in(c: Ctx) -> str:

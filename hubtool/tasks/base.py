@@ -371,6 +371,17 @@ def ratio(summed: Any) -> float:
     return float(summed[0] / summed[1]) if summed[1] else 0.0
 
 
+def mean_stats(rows: dict[str, list[float]], names: tuple[str, ...]) -> dict[str, Any]:
+    """``example_stats`` of metrics that are means of per-example scores (``rows``)."""
+    import numpy as np
+
+    out = {}
+    for name in names:
+        scores = np.asarray(rows[name], dtype=float)
+        out[name] = (np.stack([scores, np.ones_like(scores)], axis=1), ratio)
+    return out
+
+
 def lengths(batch: dict[str, list[Any]]) -> list[int]:
     return [len(ids) for ids in batch["input_ids"]]
 

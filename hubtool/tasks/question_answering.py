@@ -24,9 +24,9 @@ from hubtool.tasks.base import (
     clip_text,
     literal,
     mean_loss,
+    mean_stats,
     metric,
     missing,
-    ratio,
     row_value,
 )
 
@@ -265,15 +265,10 @@ class QuestionAnswering(Task):
     def example_stats(
         self, p: Predictions, label_names: list[str] | None
     ) -> dict[str, tuple[Any, Any]]:
-        import numpy as np
-
         rows = metric("squad_qa").compute(
             predictions=p.predictions, references=p.references, per_example=True
         )
-        return {
-            name: (np.stack([np.asarray(rows[name], dtype=float), np.ones(p.size)], axis=1), ratio)
-            for name in ("exact_match", "f1")
-        }
+        return mean_stats(rows, ("exact_match", "f1"))
 
     def slices(self, p: Predictions) -> list[dict[str, Any]]:
         """Exact match and F1 by context and question length (words)."""

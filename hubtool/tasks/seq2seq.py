@@ -26,9 +26,9 @@ from hubtool.tasks.base import (
     buckets,
     literal,
     mean_loss,
+    mean_stats,
     metric,
     missing,
-    ratio,
     texts_of,
     without_length,
 )
@@ -283,15 +283,10 @@ class Summarization(Seq2Seq):
         self, p: Predictions, label_names: list[str] | None
     ) -> dict[str, tuple[Any, Any]]:
         """ROUGE-L and ROUGE-1: means of each example's F-measure."""
-        import numpy as np
-
         rows = metric("rouge_scores").compute(
             predictions=p.predictions, references=p.references, per_example=True
         )
-        return {
-            name: (np.stack([np.asarray(rows[name], dtype=float), np.ones(p.size)], axis=1), ratio)
-            for name in ("rougeL", "rouge1")
-        }
+        return mean_stats(rows, ("rougeL", "rouge1"))
 
 
 class Translation(Seq2Seq):
