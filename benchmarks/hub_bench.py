@@ -153,9 +153,7 @@ def main() -> int:
     if not args.catalog.exists():
         print(f"catalog not found: {args.catalog}", file=sys.stderr)
         return 2
-    os.environ.update(
-        HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1"
-    )
+    os.environ.update(HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
     from hubtool.hub.server import BackgroundHub
 
     with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp_name:

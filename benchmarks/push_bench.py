@@ -97,9 +97,7 @@ def main() -> int:
     parser.add_argument("--weights-mb", type=int, default=90)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    os.environ.update(
-        HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1"
-    )
+    os.environ.update(HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
     with tempfile.TemporaryDirectory(prefix="push-bench-") as name:
         tmp = Path(name)
         os.environ["HF_HOME"] = str(tmp / "hf_home")

@@ -28,6 +28,7 @@ from typing import Any
 from hubtool.hub import xet
 from hubtool.hub.lfs import LfsMismatch, locked_temp, valid_oid
 from hubtool.hub.protocol import ApiError, Response, bad_request
+from hubtool.hub.ranges import file_chunks, ranged
 from hubtool.hub.router import ID, Ctx, RouteTable, T
 from hubtool.hub.service import HubService, RepoRef
 
@@ -328,8 +329,6 @@ def _range(header: str | None, size: int) -> tuple[int, int]:
 def xorb_data(c: Ctx) -> Response:
     """A stored xorb's bytes (a range of chunk records), by a signed link: the client sends
     no credentials here, as to the Hub's storage."""
-    from hubtool.hub.transfer import file_chunks, ranged
-
     name, expires = c.params["hash"], c.req.arg("expires") or "0"
     if (
         c.params["inst"] != instance(c.svc)

@@ -24,6 +24,7 @@ from hubtool.errors import NotFoundError, UsageError
 from hubtool.hub import metadata, storage
 from hubtool.hub.auth import Identity, check_name, hash_token, new_token
 from hubtool.hub.db import Database, RepoRow
+from hubtool.hub.discussion_store import Discussions
 from hubtool.hub.gitstore import GitRepo, iso_from_epoch, parse_lfs_pointer
 from hubtool.hub.lfs import LfsStore
 from hubtool.hub.limits import HubLimits
@@ -128,10 +129,8 @@ class HubService:
         self._locks_guard = threading.Lock()
 
     @functools.cached_property
-    def discussions(self) -> Any:
+    def discussions(self) -> Discussions:
         """Discussions and pull requests (``hubtool.hub.discussions``)."""
-        from hubtool.hub.discussions import Discussions
-
         return Discussions(self.db)
 
     def _load_secret(self) -> bytes:

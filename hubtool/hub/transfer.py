@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sqlite3
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +22,7 @@ from hubtool.hub import cas, gitpush
 from hubtool.hub.gitstore import parse_lfs_pointer
 from hubtool.hub.lfs import LfsMismatch, valid_oid
 from hubtool.hub.protocol import ApiError, Request, Response, bad_request, repo_not_found
+from hubtool.hub.ranges import file_chunks, ranged
 from hubtool.hub.router import ID, Ctx, RouteTable
 from hubtool.hub.service import REPO_TYPES, URL_PREFIX, RepoRef
 
@@ -111,25 +110,6 @@ def _count_download(c: Ctx, rowid: int, repo_type: str, path: str) -> None:
             log.warning("Download not counted: %s", exc)
 
 
-def ranged(req: Request, headers: dict[str, str], size: int, read) -> Response:
-    """200, 206 or 416 for a body of ``size`` bytes served by ``read(start, end)``."""
-    rng = req.headers.get("range")
-    if rng:
-        m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
-        if not m or (not m.group(1) and not m.group(2)):
-            return Response(416, {**headers, "Content-Range": f"bytes */{size}"})
-        if m.group(1):
-            start = int(m.group(1))
-            end = min(int(m.group(2)) + 1, size) if m.group(2) else size
-        else:
-            start, end = max(size - int(m.group(2)), 0), size
-        if start >= size or start >= end:
-            return Response(416, {**headers, "Content-Range": f"bytes */{size}"})
-        headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{size}"}
-        return Response(206, headers, stream=read(start, end), length=end - start)
-    return Response(200, headers, stream=read(0, size), length=size)
-
-
 @route("GET", r"/lfs-cdn/(?P<oid>[0-9a-f]{64})")
 def cdn(c: Ctx) -> Response:
     oid, expires = c.params["oid"], c.req.arg("expires") or "0"
@@ -151,18 +131,6 @@ def cdn(c: Ctx) -> Response:
     if c.req.arg("commit"):
         headers["X-Repo-Commit"] = c.req.arg("commit") or ""
     return ranged(c.req, headers, size, lambda a, b: file_chunks(path, a, b))
-
-
-def file_chunks(path: Path, start: int, end: int) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        left = end - start
-        while left > 0:
-            chunk = fh.read(min(left, 1 << 20))
-            if not chunk:
-                return
-            left -= len(chunk)
-            yield chunk
 
 
 # -- LFS batch API --------------------------------------------------------------------------
