@@ -415,13 +415,17 @@ def test_a_gated_repo_serves_its_files_to_granted_users_only(hub, alice, repo_id
     with pytest.raises(GatedRepoError):
         theirs.auth_check(repo_id)
     card = hf_hub_download(repo_id, "README.md", token=bob.token, cache_dir=tmp_path / "card")
-    assert Path(card).read_text() == "# Gated\n"  # the card is for everyone
+    assert Path(card).read_text() == "# Gated\n"  # the card is for everyone, nothing else
+    with pytest.raises(GatedRepoError):
+        hf_hub_download(repo_id, ".gitattributes", token=bob.token, cache_dir=tmp_path / "ga")
     assert theirs.model_info(repo_id).gated == "auto"
     api.grant_access(repo_id, bob.name)
     theirs.auth_check(repo_id)
     got = hf_hub_download(repo_id, "config.json", token=bob.token, cache_dir=tmp_path / "ok")
     assert Path(got).read_bytes() == b"{}"
     assert [r.username for r in api.list_accepted_access_requests(repo_id)] == [bob.name]
+    with pytest.raises(HfHubHTTPError):  # accepted already
+        api.accept_access_request(repo_id, bob.name)
     api.reject_access_request(repo_id, bob.name, rejection_reason="not now")
     assert [r.username for r in api.list_rejected_access_requests(repo_id)] == [bob.name]
     with pytest.raises(GatedRepoError):
@@ -446,6 +450,9 @@ def test_a_moved_repo_keeps_answering_to_its_old_id_and_ids_ignore_case(hub, ali
     assert api.model_info(old).id == new  # the old id leads to the moved repo
     got = hf_hub_download(old, "config.json", token=alice.token, cache_dir=tmp_path / "c")
     assert Path(got).read_bytes() == b"{}"
+    with pytest.raises(HfHubHTTPError, match=f"A model repository called {alice.name}/taken"):
+        api.create_repo(f"{alice.name}/taken")
+        api.move_repo(new, f"{alice.name}/taken")
     api.create_repo(old)  # the old name can be taken again: then it is that repo's
     assert api.model_info(old).id == old and api.model_info(new).id == new
     with pytest.raises(HfHubHTTPError) as exc:
@@ -530,3 +537,22 @@ def test_the_hubs_small_rules_and_words(hub, alice, repo_id):
         api.delete_branch(repo_id, branch="main")
     with pytest.raises(RevisionNotFoundError):  # the revision is checked before the name
         api.create_tag(repo_id, tag="not a valid tag", revision="nowhere")
+
+
+def test_a_user_and_an_org_list_their_repos_with_their_storage(hub, alice):
+    api = hub.api(alice)
+    mine, secret = f"{alice.name}/stored", f"{alice.name}/hidden"
+    api.create_repo(mine)
+    api.create_repo(secret, private=True)
+    api.upload_file(path_or_fileobj=os.urandom(3000), path_in_repo="w.bin", repo_id=mine)
+    listed = {r.id: r for r in api.list_user_repos()}
+    assert {mine, secret} <= set(listed)
+    assert listed[secret].visibility == "private" and listed[mine].visibility == "public"
+    assert listed[mine].storage >= 3000 + 0  # its LFS object and its git objects
+    org = f"team-{alice.name[-8:]}"
+    hub.service.add_user(org, is_org=True)
+    hub.service.add_member(org, alice.name)
+    api.create_repo(f"{org}/shared")
+    assert [r.id for r in api.list_user_repos(namespace=org)] == [f"{org}/shared"]
+    with pytest.raises(HfHubHTTPError):  # not a member
+        list(hub.api(hub.user("outsider")).list_user_repos(namespace=org))

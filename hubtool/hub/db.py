@@ -253,6 +253,13 @@ class Database:
             "DELETE FROM repo_redirects WHERE repo_type=? AND old_id=?", (repo_type, repo_id)
         )
 
+    def repos_of(self, namespace: str) -> list[RepoRow]:
+        rows = self.conn.execute(
+            "SELECT * FROM repos WHERE namespace=? AND metadata_only=0 ORDER BY repo_id",
+            (namespace,),
+        ).fetchall()
+        return [RepoRow.from_sql(r) for r in rows]
+
     def all_repos(self, metadata_only: bool = False) -> list[RepoRow]:
         rows = self.conn.execute(
             "SELECT * FROM repos WHERE metadata_only=?", (int(metadata_only),)

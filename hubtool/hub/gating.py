@@ -65,8 +65,11 @@ def handle(c: Ctx) -> Response:
         user = c.svc.db.access_user(row.rowid, str(body["requestId"]))
     else:
         user = _user(c, body.get("user"))
-    if user is None or c.svc.db.access_status(row.rowid, user) is None:
+    current = c.svc.db.access_status(row.rowid, user) if user is not None else None
+    if user is None or current is None:
         raise ApiError(404, "No access request from this user", "EntryNotFound")
+    if current == status:
+        raise ApiError(400, f"The access request of {user} is {status} already")
     reason = body.get("rejectionReason") if status == "rejected" else None
     c.svc.db.set_access(row.rowid, user, str(status), str(reason) if reason else None)
     return Response.json({"success": True})
@@ -123,3 +126,39 @@ def likers(c: Ctx) -> Response:
             for r in c.svc.db.likers_of(row.rowid)
         ]
     )
+
+
+# -- a namespace's repos and their storage ----------------------------------------------------
+@route("GET", r"/api/settings/repositories")
+def my_repositories(c: Ctx) -> Response:
+    if c.who is None:
+        raise ApiError(401, "You must be authenticated to list your repositories")
+    return _repositories(c, c.who.user)
+
+
+@route("GET", r"/api/organizations/(?P<org>[^/]+)/settings/repositories")
+def org_repositories(c: Ctx) -> Response:
+    org = c.params["org"]
+    c.svc.require_write(c.who, org)  # an organization's members see its storage
+    return _repositories(c, org)
+
+
+def _repositories(c: Ctx, namespace: str) -> Response:
+    """Each repo of the namespace: visibility, last change and bytes stored (git + LFS)."""
+    from hubtool.hub.storage import tree_size
+
+    rows = []
+    for row in c.svc.db.repos_of(namespace):
+        lfs = sum(size for _, size, _ in c.svc.db.lfs_links_of(row.rowid))
+        stored = lfs + tree_size(c.svc.git_path(row.repo_type, row.repo_id))
+        rows.append(
+            {
+                "id": row.repo_id,
+                "type": row.repo_type,
+                "updatedAt": row.last_modified,
+                "visibility": "private" if row.private else "public",
+                "storage": stored,
+                "storagePercent": 0,  # no quota on a local Hub
+            }
+        )
+    return Response.json(rows)

@@ -309,7 +309,8 @@ class HubService:
         with self.repo_lock(first), self.repo_lock(second):
             taken = self.db.get_repo(new.repo_type, new.repo_id, follow=False)
             if taken is not None and taken.rowid != row.rowid:
-                raise _repo_exists(new)
+                kind = {"model": "model", "dataset": "dataset", "space": "space"}[new.repo_type]
+                raise ApiError(409, f"A {kind} repository called {new.repo_id} already exists")
             src = self.git_path(row.repo_type, row.repo_id)
             dst = self.git_path(new.repo_type, new.repo_id)
             dst.parent.mkdir(parents=True, exist_ok=True)

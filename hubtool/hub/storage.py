@@ -60,7 +60,7 @@ class Reclaimed:
     kept: list[str] = field(default_factory=list)
 
 
-def _tree_size(path: Path) -> int:
+def tree_size(path: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
@@ -129,7 +129,7 @@ def reclaim(data_dir: Path, dry_run: bool = False) -> Reclaimed:
     done = Reclaimed()
     now = time.time()
     for path, kind in temporaries(Path(data_dir)):
-        size = _tree_size(path) if path.is_dir() else _size(path)
+        size = tree_size(path) if path.is_dir() else _size(path)
         if in_use(path, kind, now):
             done.kept.append(str(path))
             continue
@@ -152,7 +152,7 @@ def usage(data_dir: Path) -> Usage:
     data_dir = Path(data_dir)
     result = Usage()
     for path, _kind in temporaries(data_dir):
-        result.temporaries += _tree_size(path) if path.is_dir() else _size(path)
+        result.temporaries += tree_size(path) if path.is_dir() else _size(path)
         result.temporary_count += 1
     lfs = data_dir / "lfs"
     if lfs.is_dir():
@@ -162,7 +162,7 @@ def usage(data_dir: Path) -> Usage:
                 result.lfs_objects += 1
     repos = data_dir / "repos"
     if repos.is_dir():
-        result.repos = max(_tree_size(repos) - result.temporaries + _upload_bytes(data_dir), 0)
+        result.repos = max(tree_size(repos) - result.temporaries + _upload_bytes(data_dir), 0)
         result.repo_count = sum(
             1 for p in repos.glob("*/*/*.git") if not p.name.startswith(".deleted-")
         )

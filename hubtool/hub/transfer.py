@@ -29,7 +29,7 @@ from hubtool.hub.service import REPO_TYPES, URL_PREFIX, RepoRef
 log = logging.getLogger(__name__)
 PREFIX = r"(?:(?P<t>datasets|spaces)/)?"
 URL_TTL = 3600
-UNGATED = ("README.md", ".gitattributes")  # a gated repo shows its card to everyone
+UNGATED = ("README.md",)  # a gated repo shows its card to everyone, nothing else
 LFS_JSON = "application/vnd.git-lfs+json"
 
 route = RouteTable()
