@@ -189,12 +189,20 @@ OUT_OF_SCOPE_REQUESTS: tuple[tuple[str, str], ...] = (
     (r"^/api/(?:papers|daily_papers)(?:/|$|\?)", "papers are huggingface.co content"),
 )
 
+# huggingface.co repos the Xet download tests read, recreated on the local Hub (uploaded through
+# Xet) so that those production-marked tests run here: (repo, file, float32 values in it).
+SEEDED_REPOS: tuple[tuple[str, str, int], ...] = (
+    ("celinah/dummy-xet-testing", "dummy.safetensors", 1 << 18),
+)
+# Files whose production-marked tests read only the seeded repos: kept, with the suite's
+# production endpoint pointed at the local Hub too (``patch_constants``).
+SEEDED_FILES = ("test_xet_download.py",)
+
 # Namespaces (and bare ids) of repos that exist on huggingface.co, not on a fresh local Hub: a
 # test that asks the local Hub for one of them needs production content.
 PRODUCTION_NAMESPACES: tuple[str, ...] = (
     "hf-internal-testing",
     "julien-c",
-    "celinah",
     "gaia-benchmark",
     "lhoestq",
     "brianronan",
@@ -442,6 +450,42 @@ def seed_hub(data_dir: Path, who: Identities) -> None:
         close()
 
 
+SEED = """
+import sys
+from huggingface_hub import HfApi
+api = HfApi(token=sys.argv[1])
+api.create_repo(sys.argv[2], exist_ok=True)
+api.upload_file(path_or_fileobj=sys.argv[3], path_in_repo=sys.argv[4], repo_id=sys.argv[2])
+"""
+
+
+def seed_repos(data_dir: Path, url: str, home: Path) -> None:
+    """The huggingface.co repos of ``SEEDED_REPOS``, made on the running local Hub by their
+    owner and uploaded through Xet (as the real ones are stored)."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    from hubtool.hub.service import HubService
+
+    service = HubService(data_dir)
+    env = {**os.environ, "HF_HOME": str(home), "HF_ENDPOINT": url}
+    home.mkdir(parents=True, exist_ok=True)
+    for repo, filename, values in SEEDED_REPOS:
+        owner = repo.split("/", 1)[0]
+        if service.db.get_user(owner) is None:
+            service.add_user(owner)
+        token = service.create_token(owner, write=True, name="suite-seed")
+        weights = home / filename
+        rng = np.random.default_rng(0)
+        weights.write_bytes(save({"w": rng.standard_normal(values).astype(np.float32)}))
+        done = subprocess.run(
+            [sys.executable, "-c", SEED, token, repo, str(weights), filename],
+            env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise SystemExit(f"Seeding {repo} failed:\n{done.stderr[-2000:]}")
+
+
 # -- the local Hub -----------------------------------------------------------------------------
 @dataclass
 class LocalHub:
@@ -494,7 +538,8 @@ def stop_hub(hub: LocalHub) -> None:
 def patch_constants(path: Path, url: str, renames: dict[str, str]) -> None:
     """ENDPOINT_STAGING -> ``url``; renamed users; the token strings stay as they are."""
     text = path.read_text()
-    for key, value in {"ENDPOINT_STAGING": url, **renames}.items():
+    # production too: only tests of SEEDED_FILES keep the mark, and they read seeded repos
+    for key, value in {"ENDPOINT_STAGING": url, "ENDPOINT_PRODUCTION": url, **renames}.items():
         text, count = re.subn(
             rf'^{key}\s*=\s*"[^"]*"', f'{key} = "{value}"', text, flags=re.MULTILINE
         )
@@ -652,7 +697,10 @@ _wrap_transports()
 def _out_of_scope(item) -> str | None:
     if _CONFIG["run_all"]:
         return None
+    seeded = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1] in _CONFIG["seeded_files"]
     for marker, reason in _CONFIG["markers"].items():
+        if marker == "production" and seeded:
+            continue  # the repos it reads were recreated on the local Hub
         if item.get_closest_marker(marker) is not None:
             return f"marked {marker}: {reason}"
     for pattern, reason in _CONFIG["rules"]:
@@ -955,6 +1003,8 @@ def classify(result: TestResult, record: dict[str, Any] | None) -> None:
     result.requests = list(record.get("local", []))
     result.foreign = list(record.get("foreign", []))
     markers = set(record.get("markers", []))
+    if result.nodeid.split("::", 1)[0].rsplit("/", 1)[-1] in SEEDED_FILES:
+        markers.discard("production")  # it reads the repos seeded on the local Hub
     reason = next(
         (f"marked {m}: {r}" for m, r in OUT_OF_SCOPE_MARKERS.items() if m in markers), None
     )
@@ -1195,6 +1245,7 @@ def write_config(path: Path, url: str, records: Path, run_all: bool) -> None:
         "run_all": run_all,
         "markers": OUT_OF_SCOPE_MARKERS,
         "rules": [list(rule) for rule in OUT_OF_SCOPE],
+        "seeded_files": list(SEEDED_FILES),
     }
     path.write_text(json.dumps(config, indent=1))
 
@@ -1210,6 +1261,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
     hub = start_hub(data_dir, work / "hub.log")
     try:
         print(f"Local Hub at {hub.url} (data {data_dir}); renamed users: {who.renames or 'none'}")
+        seed_repos(data_dir, hub.url, work / "seed-home")
         patch_constants(root / "tests" / "testing_constants.py", hub.url, who.renames)
         patch_staging_urls(root / "tests", hub.url)
         patch_pytest_env(root / "pyproject.toml", hub.url)
