@@ -248,6 +248,11 @@ def test_the_cas_refuses_what_it_cannot_verify(hub, alice):
     assert status == 206 and data == body
     assert get(fetch["url"].replace("sig=", "sig=0"))[0] == 403
     assert _call("GET", f"{cas}/v1/reconstructions/{'1' * 64}", token=token)[0] == 404
+    other = f"{alice.name}/xet-other"  # a read token of another repo reads none of this one's
+    api.create_repo(other)
+    _, elsewhere = _call("GET", f"{hub.url}/api/models/{other}/xet-read-token/main",
+                         token=alice.token)  # fmt: skip
+    assert _call("GET", rebuilt, token=elsewhere["accessToken"])[0] == 404
     for past in ("bytes=12000-", "bytes=x-1"):
         req = urllib.request.Request(rebuilt, headers={"Authorization": f"Bearer {token}",
                                                        "Range": past})  # fmt: skip

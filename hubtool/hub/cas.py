@@ -272,11 +272,13 @@ def download_headers(c: Ctx, ref: RepoRef, oid: str, commit: str) -> dict[str, s
 
 @route("GET", rf"{CAS}/v1/reconstructions/{HASH}")
 def reconstruct(c: Ctx) -> Response:
-    _scope(c, write=False)
+    ref = _scope(c, write=False)
     name = c.params["hash"]
     record = store(c.svc).file(name)
-    if record is None:
-        raise ApiError(404, f"No file {name} in this CAS")
+    row = c.svc.db.get_repo(ref.repo_type, ref.repo_id)
+    held = c.svc.db.linked_lfs(row.rowid, [record["sha256"]]) if row and record else {}
+    if record is None or not held:  # a token reads the files of its own repo only
+        raise ApiError(404, f"No file {name} in this repo's storage")
     size = record["size"]
     start, end = _range(c.req.headers.get("range"), size)
     offset, terms = xet.reconstruction(record["segments"], start, end)
