@@ -450,8 +450,8 @@ def test_a_moved_repo_keeps_answering_to_its_old_id_and_ids_ignore_case(hub, ali
     assert api.model_info(old).id == new  # the old id leads to the moved repo
     got = hf_hub_download(old, "config.json", token=alice.token, cache_dir=tmp_path / "c")
     assert Path(got).read_bytes() == b"{}"
+    api.create_repo(f"{alice.name}/taken")
     with pytest.raises(HfHubHTTPError, match=f"A model repository called {alice.name}/taken"):
-        api.create_repo(f"{alice.name}/taken")
         api.move_repo(new, f"{alice.name}/taken")
     api.create_repo(old)  # the old name can be taken again: then it is that repo's
     assert api.model_info(old).id == old and api.model_info(new).id == new

@@ -224,3 +224,38 @@ def test_lengths_are_factors_in_their_natural_order():
     assert set(factors) == {"context words"}  # every question is 1-6 words: nothing to compare
     exact = {s["value"]: s["metrics"]["exact_match"] for s in factors["context words"]["slices"]}
     assert exact == {"1-64": 1.0, ">512": 0.0}
+
+
+def test_an_unmeasured_card_slice_prints_the_command_that_measures_it():
+    from pathlib import Path
+
+    from hubtool.cards.inputs import CardSettings, RunFiles
+    from hubtool.cards.stage import refuse_unmeasured_slices
+    from hubtool.errors import ConfigError
+
+    run = {"dataset": {"id": "alice/tweets", "config": "en", "validation": {"split": "dev"}}}
+    files = RunFiles(Path("runs/x"), run, {"by_slice": {"factors": [{"name": "label"}]}})
+    with pytest.raises(ConfigError) as info:
+        refuse_unmeasured_slices(CardSettings(slices=("label", "country")), files)
+    assert "names 'country'" in info.value.message
+    assert (
+        "hubtool evaluate runs/x --dataset alice/tweets --dataset-config en --split dev "
+        "--slices label,country"
+    ) in info.value.hint
+    refuse_unmeasured_slices(CardSettings(slices=("label",)), files)  # measured: no refusal
+
+
+def test_a_push_check_that_breaks_refuses_in_one_line(monkeypatch, capsys):
+    import io
+
+    from hubtool.hub import prereceive
+
+    def broken(*args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(prereceive, "check_push", broken)
+    monkeypatch.setattr("sys.stdin", io.StringIO("0 1 refs/heads/main\n"))
+    assert prereceive.main() == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the push could not be checked (disk on fire)")
+    assert "Traceback" not in err

@@ -224,9 +224,10 @@ def refuse_unmeasured_slices(settings: CardSettings, files: RunFiles) -> None:
     where = dataset.get("id") or dataset.get("path")
     split = (dataset.get("validation") or {}).get("split")
     carved = bool((dataset.get("validation") or {}).get("carved_from"))
+    config = f" --dataset-config {shlex.quote(dataset['config'])}" if dataset.get("config") else ""
     again = (
         f" or measure them now: hubtool evaluate {shlex.quote(str(files.run_dir))} --dataset "
-        f"{shlex.quote(str(where))} --split {shlex.quote(str(split))} --slices "
+        f"{shlex.quote(str(where))}{config} --split {shlex.quote(str(split))} --slices "
         f"{shlex.quote(','.join(settings.slices))}"
         if where and split and not carved
         else ""

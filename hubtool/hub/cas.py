@@ -184,17 +184,21 @@ def upload_shard(c: Ctx) -> Response:
     missing = [h for h in shard.xorbs if not xs.has_xorb(xet.hash_string(h))]
     if missing:
         raise bad_request(f"Shard rejected: xorb {xet.hash_string(missing[0])} was never uploaded")
+    tables: dict[str, list[list[Any]]] = {}  # each xorb's chunk table, read once per shard
     for entry in shard.files:
-        record = _checked_file(xs, entry)
+        record = _checked_file(xs, entry, tables)
         _materialize(c.svc, xs, record)
         c.svc.db.link_lfs(row.rowid, record["sha256"], record["size"])
         xs.put_file(xet.hash_string(entry.hash), record)
     return Response.json({"result": 1})
 
 
-def _checked_file(xs: XetStore, entry: xet.FileEntry) -> dict[str, Any]:
+def _checked_file(
+    xs: XetStore, entry: xet.FileEntry, tables: dict[str, list[list[Any]]]
+) -> dict[str, Any]:
     """The file a shard describes, every claim checked against the stored xorbs: the
-    segments' chunk ranges and sizes, their verification hashes and the file hash."""
+    segments' chunk ranges and sizes, their verification hashes and the file hash
+    (``tables``: the chunk tables read so far, which a file's segments often share)."""
     name = xet.hash_string(entry.hash)
     if entry.sha256 is None or not valid_oid(entry.sha256):
         raise bad_request(f"Shard rejected: file {name} carries no sha256")
@@ -203,7 +207,9 @@ def _checked_file(xs: XetStore, entry: xet.FileEntry) -> dict[str, Any]:
         xorb = xet.hash_string(seg.xorb)
         if not xs.has_xorb(xorb):
             raise bad_request(f"Shard rejected: file {name} uses xorb {xorb}, never uploaded")
-        table = xs.chunks(xorb)
+        if xorb not in tables:
+            tables[xorb] = xs.chunks(xorb)
+        table = tables[xorb]
         if seg.end > len(table):
             raise bad_request(f"Shard rejected: xorb {xorb} has no chunks [{seg.start}, {seg.end})")
         used = table[seg.start : seg.end]

@@ -28,8 +28,7 @@ STATUSES = ("open", "closed")
 
 
 def store(svc: HubService) -> Discussions:
-    found: Discussions = svc.discussions
-    return found
+    return svc.discussions
 
 
 def comment_data(

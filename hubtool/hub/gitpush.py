@@ -61,7 +61,7 @@ def push_env(svc: HubService, row: RepoRow, who: Identity, writer: bool) -> dict
 
 
 def refs_of(svc: HubService, row: RepoRow) -> dict[str, str]:
-    return dict((name, sha) for name, sha in svc.git(row).refs())
+    return dict(svc.git(row).refs())
 
 
 def after_push(svc: HubService, row: RepoRow, before: dict[str, str], who: Identity) -> None:

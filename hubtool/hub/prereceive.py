@@ -36,6 +36,9 @@ def main() -> int:
     except Refused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # the check itself failed: refuse in one line, never a traceback
+        print(f"error: the push could not be checked ({exc}); nothing was written", file=sys.stderr)
+        return 1
     return 0
 
 

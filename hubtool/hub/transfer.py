@@ -325,15 +325,17 @@ def _receive(c: Ctx, action: str) -> Response:
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="hubtool"'}
 
 
-def _http_backend(c: Ctx, action: str, extra: dict[str, str] | None = None) -> Response:
+def _http_backend(c: Ctx, action: str, push: dict[str, str] | None = None) -> Response:
+    """``git http-backend`` for a clone or fetch, or (``push``: its environment, from
+    ``gitpush.push_env``) for a push."""
     repo_id = c.params["id"].removesuffix(".git")
     ref = RepoRef(_ref(c).repo_type, repo_id)
     row = _git_readable(c, ref)
-    if not extra:  # a clone or fetch: a gated repo's files are its granted users'
+    if push is None:  # a clone or fetch: a gated repo's files are its granted users'
         c.svc.ungated(c.who, row)
     repo_dir = c.svc.git(row).path
     env = {
-        **(extra or {}),
+        **(push or {}),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "GIT_PROJECT_ROOT": str(repo_dir.parent),
         "GIT_HTTP_EXPORT_ALL": "1",

@@ -371,10 +371,14 @@ def ratio(summed: Any) -> float:
     return float(summed[0] / summed[1]) if summed[1] else 0.0
 
 
-def mean_stats(rows: dict[str, list[float]], names: tuple[str, ...]) -> dict[str, Any]:
-    """``example_stats`` of metrics that are means of per-example scores (``rows``)."""
+def mean_stats(module: str, p: Predictions, names: tuple[str, ...]) -> dict[str, Any]:
+    """``example_stats`` of metrics that are means of the per-example scores an ``evaluate``
+    module of ours gives with ``per_example=True``."""
     import numpy as np
 
+    rows = metric(module).compute(
+        predictions=p.predictions, references=p.references, per_example=True
+    )
     out = {}
     for name in names:
         scores = np.asarray(rows[name], dtype=float)

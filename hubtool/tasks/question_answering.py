@@ -265,10 +265,7 @@ class QuestionAnswering(Task):
     def example_stats(
         self, p: Predictions, label_names: list[str] | None
     ) -> dict[str, tuple[Any, Any]]:
-        rows = metric("squad_qa").compute(
-            predictions=p.predictions, references=p.references, per_example=True
-        )
-        return mean_stats(rows, ("exact_match", "f1"))
+        return mean_stats("squad_qa", p, ("exact_match", "f1"))
 
     def slices(self, p: Predictions) -> list[dict[str, Any]]:
         """Exact match and F1 by context and question length (words)."""

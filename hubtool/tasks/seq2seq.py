@@ -283,10 +283,7 @@ class Summarization(Seq2Seq):
         self, p: Predictions, label_names: list[str] | None
     ) -> dict[str, tuple[Any, Any]]:
         """ROUGE-L and ROUGE-1: means of each example's F-measure."""
-        rows = metric("rouge_scores").compute(
-            predictions=p.predictions, references=p.references, per_example=True
-        )
-        return mean_stats(rows, ("rougeL", "rouge1"))
+        return mean_stats("rouge_scores", p, ("rougeL", "rouge1"))
 
 
 class Translation(Seq2Seq):

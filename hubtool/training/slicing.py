@@ -276,4 +276,6 @@ class RowsTaken:
         return len(self.loader)
 
     def __getattr__(self, name: str) -> Any:  # dataset, batch_size…: the loader's
+        if name == "loader":  # not set yet (a copy being made): no endless recursion
+            raise AttributeError(name)
         return getattr(self.loader, name)
