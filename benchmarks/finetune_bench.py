@@ -16,6 +16,10 @@ Loops, each in its own process, alternating on every round (medians reported):
                 GPU, bf16 or fp16), use_cpu=True on a CPU
   course        the Hugging Face course's Accelerate loop (chapter 3), as written
   hubtool-fp32, hubtool-compile   optional: hubtool forced to fp32 / with --compile yes
+  hubtool-full-layer, hubtool-fp32-full-layer
+                                  optional ablations: hubtool (bf16 auto / fp32) with the
+                                  stock classification forward, i.e. the last layer computed
+                                  at every position (tasks/first_token.py turned off)
   trainer-grouped                 optional: trainer-best in fp32 (what Trainer's best is on a
                                   CPU without bf16; compare with hubtool-fp32)
   trainer-best-malloc             optional: trainer-best with glibc told to keep freed memory
@@ -49,7 +53,20 @@ from hubtool.demo import assets as demoassets  # noqa: E402
 
 ASSETS = ROOT / ".bench-assets"
 LOOPS = ("hubtool", "trainer", "trainer-best", "course")
-EXTRA_LOOPS = ("hubtool-fp32", "hubtool-compile", "trainer-best-malloc", "trainer-grouped")
+EXTRA_LOOPS = (
+    "hubtool-fp32",
+    "hubtool-compile",
+    "hubtool-full-layer",
+    "hubtool-fp32-full-layer",
+    "trainer-best-malloc",
+    "trainer-grouped",
+)
+# hubtool's CLI with the classification task's faster forward turned off (an ablation)
+STOCK_FORWARD = (
+    "from hubtool.tasks.classification import TextClassification;"
+    "TextClassification.train_faster = lambda self, model, batch: None;"
+    "from hubtool.cli import main; main()"
+)
 # glibc's thresholds as environment variables: what hubtool sets for itself (allocator.py)
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str((1 << 31) - 1)}
 
@@ -163,12 +180,20 @@ def bench_env(work: Path) -> dict[str, str]:
 
 
 def hubtool_finetune(
-    work: Path, out: Path, model: Path, dataset: Path, steps: int, batch: int, *extra: str
+    work: Path,
+    out: Path,
+    model: Path,
+    dataset: Path,
+    steps: int,
+    batch: int,
+    *extra: str,
+    stock_forward: bool = False,
 ) -> dict:
     """run.json of one `hubtool finetune` run, with its metrics under "metrics"."""
     args = ["--model", str(model), "--dataset", str(dataset), "--max-steps", str(steps)]
     args += ["--batch-size", str(batch), "--max-length", "128", "--output-dir", str(out)]
-    run_python("hubtool", ["-m", "hubtool", "finetune", *args, "--no-progress", *extra], work)
+    command = ["-c", STOCK_FORWARD] if stock_forward else ["-m", "hubtool"]
+    run_python("hubtool", [*command, "finetune", *args, "--no-progress", *extra], work)
     info = json.loads((out / "run.json").read_text())
     info["metrics"] = json.loads((out / "metrics.json").read_text())["metrics"]
     return info
@@ -178,6 +203,8 @@ HUBTOOL_FLAGS = {
     "hubtool": (),
     "hubtool-fp32": ("--mixed-precision", "no"),
     "hubtool-compile": ("--compile", "yes"),
+    "hubtool-full-layer": (),
+    "hubtool-fp32-full-layer": ("--mixed-precision", "no"),
 }
 
 
@@ -187,7 +214,15 @@ def run_loop(name: str, model: Path, data: Path, args, work: Path, precision: st
         same = ("--scheduler", "linear", "--weight-decay", "0", "--seed", "0")
         out = work / f"run-{time.time_ns()}"
         info = hubtool_finetune(
-            work, out, model, data, args.steps, args.batch_size, *same, *HUBTOOL_FLAGS[name]
+            work,
+            out,
+            model,
+            data,
+            args.steps,
+            args.batch_size,
+            *same,
+            *HUBTOOL_FLAGS[name],
+            stock_forward=name.endswith("full-layer"),
         )
         t = info["throughput"]
         return {

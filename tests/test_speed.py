@@ -238,6 +238,78 @@ def test_a_head_spread_over_several_modules_keeps_the_stock_forward(tmp_path):
     assert model.forward == before
 
 
+# -- sequence classification: the last layer at the first position --------------------------
+def _classification_batch(vocab: int, seed: int = 0) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (4, 12), generator=gen)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0  # padded rows: the first position must still attend to real tokens only
+    mask[3, 3:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, 2, 1])}
+
+
+def _classifier(kind: str, attention: str = "sdpa"):
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    sizes = {"vocab_size": 90, "num_labels": 3, "pad_token_id": 1, "max_position_embeddings": 40}
+    if kind == "distilbert":
+        sizes |= {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 64}
+    else:
+        sizes |= {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4}
+        sizes |= {"intermediate_size": 64} if kind != "gpt2" else {}
+    config = AutoConfig.for_model(kind, **sizes)
+    config._attn_implementation = attention
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(config)
+
+
+@pytest.mark.parametrize(
+    ("kind", "attention"),
+    [("bert", "sdpa"), ("roberta", "eager"), ("electra", "sdpa"), ("distilbert", "sdpa")],
+)
+def test_classification_computes_the_last_layer_at_the_first_position_only(kind, attention):
+    from hubtool.tasks import get
+
+    stock, fast = _classifier(kind, attention), _classifier(kind, attention)
+    said = get("text-classification").train_faster(fast, _classification_batch(90))
+    assert said and "first position only" in said
+    assert fast.training  # the check ran in eval mode and put training mode back
+    stock.eval(), fast.eval()
+    shapes = []
+    last = next(
+        m for m in fast.modules() if isinstance(getattr(m, "layer", None), torch.nn.ModuleList)
+    ).layer[-1]
+    last.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
+    other = _classification_batch(90, seed=1)
+    a, b = stock(**other), fast(**other)
+    assert shapes == [(4, 1, 32)]  # the last layer ran for one position per row
+    assert torch.allclose(a.logits, b.logits, atol=1e-5)
+    a.loss.backward()
+    b.loss.backward()
+    for (name, p), q in zip(stock.named_parameters(), fast.parameters(), strict=True):
+        if p.grad is not None:
+            assert torch.allclose(p.grad, q.grad, atol=1e-5), name
+    # Asking for hidden states takes the stock path: every position, every layer.
+    hidden = fast(**other, output_hidden_states=True).hidden_states
+    assert hidden[-1].shape[1] == 12
+    assert torch.allclose(hidden[-1], stock(**other, output_hidden_states=True).hidden_states[-1])
+    assert list(fast.state_dict()) == list(stock.state_dict())
+
+
+def test_a_head_that_reads_other_positions_keeps_the_stock_forward():
+    from hubtool.tasks import get
+
+    model = _classifier("bert")
+    pooler = model.bert.pooler
+    pooler.forward = lambda hidden: torch.tanh(pooler.dense(hidden.mean(dim=1)))  # mean pooling
+    before_model, before_layer = model.forward, model.bert.encoder.layer[-1].forward
+    assert get("text-classification").train_faster(model, _classification_batch(90)) is None
+    assert model.forward == before_model
+    assert model.bert.encoder.layer[-1].forward == before_layer
+    decoder = _classifier("gpt2")  # reads the last real token: no encoder layer to cut
+    assert get("text-classification").train_faster(decoder, _classification_batch(90)) is None
+
+
 # -- batching ---------------------------------------------------------------------------------
 def test_the_sampler_reads_a_datasets_column_once():
     import datasets

@@ -386,6 +386,29 @@ def mean_stats(module: str, p: Predictions, names: tuple[str, ...]) -> dict[str,
     return out
 
 
+def same_output(
+    model: Any, batch: dict[str, Any], pick: Callable[[Any], Any], stock: Callable[..., Any]
+) -> bool:
+    """Whether ``model``'s forward gives ``stock``'s output (``pick`` of it) on ``batch``, in
+    eval mode without gradients: the check a faster training forward passes before it is
+    used. An exception in the new forward counts as a difference."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return bool(
+                torch.allclose(
+                    pick(model.forward(**batch)), pick(stock(**batch)), rtol=1e-4, atol=1e-5
+                )
+            )
+    except Exception:  # e.g. a head that reads more than the new forward computes
+        return False
+    finally:
+        model.train(was_training)
+
+
 def lengths(batch: dict[str, list[Any]]) -> list[int]:
     return [len(ids) for ids in batch["input_ids"]]
 

@@ -21,6 +21,7 @@ from hubtool.tasks.base import (
     mean_loss,
     metric,
     ratio,
+    same_output,
     without_length,
 )
 
@@ -111,6 +112,19 @@ class TextClassification(Task):
         from transformers import DataCollatorWithPadding
 
         return without_length(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple))
+
+    def train_faster(self, model: Any, batch: dict[str, Any]) -> str | None:
+        """The last encoder layer at the first position only, where the head reads no other
+        (tasks/first_token.py); kept only if the logits on ``batch`` are the stock ones."""
+        from hubtool.tasks import first_token
+
+        layer = first_token.install(model)
+        if layer is None:
+            return None
+        if not same_output(model, batch, lambda out: out.logits, first_token.stock(model)):
+            first_token.remove(model, layer)
+            return None
+        return f"last layer ({type(layer).__name__}) at the first position only"
 
     def best_for(self, multi_label: bool) -> str:
         return "f1_micro" if multi_label else self.best_metric

@@ -17,6 +17,7 @@ from hubtool.tasks.base import (
     example_text,
     metric,
     row_value,
+    same_output,
     without_length,
 )
 from hubtool.tasks.classification import text_columns
@@ -109,25 +110,12 @@ class FillMask(Task):
         those only; the loss is the same mean cross-entropy. It is used where the model is a
         base model plus one position-wise head, and only if it gives the stock forward's
         loss on ``batch`` (in eval mode); otherwise the stock forward stays."""
-        import torch
-
         head = _single_head(model)
         if head is None or "labels" not in batch:
             return None
         stock = model.forward
         model.forward = _masked_positions_forward(model, head, stock)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.inference_mode():
-                same = torch.allclose(
-                    model.forward(**batch).loss, stock(**batch).loss, rtol=1e-4, atol=1e-5
-                )
-        except Exception:  # a head that is not position-wise after all
-            same = False
-        finally:
-            model.train(was_training)
-        if not same:
+        if not same_output(model, batch, lambda out: out.loss, stock):
             model.forward = stock
             return None
         return f"vocabulary projection at masked positions only ({type(head).__name__})"
