@@ -81,15 +81,15 @@ write_tweets = demoassets.write_tweets
 
 
 # The competitors run as small scripts (own process each), printing one JSON line.
-# argv: model, data dir, steps, batch size, variant (plain|best), precision (no|bf16|fp16).
+# argv: model, data dir, steps, batch size, variant (plain|best), precision (no|bf16|fp16), seed.
 COMMON = textwrap.dedent("""
     import json, sys, time, torch
     from datasets import load_dataset
     from transformers import AutoTokenizer, AutoModelForSequenceClassification
     from transformers import DataCollatorWithPadding
-    model_path, data_dir, steps, batch, variant, precision = sys.argv[1:7]
-    steps, batch = int(steps), int(batch)
-    torch.manual_seed(0)
+    model_path, data_dir, steps, batch, variant, precision, seed = sys.argv[1:8]
+    steps, batch, seed = int(steps), int(batch), int(seed)
+    torch.manual_seed(seed)
     ds = load_dataset("json", data_files={"train": data_dir + "/train.jsonl",
                                           "validation": data_dir + "/validation.jsonl"})
     names = sorted(set(ds["train"]["label"]))
@@ -120,7 +120,7 @@ TRAINER = COMMON + textwrap.dedent("""
     args = TrainingArguments(output_dir="out", per_device_train_batch_size=batch,
                              per_device_eval_batch_size=2 * batch, max_steps=steps,
                              learning_rate=5e-5, lr_scheduler_type="linear",
-                             report_to=[], save_strategy="no", logging_strategy="no", seed=0,
+                             report_to=[], save_strategy="no", logging_strategy="no", seed=seed,
                              **({"train_sampling_strategy": "group_by_length",
                                  "bf16": precision == "bf16", "fp16": precision == "fp16",
                                  "use_cpu": not torch.cuda.is_available()} if best else {}))
@@ -208,10 +208,12 @@ HUBTOOL_FLAGS = {
 }
 
 
-def run_loop(name: str, model: Path, data: Path, args, work: Path, precision: str) -> dict:
+def run_loop(
+    name: str, model: Path, data: Path, args, work: Path, precision: str, seed: int
+) -> dict:
     if name in HUBTOOL_FLAGS:
         # the course's settings where hubtool's defaults differ (lr 5e-5 is the default)
-        same = ("--scheduler", "linear", "--weight-decay", "0", "--seed", "0")
+        same = ("--scheduler", "linear", "--weight-decay", "0", "--seed", str(seed))
         out = work / f"run-{time.time_ns()}"
         info = hubtool_finetune(
             work,
@@ -239,6 +241,7 @@ def run_loop(name: str, model: Path, data: Path, args, work: Path, precision: st
     variant = "best" if name.startswith(("trainer-best", "trainer-grouped")) else "plain"
     precision = "no" if name == "trainer-grouped" else precision
     argv = [str(model), str(data), str(args.steps), str(args.batch_size), variant, precision]
+    argv.append(str(seed))
     env = MALLOC_ENV if name.endswith("-malloc") else {}
     return last_json(run_python(name, ["-c", script, *argv], work, env))
 
@@ -326,7 +329,8 @@ def main() -> int:
         results: dict[str, list[dict]] = {name: [] for name in loops}
         for r in range(args.runs):
             for name in loops:
-                results[name].append(run_loop(name, model, data, args, work, precision))
+                # round r seeds every loop with r: accuracy is compared over seeds
+                results[name].append(run_loop(name, model, data, args, work, precision, r))
                 print(f"round {r + 1} {name}: {results[name][-1]}", file=sys.stderr)
         dtypes = {r["dtype"] for runs in results.values() for r in runs}
         ceilings = {d: matmul_ceiling(d) for d in sorted(dtypes)}
@@ -348,7 +352,8 @@ def summarise(runs: list[dict], params: int, ceilings: dict[str, float]) -> dict
         "gflops": gflops,
         "ceiling": gflops / ceilings[dtype],
         "outside": med(1 - r["model_seconds"] / r["seconds"] for r in runs),
-        "accuracy": med(r["accuracy"] for r in runs),
+        "accuracy": statistics.mean(r["accuracy"] for r in runs),  # over the rounds' seeds
+        "spread": max(r["accuracy"] for r in runs) - min(r["accuracy"] for r in runs),
     }
 
 
@@ -360,21 +365,25 @@ def report(results: dict[str, list[dict]], ceilings: dict[str, float], params: i
         f"{params / 1e6:.1f} M non-embedding parameters"
     )
     print(
-        f"{'loop':<16}{'dtype':>6}{'samples/s':>10}{'real tok/s':>11}{'pad':>6}{'GFLOP/s':>9}"
-        f"{'of ceil.':>9}{'outside':>8}{'accuracy':>9}"
+        f"{'loop':<24}{'dtype':>6}{'samples/s':>10}{'real tok/s':>11}{'pad':>6}{'GFLOP/s':>9}"
+        f"{'of ceil.':>9}{'outside':>8}{'accuracy':>9}{'range':>7}"
     )
     rows = {name: summarise(runs, params, ceilings) for name, runs in results.items()}
     for name, s in rows.items():
         print(
-            f"{name:<16}{s['dtype']:>6}{s['sps']:>10.1f}{s['tps']:>11.0f}{s['pad']:>6.2f}"
+            f"{name:<24}{s['dtype']:>6}{s['sps']:>10.1f}{s['tps']:>11.0f}{s['pad']:>6.2f}"
             f"{s['gflops']:>9.1f}{s['ceiling']:>8.0%}{s['outside']:>8.1%}{s['accuracy']:>9.3f}"
+            f"{s['spread']:>7.3f}"
         )
-    if "hubtool" in rows:
-        for other in ("trainer", "trainer-best", "course"):
-            if other in rows:
-                ratio = rows["hubtool"]["sps"] / rows[other]["sps"]
-                gap = 100 * (rows["hubtool"]["accuracy"] - rows[other]["accuracy"])
-                print(f"hubtool / {other}: {ratio:.2f}x samples/s, accuracy {gap:+.1f} points")
+    print("accuracy: mean over the rounds (round r trains with seed r); range: max - min")
+    pairs = [("hubtool", o) for o in ("trainer", "trainer-best", "course")]
+    pairs += [("hubtool-fp32", "trainer-grouped"), ("hubtool", "hubtool-full-layer")]
+    pairs += [("hubtool-fp32", "hubtool-fp32-full-layer")]
+    for ours, other in pairs:
+        if ours in rows and other in rows:
+            ratio = rows[ours]["sps"] / rows[other]["sps"]
+            gap = 100 * (rows[ours]["accuracy"] - rows[other]["accuracy"])
+            print(f"{ours} / {other}: {ratio:.2f}x samples/s, accuracy {gap:+.1f} points")
     compiled = [r for r in results.get("hubtool-compile", []) if r.get("compile_s")]
     if compiled:
         spent = statistics.median(r["compile_s"] for r in compiled)

@@ -78,15 +78,15 @@ def last_layer(model: Any) -> tuple[Any, Layout] | None:
     known one (an encoder's, not a decoder's)."""
     from torch import nn
 
-    found = []
-    for module in model.modules():
-        stack = getattr(module, "layer", None)
-        if isinstance(stack, nn.ModuleList) and len(stack):
-            layout = next((lay for lay in LAYOUTS if lay.fits(stack[-1])), None)
-            found.append((stack[-1], layout))
-    if len(found) != 1 or found[0][1] is None:
+    stacks = [
+        stack
+        for module in model.modules()
+        if isinstance(stack := getattr(module, "layer", None), nn.ModuleList) and len(stack)
+    ]
+    if len(stacks) != 1:
         return None
-    return found[0]
+    layout = next((lay for lay in LAYOUTS if lay.fits(stacks[0][-1])), None)
+    return None if layout is None else (stacks[0][-1], layout)
 
 
 def install(model: Any) -> Any:

@@ -372,14 +372,18 @@ def setup(
     hub: HubSettings | None = None,
     launch: Launch | None = None,
 ) -> Run:
-    from accelerate.utils import set_seed
-
-    from hubtool.training.features import prepare_data
-
     config = checkpoint_config(cfg.model)
     changed = cfg.changed()  # what the user set, before defaults are resolved
     cfg = with_max_length(cfg, position_limit(config))
     rundir.check_target(cfg.run_dir, overwrite, resume is not None)  # on every process
+    if resume is not None:  # other settings are refused before torch and the data load
+        from hubtool.training.resume import resume_point
+
+        resume_point(cfg.run_dir, resume, cfg)
+    from accelerate.utils import set_seed
+
+    from hubtool.training.features import prepare_data
+
     run_dir = rundir.work_dir(cfg.run_dir, overwrite, resume is not None)
     launch = launch or Launch()
     cache = hub.cache_dir if hub else None
@@ -544,10 +548,7 @@ def refuse_unfit(model_id: str, config: Any, task: str) -> None:
 def restore(run: Run, given: str) -> None:
     from hubtool.training import resume
 
-    checkpoint = rundir.latest_checkpoint(run.run_dir, given)
-    saved = resume.saved_config(checkpoint, run.run_dir)
-    step = int(rundir.read_json(checkpoint / "hubtool_state.json").get("step", 0))
-    changed = resume.changes(saved, run.cfg, step)
+    checkpoint, _, changed = resume.resume_point(run.run_dir, given, run.cfg)
     try:
         run.accelerator.load_state(str(checkpoint))
     except Exception as exc:  # torch/safetensors/pickle errors on a damaged checkpoint

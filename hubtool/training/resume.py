@@ -45,6 +45,17 @@ def saved_config(checkpoint: Path, run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
+def resume_point(
+    run_dir: Path, given: str, cfg: FinetuneConfig
+) -> tuple[Path, int, dict[str, list[Any]]]:
+    """(checkpoint, its step, the safe changes) of a resume; a UsageError, before anything
+    heavy loads, for a missing checkpoint or settings that may not change."""
+    checkpoint = rundir.latest_checkpoint(run_dir, given)
+    saved = saved_config(checkpoint, run_dir)
+    step = int(rundir.read_json(checkpoint / "hubtool_state.json").get("step", 0))
+    return checkpoint, step, changes(saved, cfg, step)
+
+
 def changes(saved: dict[str, Any] | None, cfg: FinetuneConfig, step: int) -> dict[str, list[Any]]:
     """The safe changes ({setting: [before, now]}); a UsageError for any other."""
     if saved is None:
