@@ -17,7 +17,9 @@ from tests.test_finetune import base_args, resumed_and_two_processes, run
 from tests.test_qa_seq2seq import card_snippet, metrics_of, run_snippet, with_text
 
 LORA = ["--peft", "lora", "--lora-target-modules", "all-linear", "--lora-r", "16", "--seed", "3"]
-LEARN = ["--epochs", "8", "--lr", "1e-2"]
+# lr 1e-2 learnt on most seeds but not all (seed 3 stayed at the majority class once the
+# dropout draws changed); 5e-3 over 10 epochs learnt on every seed tried (3, 5, 7: 0.95-0.97)
+LEARN = ["--epochs", "10", "--lr", "5e-3"]
 
 
 @pytest.fixture(scope="module")

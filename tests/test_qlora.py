@@ -40,6 +40,9 @@ def test_a_4bit_base_trains_an_adapter_that_learns(qlora_cls):
     assert adapter["quantization"]["bits"] == 4 and "nf4" in adapter["quantization"]["type"]
     assert adapter["quantization"]["library"].startswith("bitsandbytes ")
     assert metrics_of(qlora_cls)["metrics"]["accuracy"] >= 0.9  # it learns on the 4-bit base
+    # no faster forward is checked on a quantized base: bitsandbytes repacks its CPU weights
+    # for inference at the check's eval-mode forward, and training then fails on them
+    assert json.loads((qlora_cls / "run.json").read_text())["speed"]["task_forward"] is None
     assert not model_files(qlora_cls) & {"config.json", "model.safetensors"}  # adapter only
     from safetensors import safe_open
 

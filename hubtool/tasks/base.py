@@ -391,9 +391,13 @@ def same_output(
 ) -> bool:
     """Whether ``model``'s forward gives ``stock``'s output (``pick`` of it) on ``batch``, in
     eval mode without gradients: the check a faster training forward passes before it is
-    used. An exception in the new forward counts as a difference."""
+    used. An exception in the new forward counts as a difference. A base quantized by
+    bitsandbytes is never checked (so never given a new forward): on a CPU its first eval-mode
+    forward repacks the weights into a layout for inference that training cannot use."""
     import torch
 
+    if getattr(model, "is_quantized", False):
+        return False
     was_training = model.training
     model.eval()
     try:
