@@ -265,7 +265,13 @@ def _classifier(kind: str, attention: str = "sdpa"):
 
 @pytest.mark.parametrize(
     ("kind", "attention"),
-    [("bert", "sdpa"), ("roberta", "eager"), ("electra", "sdpa"), ("distilbert", "sdpa")],
+    [
+        ("bert", "sdpa"),
+        ("roberta", "eager"),
+        ("electra", "sdpa"),
+        ("distilbert", "sdpa"),
+        ("distilbert", "eager"),
+    ],
 )
 def test_classification_computes_the_last_layer_at_the_first_position_only(kind, attention):
     from hubtool.tasks import get

@@ -56,11 +56,18 @@ class DistilBertLayout(Layout):
 
     def fits(self, layer: Any) -> bool:
         attention = self.attention(layer)
-        needed = (*self.projections, "out_lin", "attention_head_size", "scaling", "config")
+        needed = (
+            *self.projections,
+            "out_lin",
+            "attention_head_size",
+            "scaling",
+            "config",
+            "dropout",
+        )
         parts = ("sa_layer_norm", "ffn", "output_layer_norm")
         return (
             attention is not None
-            and all(hasattr(attention, n) for n in (*needed, "dropout"))
+            and all(hasattr(attention, n) for n in needed)
             and all(hasattr(layer, n) for n in parts)
             and getattr(attention, "is_causal", True) is False
         )
@@ -150,10 +157,15 @@ def _plain_mask(mask: Any, length: int) -> bool:
 def first_position(layer: Any, layout: Layout, hidden: Any, mask: Any, **kwargs: Any) -> Any:
     """The layer (self-attention, then feed-forward) with queries at position 0 only:
     [B, T, H] in, [B, 1, H] out."""
+    import sys
+
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-    from transformers.models.bert.modeling_bert import eager_attention_forward
+    from transformers.models.bert import modeling_bert
 
     attention = layout.attention(layer)
+    # "eager" is the model's own attention function, in the module that defines the layer
+    own = sys.modules.get(type(attention).__module__)
+    eager = getattr(own, "eager_attention_forward", modeling_bert.eager_attention_forward)
     q, k, v = (getattr(attention, n) for n in layout.projections)
     batch, length, _ = hidden.shape
     first = hidden[:, :1]
@@ -165,9 +177,7 @@ def first_position(layer: Any, layout: Layout, hidden: Any, mask: Any, **kwargs:
     query, key, value = heads(q(first), 1), heads(k(hidden), length), heads(v(hidden), length)
     if mask is not None:
         mask = mask[:, :, :1, :]
-    interface = ALL_ATTENTION_FUNCTIONS.get_interface(
-        attention.config._attn_implementation, eager_attention_forward
-    )
+    interface = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager)
     for name in ("cache", "past_key_values", "encoder_attention_mask"):
         kwargs.pop(name, None)
     out, _ = interface(

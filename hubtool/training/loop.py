@@ -376,10 +376,11 @@ def setup(
     changed = cfg.changed()  # what the user set, before defaults are resolved
     cfg = with_max_length(cfg, position_limit(config))
     rundir.check_target(cfg.run_dir, overwrite, resume is not None)  # on every process
+    resumed = None
     if resume is not None:  # other settings are refused before torch and the data load
         from hubtool.training.resume import resume_point
 
-        resume_point(cfg.run_dir, resume, cfg)
+        resumed = resume_point(cfg.run_dir, resume, cfg)
     from accelerate.utils import set_seed
 
     from hubtool.training.features import prepare_data
@@ -466,8 +467,8 @@ def setup(
         changed=changed,
         meter=meter,
     )
-    if resume is not None:
-        restore(run, resume)
+    if resumed is not None:
+        restore(run, *resumed)
     if meter is not None:  # a resumed run is measured from its checkpoint's step
         meter.from_step = run.state.step
     _freeze_setup_objects()
@@ -545,10 +546,11 @@ def refuse_unfit(model_id: str, config: Any, task: str) -> None:
         )
 
 
-def restore(run: Run, given: str) -> None:
+def restore(run: Run, checkpoint: Path, changed: dict[str, list[Any]]) -> None:
+    """Load ``checkpoint`` (found, and its setting ``changed`` checked, by
+    ``resume.resume_point``) into the run."""
     from hubtool.training import resume
 
-    checkpoint, _, changed = resume.resume_point(run.run_dir, given, run.cfg)
     try:
         run.accelerator.load_state(str(checkpoint))
     except Exception as exc:  # torch/safetensors/pickle errors on a damaged checkpoint

@@ -47,13 +47,13 @@ def saved_config(checkpoint: Path, run_dir: Path) -> dict[str, Any] | None:
 
 def resume_point(
     run_dir: Path, given: str, cfg: FinetuneConfig
-) -> tuple[Path, int, dict[str, list[Any]]]:
-    """(checkpoint, its step, the safe changes) of a resume; a UsageError, before anything
-    heavy loads, for a missing checkpoint or settings that may not change."""
+) -> tuple[Path, dict[str, list[Any]]]:
+    """(checkpoint, the safe changes) of a resume; a UsageError, before anything heavy
+    loads, for a missing checkpoint or settings that may not change."""
     checkpoint = rundir.latest_checkpoint(run_dir, given)
     saved = saved_config(checkpoint, run_dir)
     step = int(rundir.read_json(checkpoint / "hubtool_state.json").get("step", 0))
-    return checkpoint, step, changes(saved, cfg, step)
+    return checkpoint, changes(saved, cfg, step)
 
 
 def changes(saved: dict[str, Any] | None, cfg: FinetuneConfig, step: int) -> dict[str, list[Any]]:
