@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import tiny
+from tests import tiny, warm
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -133,7 +133,7 @@ def client_env(hub_url: str, home: Path, token: str | None = None) -> dict[str, 
 def run_python(
     code: str, env: dict[str, str], cwd: Path, timeout: int = 300
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
+    proc = warm.run(
         [sys.executable, "-c", code],
         env=env,
         cwd=cwd,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from hubtool.errors import UsageError
 from hubtool.training import datafiles
 from hubtool.training.config import FinetuneConfig
 from hubtool.training.data import load_raw
+from tests import warm
 from tests.conftest import client_env
 
 
@@ -294,7 +294,7 @@ def test_bad_data_is_exit_2_without_traceback(checkpoint, tmp_path):
     root = project_folder(tmp_path / "project")
     write(root, "validation.csv", "text,label\ncafé,1\n".encode("latin-1"))
     args = ["finetune", "--model", str(checkpoint), "--dataset", str(root)]
-    proc = subprocess.run(
+    proc = warm.run(
         [sys.executable, "-m", "hubtool", *args, "--output-dir", "out", "--no-progress"],
         cwd=tmp_path,
         env=client_env("http://127.0.0.1:9", tmp_path / "hf_home"),

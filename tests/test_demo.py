@@ -3,7 +3,6 @@ material, offline, twice; the repos, cards and pages it leaves behind are checke
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import warm
 from tests.conftest import ROOT, client_env
 
 ASSETS = ROOT / ".demo-assets"
@@ -26,7 +26,7 @@ def demo(tmp_path_factory) -> tuple[Path, list[str]]:
     env.pop("HF_ENDPOINT")
     outputs = []
     for _run in (1, 2):  # can be run twice
-        proc = subprocess.run(
+        proc = warm.run(
             [
                 sys.executable,
                 "-m",

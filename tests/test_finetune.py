@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import tiny
+from tests import tiny, warm
 from tests.conftest import client_env
 
 HEAVY_TIMEOUT = 300
@@ -28,7 +28,7 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     env = client_env(hub_url, cwd / "hf_home")
     env.update(env_extra or {})
-    proc = subprocess.run(
+    proc = warm.run(
         [sys.executable, "-m", "hubtool", *args],
         cwd=cwd,
         env=env,
@@ -324,7 +324,7 @@ datasets.DatasetDict({{"train": ds["train"], "validation": ds["test"]}}).push_to
 HfApi().upload_folder(folder_path="{checkpoint}", repo_id="{alice.name}/tiny-bert",
                       repo_type="model") if HfApi().create_repo("{alice.name}/tiny-bert") else 0
 """
-    proc = subprocess.run(
+    proc = warm.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

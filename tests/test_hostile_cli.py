@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import tiny
+from tests import tiny, warm
 from tests.test_finetune import base_args, read_log, run
 
 BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
@@ -391,6 +391,6 @@ def test_unexpected_errors_are_one_paragraph(tmp_path):
         "def boom(*a, **k):\n    raise RuntimeError('a bug')\n"
         "cli.cli.main = boom\nsys.argv = ['hubtool', 'search']\ncli.main()\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = warm.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "failed unexpectedly (RuntimeError: a bug)" in proc.stderr and "--debug" in proc.stderr

@@ -356,6 +356,7 @@ def test_a_default_run_records_its_precision_and_speed_paths_and_the_card_says_s
     assert chosen["reason"].split(";")[0] in card
 
 
+@pytest.mark.slow  # inductor compiles the forward, backward and evaluation: 1-2 min on 2 cores
 def test_a_compiled_run_pads_to_multiples_of_8_and_says_how_long_it_compiled(
     checkpoint, datasets_dir, tmp_path
 ):
