@@ -46,11 +46,23 @@ def test_errors_and_the_module_form_match(tmp_path):
     assert forked.returncode == fresh.returncode == 0 and forked.stdout == fresh.stdout
 
 
-def test_a_different_thread_setting_starts_afresh_and_timeouts_kill():
+def parent_of(env: dict[str, str]) -> int:
+    code = "import os; print(os.getppid())"
+    proc = warm.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+@pytest.mark.skipif(os.environ.get("HUBTOOL_TESTS_NO_FORK") == "1", reason="forking is off")
+def test_a_command_is_forked_by_the_zygote_unless_its_thread_setting_differs():
+    assert parent_of(dict(os.environ)) == warm.zygote().proc.pid
     other = "2" if os.environ.get("OMP_NUM_THREADS") == "1" else "1"
     env = {**os.environ, "OMP_NUM_THREADS": other, "MKL_NUM_THREADS": other}
+    assert parent_of(env) == os.getpid()  # started afresh, by this process
     code = "import torch; print(torch.get_num_threads())"
     proc = warm.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.stdout.strip() == other or (os.cpu_count() or 1) < int(other)
+
+
+def test_a_forked_command_past_its_timeout_is_killed():
     with pytest.raises(subprocess.TimeoutExpired):
         warm.run([sys.executable, "-c", "import time; time.sleep(30)"], timeout=1)

@@ -215,14 +215,14 @@ def zygote() -> Zygote:
     return _zygote
 
 
-def _forkable(cmd: Any, env: dict[str, str] | None) -> bool:
+def _forkable(cmd: Any, env: dict[str, str]) -> bool:
     return (
         os.environ.get("HUBTOOL_TESTS_NO_FORK") != "1"
         and isinstance(cmd, list)
         and len(cmd) >= 3
         and cmd[0] == sys.executable
         and cmd[1] in ("-m", "-c")
-        and zygote().fits(dict(os.environ if env is None else env))
+        and zygote().fits(env)
     )
 
 
@@ -239,18 +239,11 @@ def run(
     **rest: Any,
 ) -> subprocess.CompletedProcess[Any]:
     """subprocess.run(cmd, ...) for a Python command, forked from the warm zygote."""
+    full = dict(os.environ if env is None else env)
     proc = None
-    if not rest and _forkable(cmd, env):
+    if not rest and _forkable(cmd, full):
         where = str(cwd or os.getcwd())
-        proc = _forked(
-            cmd,
-            where,
-            dict(os.environ if env is None else env),
-            timeout,
-            input,
-            capture_output,
-            text,
-        )
+        proc = _forked(cmd, where, full, timeout, input, capture_output, text)
     if proc is None:
         kwargs = {"cwd": cwd, "env": env, "timeout": timeout, "input": input, "text": text}
         return subprocess.run(cmd, capture_output=capture_output, check=check, **kwargs, **rest)
